@@ -1,0 +1,47 @@
+"""Law forms by name. Each form is a frozen pydantic model with predict() and as_chinchilla()."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from planner.errors import InvalidInput
+from planner.laws.base import LawParams
+from planner.laws.chinchilla import ChinchillaLaw
+from planner.laws.data_constrained import DataConstrainedLaw
+from planner.laws.overtraining import OvertrainingLaw
+
+Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw
+
+FORMS: dict[str, type[ChinchillaLaw] | type[DataConstrainedLaw] | type[OvertrainingLaw]] = {
+    cls.form: cls for cls in (ChinchillaLaw, OvertrainingLaw, DataConstrainedLaw)
+}
+# When a request names no form, the first one a family has in this order answers.
+DEFAULT_FORM_ORDER: tuple[str, ...] = tuple(FORMS)
+
+
+def parse_law(form: str, values: Mapping[str, float], field: str = "parameters") -> Law:
+    """Validated law parameters of `form` from a name -> value map."""
+    cls = FORMS.get(form)
+    if cls is None:
+        raise InvalidInput("form", f"unknown law form {form!r}; known forms: {sorted(FORMS)}")
+    return cls.from_mapping(values, field)
+
+
+def predict_loss(law: Law, params: float, tokens: float, unique_tokens: float | None) -> float:
+    """Scalar loss of one model; unique tokens matter only to forms that model repetition."""
+    if isinstance(law, DataConstrainedLaw):
+        return float(law.predict(params, tokens, unique_tokens))
+    return float(law.predict(params, tokens))
+
+
+__all__ = [
+    "DEFAULT_FORM_ORDER",
+    "FORMS",
+    "ChinchillaLaw",
+    "DataConstrainedLaw",
+    "Law",
+    "LawParams",
+    "OvertrainingLaw",
+    "parse_law",
+    "predict_loss",
+]

@@ -1,0 +1,1 @@
+"""Planning queries: one module per query, closed forms first, cvxpy problems compiled once."""

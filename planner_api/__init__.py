@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (see tools/genproto.py); do not edit."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of planner.v1 (tools/genproto.py)."""

@@ -1,0 +1,1 @@
+"""The gRPC adapter: translates requests to domain calls and stores families, runs and laws."""

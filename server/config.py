@@ -1,0 +1,30 @@
+"""Server settings from PLANNER_* environment variables (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; defaults suit `make serve` on a laptop."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANNER_", extra="ignore")
+
+    # host:port to listen on; [::] accepts IPv4 and IPv6.
+    listen: str = "[::]:50051"
+    # SQLAlchemy URL; the default is an embedded SQLite file under ./var/.
+    database_url: str = "sqlite:///var/planner.db"
+    # File of accepted bearer tokens, one per line; unset means no authentication.
+    tokens_file: Path | None = None
+    # Worker processes for solver work (GP solves); never on the event loop.
+    solver_processes: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
+    # Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # Largest AddRuns batch; larger uploads are refused whole, not half-stored.
+    max_runs_per_request: int = Field(default=50_000, ge=1)
+    # Largest request message in bytes (gRPC receive limit).
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

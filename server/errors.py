@@ -1,0 +1,90 @@
+"""Turn domain and store errors into gRPC statuses with google.rpc.BadRequest details."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
+from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (Infeasible, grpc.StatusCode.FAILED_PRECONDITION),
+    # A solver that cannot certify an answer is a property of this request, not a server fault.
+    (SolverFailed, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unsupported, grpc.StatusCode.UNIMPLEMENTED),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Conflict, grpc.StatusCode.ABORTED),
+]
+
+
+def status_for(error: PlannerError | StoreError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    field: str | None = None,
+    reason: str | None = None,
+) -> NoReturn:
+    """Abort the call with `code`, attaching a BadRequest field violation when a field is named."""
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    if field is not None:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=field, description=reason or message
+                    )
+                ]
+            )
+        )
+        status.details.append(detail)
+    await context.abort(
+        code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+    raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler = Callable[[object, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+
+
+def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Response]:
+    """Wrap an RPC handler: expected errors get their status, anything else a logged INTERNAL."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: object, request: Request, context: grpc.aio.ServicerContext) -> Response:
+        try:
+            return await handler(self, request, context)
+        except (PlannerError, StoreError) as error:
+            reason = error.reason if isinstance(error, InvalidInput) else None
+            await abort(context, status_for(error), error.message, error.field, reason)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("unexpected error in %s (incident %s)", handler.__name__, incident)
+            await abort(
+                context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged"
+            )
+
+    return wrapper

@@ -1,0 +1,227 @@
+"""PlannerService: validate, call the store or the domain, map the answer back.
+
+Store calls run in threads (SQL is blocking I/O); closed forms run inline (microseconds); GP
+solves go to the warm process pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from planner.errors import InvalidInput, Unsupported
+from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
+from planner.planning import compute_optimal
+from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
+from planner.validation import optional_positive, positive
+from planner_api.v1 import planner_pb2 as pb
+from planner_api.v1 import planner_pb2_grpc as pb_grpc
+from server import mapping, validation
+from server.errors import translate_errors
+from server.solver_pool import SolverPool
+from server.store import Store
+from server.store.records import FamilyRecord, LawRecord
+
+Context = grpc.aio.ServicerContext
+
+
+def _optional(message: Any, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+class PlannerService(pb_grpc.PlannerServiceServicer):
+    """The one service of planner.v1."""
+
+    def __init__(self, store: Store, pool: SolverPool, max_runs_per_request: int) -> None:
+        self.store = store
+        self.pool = pool
+        self.max_runs = max_runs_per_request
+
+    # -- families -----------------------------------------------------------------------------
+
+    @translate_errors
+    async def CreateFamily(
+        self, request: pb.CreateFamilyRequest, context: Context
+    ) -> pb.CreateFamilyResponse:
+        family = request.family
+        name = validation.family_name("family.name", family.name)
+        text = validation.description("family.description", family.description)
+        conv = validation.convention("family.param_convention", family.param_convention)
+        k = family.flops_per_param_token or 6.0
+        k = positive("family.flops_per_param_token", k)
+        record = await asyncio.to_thread(self.store.create_family, name, text, conv, k)
+        return pb.CreateFamilyResponse(family=mapping.family_message(record))
+
+    @translate_errors
+    async def GetFamily(
+        self, request: pb.GetFamilyRequest, context: Context
+    ) -> pb.GetFamilyResponse:
+        name = validation.family_name("name", request.name)
+        record = await asyncio.to_thread(self.store.get_family, name)
+        return pb.GetFamilyResponse(family=mapping.family_message(record))
+
+    @translate_errors
+    async def ListFamilies(
+        self, request: pb.ListFamiliesRequest, context: Context
+    ) -> pb.ListFamiliesResponse:
+        size = validation.page_size("page_size", request.page_size, 100, 1000)
+        after = validation.decode_page_token("page_token", request.page_token)
+        if after is not None and not isinstance(after, str):
+            raise InvalidInput("page_token", "is not a token of ListFamilies")
+        records = await asyncio.to_thread(self.store.list_families, size + 1, after)
+        more = len(records) > size
+        records = records[:size]
+        token = validation.encode_page_token(records[-1].name) if more else ""
+        return pb.ListFamiliesResponse(
+            families=[mapping.family_message(r) for r in records], next_page_token=token
+        )
+
+    @translate_errors
+    async def DeleteFamily(
+        self, request: pb.DeleteFamilyRequest, context: Context
+    ) -> pb.DeleteFamilyResponse:
+        name = validation.family_name("name", request.name)
+        expected = _optional(request, "expected_revision")
+        await asyncio.to_thread(self.store.delete_family, name, expected)
+        return pb.DeleteFamilyResponse()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @translate_errors
+    async def AddRuns(self, request: pb.AddRunsRequest, context: Context) -> pb.AddRunsResponse:
+        name = validation.family_name("family", request.family)
+        records = validation.runs_batch("runs", list(request.runs), self.max_runs)
+        expected = _optional(request, "expected_revision")
+        added, unchanged, family = await asyncio.to_thread(
+            self.store.add_runs, name, records, expected
+        )
+        return pb.AddRunsResponse(
+            added=added,
+            unchanged=unchanged + len(request.runs) - len(records),
+            family=mapping.family_message(family),
+        )
+
+    @translate_errors
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        name = validation.family_name("family", request.family)
+        size = validation.page_size("page_size", request.page_size, 1000, 10_000)
+        after = validation.decode_page_token("page_token", request.page_token) or 0
+        if not isinstance(after, int):
+            raise InvalidInput("page_token", "is not a token of ListRuns")
+        rows = await asyncio.to_thread(self.store.list_runs, name, size + 1, after)
+        page = rows[:size]
+        token = validation.encode_page_token(page[-1][0]) if len(rows) > size else ""
+        return pb.ListRunsResponse(
+            runs=[mapping.run_message(run) for _, run in page], next_page_token=token
+        )
+
+    # -- laws ---------------------------------------------------------------------------------
+
+    @translate_errors
+    async def PutLaw(self, request: pb.PutLawRequest, context: Context) -> pb.PutLawResponse:
+        name = validation.family_name("family", request.family)
+        values = validation.law_parameters("parameters", dict(request.parameters))
+        law = parse_law(request.form, values)
+        source = request.source
+        method = source.method or "published"
+        record = await asyncio.to_thread(
+            self.store.put_law,
+            name,
+            law.form,
+            law.to_mapping(),
+            method,
+            source.citation,
+            source.note,
+            _optional(request, "expected_revision"),
+        )
+        return pb.PutLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:
+        selector = pb.LawSelector(family=request.family, form=request.form, version=request.version)
+        record = await asyncio.to_thread(self._law_record, selector, "")
+        return pb.GetLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def ListLawVersions(
+        self, request: pb.ListLawVersionsRequest, context: Context
+    ) -> pb.ListLawVersionsResponse:
+        name = validation.family_name("family", request.family)
+        if request.form and request.form not in FORMS:
+            raise InvalidInput("form", f"unknown law form {request.form!r}; known: {sorted(FORMS)}")
+        records = await asyncio.to_thread(self.store.list_law_versions, name, request.form or None)
+        return pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records])
+
+    # -- queries ------------------------------------------------------------------------------
+
+    @translate_errors
+    async def Predict(self, request: pb.PredictRequest, context: Context) -> pb.PredictResponse:
+        params = positive("params", request.params)
+        tokens = positive("tokens", request.tokens)
+        unique = optional_positive("unique_tokens", _optional(request, "unique_tokens"))
+        record, _family = await asyncio.to_thread(self._law_and_family, request.law)
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        loss = predict_loss(law, params, tokens, unique)
+        return pb.PredictResponse(loss=loss, law=_summary(record))
+
+    @translate_errors
+    async def PlanComputeOptimal(
+        self, request: pb.PlanComputeOptimalRequest, context: Context
+    ) -> pb.PlanComputeOptimalResponse:
+        goal = request.WhichOneof("goal")
+        if goal is None:
+            raise InvalidInput("goal", "set either budget or target_loss")
+        compute = mapping.budget_flops("budget", request.budget) if goal == "budget" else None
+        target = positive("target_loss", request.target_loss) if goal == "target_loss" else None
+        caps = Caps(
+            max_params=_optional(request, "max_params"),
+            max_tokens=_optional(request, "max_tokens"),
+            unique_tokens=_optional(request, "unique_tokens"),
+            max_epochs=_optional(request, "max_epochs"),
+        ).validated()
+        record, family = await asyncio.to_thread(self._law_and_family, request.law)
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        _check_plannable(law, caps)
+        query = ComputeOptimalQuery(
+            law=law.as_chinchilla(),
+            compute=compute,
+            target_loss=target,
+            caps=caps,
+            flops_per_param_token=family.flops_per_param_token,
+        )
+        plan = compute_optimal.try_closed_form(query)
+        if plan is None:
+            plan = await self.pool.run(compute_optimal.solve, query)
+        return mapping.plan_message(plan, record)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _law_record(self, selector: pb.LawSelector, prefix: str) -> LawRecord:
+        name = validation.family_name(f"{prefix}family", selector.family)
+        if selector.form and selector.form not in FORMS:
+            raise InvalidInput(
+                f"{prefix}form", f"unknown law form {selector.form!r}; known: {sorted(FORMS)}"
+            )
+        if selector.version < 0:
+            raise InvalidInput(f"{prefix}version", f"must be >= 0, got {selector.version}")
+        forms = (selector.form,) if selector.form else DEFAULT_FORM_ORDER
+        return self.store.get_law(name, forms, selector.version)
+
+    def _law_and_family(self, selector: pb.LawSelector) -> tuple[LawRecord, FamilyRecord]:
+        record = self._law_record(selector, "law.")
+        return record, self.store.get_family(record.family)
+
+
+def _summary(record: LawRecord) -> pb.LawSummary:
+    return pb.LawSummary(form=record.form, version=record.version, method=record.method)
+
+
+def _check_plannable(law: Law, caps: Caps) -> None:
+    if isinstance(law, DataConstrainedLaw) and caps.unique_tokens is not None:
+        raise Unsupported(
+            "compute-optimal planning with unique_tokens on a data_constrained law (repeated "
+            "data) is not supported yet; omit unique_tokens to plan with unlimited unique data",
+            field="unique_tokens",
+        )

@@ -1,0 +1,59 @@
+"""A warm pool of worker processes for solver work, so solves never block the event loop.
+
+Workers start with forkserver (gRPC's threads do not survive fork), import cvxpy and compile
+every GP shape in their initializer; `warm()` makes sure all of them have done so before the
+server reports SERVING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _initialise_worker() -> None:
+    from planner.planning.geometric_program import warm_up
+
+    warm_up()
+
+
+def _ready(hold_seconds: float) -> int:
+    # Holding each task briefly makes the executor start one process per task.
+    time.sleep(hold_seconds)
+    return os.getpid()
+
+
+class SolverPool:
+    """Runs picklable callables in warm worker processes."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        context = multiprocessing.get_context("forkserver")
+        self._executor = ProcessPoolExecutor(
+            max_workers=processes, mp_context=context, initializer=_initialise_worker
+        )
+
+    async def warm(self) -> set[int]:
+        """Start every worker and wait until each has compiled its problems; their pids."""
+        loop = asyncio.get_running_loop()
+        futures = [
+            loop.run_in_executor(self._executor, _ready, 0.2) for _ in range(self.processes)
+        ]
+        return set(await asyncio.gather(*futures))
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if kwargs:
+            raise TypeError("SolverPool.run takes positional arguments only")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,424 @@
+"""The store: every write is one transaction; law versions are append-only.
+
+Concurrent writers to one family serialise on its row (the revision bump comes first in each
+write transaction) and callers may pass the revision they expect (Conflict otherwise), so no
+update is lost and a crash leaves either the old or the new state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+
+from planner.catalog import CatalogFamily
+from server.store.errors import AlreadyExists, Conflict, NotFound
+from server.store.records import FamilyRecord, LawRecord, LawRef, RunRecord
+from server.store.schema import families, law_versions, meta, runs
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+CATALOG_KEY = "catalog_loaded"
+_IN_CHUNK = 500
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, NORMAL sync, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Families, their runs and their law versions in one SQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def seed_catalog(self, catalog: Iterable[CatalogFamily]) -> bool:
+        """Load the published catalogue once per database; False if it was already loaded."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(meta.c.value).where(meta.c.key == CATALOG_KEY)).first():
+                return False
+            now = time.time()
+            for entry in catalog:
+                if self._family_row(conn, entry.name, lock=False) is not None:
+                    continue  # a user family of the same name wins
+                family_id = self._insert_family(
+                    conn,
+                    entry.name,
+                    entry.description,
+                    entry.param_convention,
+                    entry.flops_per_param_token,
+                    now,
+                )
+                for law in entry.laws:
+                    self._insert_law(
+                        conn, family_id, law.form, law.law().to_mapping(), "published",
+                        law.citation, law.note, now,
+                    )
+            conn.execute(sa.insert(meta).values(key=CATALOG_KEY, value=str(now)))
+            return True
+
+    # -- families -----------------------------------------------------------------------------
+
+    def create_family(
+        self, name: str, description: str, param_convention: str, flops_per_param_token: float
+    ) -> FamilyRecord:
+        with self.engine.begin() as conn:
+            if self._family_row(conn, name, lock=False) is not None:
+                raise AlreadyExists(f"family {name!r} already exists", field="family.name")
+            try:
+                self._insert_family(
+                    conn, name, description, param_convention, flops_per_param_token, time.time()
+                )
+            except sa.exc.IntegrityError as exc:
+                raise AlreadyExists(f"family {name!r} already exists", "family.name") from exc
+            return self._family_record(conn, name)
+
+    def get_family(self, name: str) -> FamilyRecord:
+        with self.engine.connect() as conn:
+            return self._family_record(conn, name)
+
+    def list_families(self, limit: int, after: str | None) -> list[FamilyRecord]:
+        """Up to `limit` families in name order, starting after the name `after`."""
+        query = sa.select(families.c.name).order_by(families.c.name).limit(limit)
+        if after is not None:
+            query = query.where(families.c.name > after)
+        with self.engine.connect() as conn:
+            names = conn.execute(query).scalars().all()
+            return [self._family_record(conn, name) for name in names]
+
+    def delete_family(self, name: str, expected_revision: int | None) -> None:
+        with self.engine.begin() as conn:
+            family_id = self._bump_revision(conn, name, expected_revision)
+            conn.execute(sa.delete(runs).where(runs.c.family_id == family_id))
+            conn.execute(sa.delete(law_versions).where(law_versions.c.family_id == family_id))
+            conn.execute(sa.delete(families).where(families.c.id == family_id))
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def add_runs(
+        self, name: str, new_runs: Sequence[RunRecord], expected_revision: int | None
+    ) -> tuple[int, int, FamilyRecord]:
+        """Insert runs not yet stored; identical re-adds are no-ops; changed ones abort all."""
+        with self.engine.begin() as conn:
+            before = self._family_row(conn, name, lock=False)
+            family_id = self._bump_revision(conn, name, expected_revision)
+            stored = self._runs_by_id(conn, family_id, [r.run_id for r in new_runs])
+            fresh = []
+            for index, run in enumerate(new_runs):
+                existing = stored.get(run.run_id)
+                if existing is None:
+                    fresh.append(run)
+                elif existing != run:
+                    raise AlreadyExists(
+                        f"run_id {run.run_id!r} is already stored in family {name!r} with other "
+                        f"values; nothing was added",
+                        field=f"runs[{index}].run_id",
+                    )
+            if fresh:
+                conn.execute(
+                    sa.insert(runs),
+                    [
+                        {
+                            "family_id": family_id,
+                            "run_id": r.run_id,
+                            "params": r.params,
+                            "tokens": r.tokens,
+                            "loss": r.loss,
+                            "unique_tokens": r.unique_tokens,
+                            "flops": r.flops,
+                            "step": r.step,
+                            "tags": dict(r.tags),
+                        }
+                        for r in fresh
+                    ],
+                )
+            else:
+                # Nothing changed: undo the revision bump (it still served as the row lock).
+                assert before is not None
+                conn.execute(
+                    sa.update(families)
+                    .where(families.c.id == family_id)
+                    .values(revision=before.revision, updated_at=before.updated_at)
+                )
+            return len(fresh), len(new_runs) - len(fresh), self._family_record(conn, name)
+
+    def list_runs(self, name: str, limit: int, after_id: int) -> list[tuple[int, RunRecord]]:
+        """Up to `limit` (row id, run) pairs with row id > after_id, in insertion order."""
+        with self.engine.connect() as conn:
+            family = self._family_row(conn, name, lock=False)
+            if family is None:
+                raise NotFound(f"family {name!r} not found", field="family")
+            rows = conn.execute(
+                sa.select(runs)
+                .where(runs.c.family_id == family.id, runs.c.id > after_id)
+                .order_by(runs.c.id)
+                .limit(limit)
+            ).all()
+        return [(int(row.id), _run_record(row)) for row in rows]
+
+    # -- laws ---------------------------------------------------------------------------------
+
+    def put_law(
+        self,
+        name: str,
+        form: str,
+        parameters: dict[str, float],
+        method: str,
+        citation: str,
+        note: str,
+        expected_revision: int | None,
+    ) -> LawRecord:
+        with self.engine.begin() as conn:
+            family_id = self._bump_revision(conn, name, expected_revision)
+            version = self._insert_law(
+                conn, family_id, form, parameters, method, citation, note, time.time()
+            )
+            return self._law_record(conn, name, family_id, form, version)
+
+    def get_law(self, name: str, forms: Sequence[str], version: int) -> LawRecord:
+        """The given version (0: newest) of the first of `forms` that the family has."""
+        with self.engine.connect() as conn:
+            family = self._family_row(conn, name, lock=False)
+            if family is None:
+                raise NotFound(f"family {name!r} not found", field="law.family")
+            present = self._current_versions(conn, family.id)
+            form = next((f for f in forms if f in present), None)
+            if form is None:
+                wanted = forms[0] if len(forms) == 1 else " or ".join(forms)
+                raise NotFound(f"family {name!r} has no {wanted} law", field="law.form")
+            chosen = version or present[form][0]
+            if not 1 <= chosen <= present[form][0]:
+                raise NotFound(
+                    f"family {name!r} has no version {version} of its {form} law "
+                    f"(versions 1-{present[form][0]})",
+                    field="law.version",
+                )
+            return self._law_record(conn, name, family.id, form, chosen)
+
+    def list_law_versions(self, name: str, form: str | None) -> list[LawRecord]:
+        with self.engine.connect() as conn:
+            family = self._family_row(conn, name, lock=False)
+            if family is None:
+                raise NotFound(f"family {name!r} not found", field="family")
+            query = (
+                sa.select(law_versions)
+                .where(law_versions.c.family_id == family.id)
+                .order_by(law_versions.c.form, law_versions.c.version)
+            )
+            if form:
+                query = query.where(law_versions.c.form == form)
+            return [_law_record(name, row) for row in conn.execute(query)]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _family_row(conn: Connection, name: str, lock: bool) -> sa.Row[Any] | None:
+        query = sa.select(families).where(families.c.name == name)
+        if lock:
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    @staticmethod
+    def _insert_family(
+        conn: Connection,
+        name: str,
+        description: str,
+        param_convention: str,
+        flops_per_param_token: float,
+        now: float,
+    ) -> int:
+        result = conn.execute(
+            sa.insert(families).values(
+                name=name,
+                description=description,
+                param_convention=param_convention,
+                flops_per_param_token=flops_per_param_token,
+                created_at=now,
+                updated_at=now,
+                revision=1,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def _bump_revision(self, conn: Connection, name: str, expected: int | None) -> int:
+        """Lock the family row by bumping its revision; NotFound / Conflict as due."""
+        query = (
+            sa.update(families)
+            .where(families.c.name == name)
+            .values(revision=families.c.revision + 1, updated_at=time.time())
+        )
+        if expected is not None:
+            query = query.where(families.c.revision == expected)
+        if conn.execute(query).rowcount == 1:
+            row = self._family_row(conn, name, lock=False)
+            assert row is not None
+            return int(row.id)
+        row = self._family_row(conn, name, lock=False)
+        if row is None:
+            raise NotFound(f"family {name!r} not found", field="family")
+        raise Conflict(
+            f"family {name!r} is at revision {row.revision}, not the expected {expected}; "
+            f"re-read it and retry",
+            field="expected_revision",
+        )
+
+    @staticmethod
+    def _insert_law(
+        conn: Connection,
+        family_id: int,
+        form: str,
+        parameters: dict[str, float],
+        method: str,
+        citation: str,
+        note: str,
+        now: float,
+    ) -> int:
+        newest = conn.execute(
+            sa.select(sa.func.max(law_versions.c.version)).where(
+                law_versions.c.family_id == family_id, law_versions.c.form == form
+            )
+        ).scalar()
+        version = int(newest or 0) + 1
+        try:
+            conn.execute(
+                sa.insert(law_versions).values(
+                    family_id=family_id,
+                    form=form,
+                    version=version,
+                    parameters=parameters,
+                    method=method,
+                    citation=citation,
+                    note=note,
+                    created_at=now,
+                )
+            )
+        except sa.exc.IntegrityError as exc:
+            raise Conflict("another writer stored a law version at the same time; retry") from exc
+        return version
+
+    @staticmethod
+    def _current_versions(conn: Connection, family_id: int) -> dict[str, tuple[int, str]]:
+        """form -> (newest version, its method)."""
+        newest = (
+            sa.select(law_versions.c.form, sa.func.max(law_versions.c.version).label("version"))
+            .where(law_versions.c.family_id == family_id)
+            .group_by(law_versions.c.form)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(law_versions.c.form, law_versions.c.version, law_versions.c.method).join(
+                newest,
+                sa.and_(
+                    law_versions.c.form == newest.c.form,
+                    law_versions.c.version == newest.c.version,
+                ),
+            ).where(law_versions.c.family_id == family_id)
+        )
+        return {row.form: (int(row.version), row.method) for row in rows}
+
+    def _family_record(self, conn: Connection, name: str) -> FamilyRecord:
+        row = self._family_row(conn, name, lock=False)
+        if row is None:
+            raise NotFound(f"family {name!r} not found", field="family")
+        current = self._current_versions(conn, row.id)
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(runs).where(runs.c.family_id == row.id)
+        ).scalar_one()
+        return FamilyRecord(
+            name=row.name,
+            description=row.description,
+            param_convention=row.param_convention,
+            flops_per_param_token=row.flops_per_param_token,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            revision=int(row.revision),
+            laws=tuple(LawRef(form, v, m) for form, (v, m) in sorted(current.items())),
+            run_count=int(count),
+        )
+
+    @staticmethod
+    def _runs_by_id(
+        conn: Connection, family_id: int, run_ids: Sequence[str]
+    ) -> dict[str, RunRecord]:
+        found: dict[str, RunRecord] = {}
+        for start in range(0, len(run_ids), _IN_CHUNK):
+            chunk = run_ids[start : start + _IN_CHUNK]
+            rows = conn.execute(
+                sa.select(runs).where(runs.c.family_id == family_id, runs.c.run_id.in_(chunk))
+            )
+            found.update({row.run_id: _run_record(row) for row in rows})
+        return found
+
+    @staticmethod
+    def _law_record(
+        conn: Connection, name: str, family_id: int, form: str, version: int
+    ) -> LawRecord:
+        row = conn.execute(
+            sa.select(law_versions).where(
+                law_versions.c.family_id == family_id,
+                law_versions.c.form == form,
+                law_versions.c.version == version,
+            )
+        ).one()
+        return _law_record(name, row)
+
+
+def _run_record(row: sa.Row[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row.run_id,
+        params=row.params,
+        tokens=row.tokens,
+        loss=row.loss,
+        unique_tokens=row.unique_tokens,
+        flops=row.flops,
+        step=row.step,
+        tags=dict(row.tags or {}),
+    )
+
+
+def _law_record(name: str, row: sa.Row[Any]) -> LawRecord:
+    return LawRecord(
+        family=name,
+        form=row.form,
+        version=int(row.version),
+        parameters={k: float(v) for k, v in row.parameters.items()},
+        method=row.method,
+        citation=row.citation,
+        note=row.note,
+        created_at=row.created_at,
+    )

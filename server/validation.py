@@ -1,0 +1,134 @@
+"""Checks of request fields that are the service's business (names, batches, pages)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+from planner.errors import InvalidInput
+from planner.validation import finite, optional_positive, positive
+from server.store.records import RunRecord
+from planner_api.v1 import planner_pb2 as pb
+
+FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+MAX_DESCRIPTION = 2000
+MAX_TAGS = 32
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+MAX_RUN_ID = 200
+
+CONVENTIONS = {
+    pb.PARAM_CONVENTION_UNSPECIFIED: "total",
+    pb.PARAM_CONVENTION_TOTAL: "total",
+    pb.PARAM_CONVENTION_NON_EMBEDDING: "non_embedding",
+}
+
+
+def family_name(field: str, name: str) -> str:
+    if not name:
+        raise InvalidInput(field, "is required")
+    if not FAMILY_NAME.match(name):
+        raise InvalidInput(
+            field,
+            f"{name[:120]!r} is not a valid family name: use 1-100 characters of a-z, 0-9, "
+            "'.', '_', '-', starting with a letter or digit",
+        )
+    return name
+
+
+def description(field: str, text: str) -> str:
+    if len(text) > MAX_DESCRIPTION:
+        raise InvalidInput(field, f"is {len(text)} characters; at most {MAX_DESCRIPTION}")
+    return text
+
+
+def convention(field: str, value: int) -> str:
+    if value not in CONVENTIONS:
+        raise InvalidInput(field, f"unknown parameter convention {value}")
+    return CONVENTIONS[value]
+
+
+def page_size(field: str, value: int, default: int, maximum: int) -> int:
+    if value < 0:
+        raise InvalidInput(field, f"must be >= 0, got {value}")
+    if value > maximum:
+        raise InvalidInput(field, f"must be at most {maximum}, got {value}")
+    return value or default
+
+
+def encode_page_token(position: str | int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode()
+
+
+def decode_page_token(field: str, token: str) -> str | int | None:
+    if not token:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(field, "is not a token this service issued") from exc
+    if not isinstance(value, (str, int)):
+        raise InvalidInput(field, "is not a token this service issued")
+    return value
+
+
+def run_record(field: str, run: pb.Run) -> RunRecord:
+    """A validated run; an empty run_id is derived from the values, so re-uploads are no-ops."""
+    params = positive(f"{field}.params", run.params)
+    tokens = positive(f"{field}.tokens", run.tokens)
+    loss = positive(f"{field}.loss", run.loss)
+    unique = optional_positive(
+        f"{field}.unique_tokens", run.unique_tokens if run.HasField("unique_tokens") else None
+    )
+    if unique is not None and unique > tokens * (1 + 1e-12):
+        raise InvalidInput(
+            f"{field}.unique_tokens", f"{unique:g} exceeds the run's tokens {tokens:g}"
+        )
+    flops = optional_positive(f"{field}.flops", run.flops if run.HasField("flops") else None)
+    step = run.step if run.HasField("step") else None
+    if step is not None and step < 0:
+        raise InvalidInput(f"{field}.step", f"must be >= 0, got {step}")
+    if len(run.tags) > MAX_TAGS:
+        raise InvalidInput(f"{field}.tags", f"has {len(run.tags)} entries; at most {MAX_TAGS}")
+    for key, value in run.tags.items():
+        if not key or len(key) > MAX_TAG_KEY:
+            raise InvalidInput(f"{field}.tags", f"keys must be 1-{MAX_TAG_KEY} characters")
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidInput(f"{field}.tags[{key}]", f"is longer than {MAX_TAG_VALUE}")
+    run_id = run.run_id or _derived_run_id(params, tokens, loss, unique, flops, step)
+    if len(run_id) > MAX_RUN_ID:
+        raise InvalidInput(f"{field}.run_id", f"is longer than {MAX_RUN_ID} characters")
+    return RunRecord(run_id, params, tokens, loss, unique, flops, step, dict(run.tags))
+
+
+def _derived_run_id(*values: float | int | None) -> str:
+    digest = hashlib.sha256(repr(values).encode()).hexdigest()[:16]
+    return f"auto-{digest}"
+
+
+def runs_batch(field: str, runs: list[pb.Run], limit: int) -> list[RunRecord]:
+    if not runs:
+        raise InvalidInput(field, "is empty; give at least one run")
+    if len(runs) > limit:
+        raise InvalidInput(
+            field, f"has {len(runs)} runs; at most {limit} per request, split the upload"
+        )
+    records = [run_record(f"{field}[{i}]", run) for i, run in enumerate(runs)]
+    first_index: dict[str, int] = {}
+    for index, record in enumerate(records):
+        earlier = first_index.setdefault(record.run_id, index)
+        if earlier != index and records[earlier] != record:
+            raise InvalidInput(
+                f"{field}[{index}].run_id",
+                f"{record.run_id!r} repeats runs[{earlier}] with other values",
+            )
+    unique = {r.run_id: r for r in records}
+    return list(unique.values())
+
+
+def law_parameters(field: str, values: dict[str, float]) -> dict[str, float]:
+    if not values:
+        raise InvalidInput(field, "is empty; give every parameter of the form")
+    return {name: finite(f"{field}.{name}", value) for name, value in values.items()}
