@@ -1,0 +1,251 @@
+"""`planner`: the command line of the compute-budget planner (contract: DESIGN.md §5).
+
+    planner [--target HOST:PORT] [--token T] [--json] COMMAND ...
+
+With --json exactly one JSON object goes to stdout (numbers in SI units); errors exit non-zero
+with the server's message on stderr (and, with --json, an {"error": ...} object on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clients import formatting as fmt
+from clients.client import PlannerClient, PlannerClientError
+from clients.csv_runs import CsvError, read_runs
+from clients.results import ComputeOptimalPlan, Family
+
+Output = tuple[dict[str, Any], str]  # (JSON object, human-readable text)
+
+
+def _laws_json(family: Family) -> list[dict[str, Any]]:
+    return [{"form": law.form, "version": law.version, "method": law.method} for law in family.laws]
+
+
+def _laws_text(family: Family) -> str:
+    return ", ".join(f"{law.form} v{law.version} ({law.method})" for law in family.laws) or "-"
+
+
+def _family_output(family: Family) -> Output:
+    data = family.as_dict()
+    data["laws"] = _laws_json(family)
+    text = fmt.key_values(
+        [
+            ("name", family.name),
+            ("description", family.description or "-"),
+            ("params counted", family.param_convention),
+            ("FLOPs/param/token", fmt.number(family.flops_per_param_token)),
+            ("runs", str(family.run_count)),
+            ("laws", _laws_text(family)),
+            ("revision", str(family.revision)),
+            ("updated", family.update_time),
+        ]
+    )
+    return data, text
+
+
+def families_list(client: PlannerClient, _args: argparse.Namespace) -> Output:
+    families = list(client.list_families())
+    data = {
+        "families": [
+            {"name": f.name, "description": f.description, "laws": _laws_json(f)}
+            for f in families
+        ]
+    }
+    rows = [[f.name, str(f.run_count), _laws_text(f), f.description] for f in families]
+    return data, fmt.table(["NAME", "RUNS", "LAWS", "DESCRIPTION"], rows)
+
+
+def families_create(client: PlannerClient, args: argparse.Namespace) -> Output:
+    family = client.create_family(
+        args.name, args.description, args.param_convention, args.flops_per_param_token
+    )
+    return _family_output(family)
+
+
+def families_show(client: PlannerClient, args: argparse.Namespace) -> Output:
+    return _family_output(client.get_family(args.name))
+
+
+def families_delete(client: PlannerClient, args: argparse.Namespace) -> Output:
+    client.delete_family(args.name)
+    return {"deleted": args.name}, f"deleted {args.name}"
+
+
+def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
+    runs = read_runs(Path(args.file))
+    result = client.add_runs(args.family, runs)
+    data = {"added": result.added, "unchanged": result.unchanged, "runs": result.family.run_count}
+    text = (
+        f"added {result.added} runs to {args.family} ({result.unchanged} already stored); "
+        f"{result.family.run_count} in all"
+    )
+    return data, text
+
+
+def predict(client: PlannerClient, args: argparse.Namespace) -> Output:
+    result = client.predict(
+        args.family, args.params, args.tokens, args.unique_tokens, args.form, args.version
+    )
+    interval = list(result.interval) if result.interval else None
+    law = f"{result.law.form} v{result.law.version}"
+    band = f"  (95%: {fmt.number(interval[0])} - {fmt.number(interval[1])})" if interval else ""
+    text = f"loss {fmt.number(result.loss)} nats/token{band}  [{args.family}, {law}]"
+    return {"loss": result.loss, "interval": interval}, text
+
+
+def _plan_output(plan: ComputeOptimalPlan) -> Output:
+    data = {
+        "params": plan.params,
+        "tokens": plan.tokens,
+        "loss": plan.loss,
+        "flops": plan.flops,
+        "tokens_per_param": plan.tokens_per_param,
+        "binding": plan.binding,
+        "intervals": {k: list(v) for k, v in plan.intervals.items()},
+        "solver": plan.solver,
+    }
+
+    def band(name: str) -> str:
+        low_high = plan.intervals.get(name)
+        return f"  ({fmt.number(low_high[0])} - {fmt.number(low_high[1])})" if low_high else ""
+
+    text = fmt.key_values(
+        [
+            ("params (N)", fmt.number(plan.params) + band("params")),
+            ("tokens (D)", fmt.number(plan.tokens) + band("tokens")),
+            ("loss", fmt.number(plan.loss) + band("loss")),
+            ("FLOPs", fmt.number(plan.flops) + band("flops")),
+            ("tokens/param", f"{plan.tokens_per_param:.4g}"),
+            ("binding", ", ".join(plan.binding)),
+            ("solver", plan.solver),
+            ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
+        ]
+    )
+    return data, text
+
+
+def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
+    accelerator = (args.accelerator_hours, args.peak_flops, args.mfu)
+    if args.accelerator_hours is not None and None in accelerator:
+        raise UsageError("--accelerator-hours needs --peak-flops and --mfu")
+    plan = client.plan_compute_optimal(
+        args.family,
+        compute=args.compute,
+        accelerator_hours=args.accelerator_hours,
+        peak_flops_per_second=args.peak_flops,
+        mfu=args.mfu,
+        target_loss=args.target_loss,
+        max_params=args.max_params,
+        max_tokens=args.max_tokens,
+        unique_tokens=args.unique_tokens,
+        max_epochs=args.max_epochs,
+        form=args.form,
+        version=args.version,
+    )
+    return _plan_output(plan)
+
+
+class UsageError(Exception):
+    """A problem with the command line itself."""
+
+
+def _law_selector(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--form", default="", help="law form (default: the family's first)")
+    parser.add_argument("--version", type=int, default=0, help="law version (default: current)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="planner", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("PLANNER_TARGET", "localhost:50051"),
+        help="server HOST:PORT (env PLANNER_TARGET; default localhost:50051)",
+    )
+    parser.add_argument("--token", default=os.environ.get("PLANNER_TOKEN"), help="bearer token")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    families = commands.add_parser("families", help="list, create, show or delete families")
+    family_commands = families.add_subparsers(dest="action", required=True, metavar="ACTION")
+    family_commands.add_parser("list", help="all families").set_defaults(func=families_list)
+    create = family_commands.add_parser("create", help="create an empty family")
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+    create.add_argument("--param-convention", choices=["total", "non_embedding"], default="total")
+    create.add_argument("--flops-per-param-token", type=float, default=6.0)
+    create.set_defaults(func=families_create)
+    show = family_commands.add_parser("show", help="one family with its laws")
+    show.add_argument("name")
+    show.set_defaults(func=families_show)
+    delete = family_commands.add_parser("delete", help="delete a family, its runs and laws")
+    delete.add_argument("name")
+    delete.set_defaults(func=families_delete)
+
+    runs = commands.add_parser("runs", help="training runs of a family")
+    run_commands = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = run_commands.add_parser(
+        "add", help="add runs from CSV (params,tokens,loss[,unique_tokens,flops,step,run_id])"
+    )
+    add.add_argument("family")
+    add.add_argument("file")
+    add.set_defaults(func=runs_add)
+
+    pred = commands.add_parser("predict", help="predicted loss of N params on D tokens")
+    pred.add_argument("family")
+    pred.add_argument("--params", type=float, required=True, help="parameters N")
+    pred.add_argument("--tokens", type=float, required=True, help="training tokens D")
+    pred.add_argument("--unique-tokens", type=float, help="unique tokens U (repetition laws)")
+    _law_selector(pred)
+    pred.set_defaults(func=predict)
+
+    opt = commands.add_parser("optimal", help="compute-optimal N and D for a budget")
+    opt.add_argument("family")
+    goal = opt.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--compute", type=float, help="training budget in FLOPs")
+    goal.add_argument("--accelerator-hours", type=float, help="budget in accelerator-hours")
+    goal.add_argument("--target-loss", type=float, help="least compute to reach this loss")
+    opt.add_argument("--peak-flops", type=float, help="peak FLOP/s per accelerator")
+    opt.add_argument("--mfu", type=float, help="model FLOPs utilisation in (0, 1]")
+    opt.add_argument("--max-params", type=float, help="cap on N")
+    opt.add_argument("--max-tokens", type=float, help="cap on D")
+    opt.add_argument("--unique-tokens", type=float, help="unique tokens available")
+    opt.add_argument("--max-epochs", type=float, help="passes over the unique tokens (default 1)")
+    _law_selector(opt)
+    opt.set_defaults(func=optimal)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: Callable[[PlannerClient, argparse.Namespace], Output] = args.func
+    try:
+        with PlannerClient(args.target, args.token, args.timeout) as client:
+            data, text = command(client, args)
+    except PlannerClientError as error:
+        return _fail(args, error.as_dict(), f"{error.code}: {error.message}", 1)
+    except (CsvError, UsageError) as error:
+        return _fail(args, {"code": "USAGE", "message": str(error)}, str(error), 2)
+    print(json.dumps(data) if args.json else text)
+    return 0
+
+
+def _fail(args: argparse.Namespace, error: dict[str, Any], message: str, code: int) -> int:
+    if args.json:
+        print(json.dumps({"error": error}))
+    print(f"planner: error: {message}", file=sys.stderr)
+    for violation in error.get("field_violations", []):
+        if violation["description"] not in message:
+            print(f"  {violation['field']}: {violation['description']}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""A synchronous Python client of planner.v1 returning typed results.
+
+    with PlannerClient("localhost:50051") as client:
+        plan = client.plan_compute_optimal("chinchilla-epoch-2024", compute=5.76e23)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from clients import results
+from planner_api.v1 import planner_pb2 as pb
+from planner_api.v1 import planner_pb2_grpc as pb_grpc
+
+CONVENTIONS = {
+    "total": pb.PARAM_CONVENTION_TOTAL,
+    "non_embedding": pb.PARAM_CONVENTION_NON_EMBEDDING,
+}
+CONVENTION_NAMES = {
+    pb.PARAM_CONVENTION_UNSPECIFIED: "total",
+    pb.PARAM_CONVENTION_TOTAL: "total",
+    pb.PARAM_CONVENTION_NON_EMBEDDING: "non_embedding",
+}
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class PlannerClientError(Exception):
+    """A call failed: the status code name, the server's message and any field violations."""
+
+    def __init__(self, code: str, message: str, violations: list[FieldViolation]) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.violations = violations
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> PlannerClientError:
+        violations: list[FieldViolation] = []
+        status = rpc_status.from_call(error)
+        if status is not None:
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    violations.extend(
+                        FieldViolation(v.field, v.description) for v in bad.field_violations
+                    )
+        return cls(error.code().name, error.details() or "", violations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "field_violations": [
+                {"field": v.field, "description": v.description} for v in self.violations
+            ],
+        }
+
+
+def _time(stamp: Any) -> str:
+    return str(stamp.ToJsonString()) if stamp.seconds or stamp.nanos else ""
+
+
+def _law_info(message: pb.LawSummary) -> results.LawInfo:
+    return results.LawInfo(form=message.form, version=message.version, method=message.method)
+
+
+def _family(message: pb.Family) -> results.Family:
+    return results.Family(
+        name=message.name,
+        description=message.description,
+        param_convention=CONVENTION_NAMES.get(message.param_convention, "total"),
+        flops_per_param_token=message.flops_per_param_token,
+        revision=message.revision,
+        run_count=message.run_count,
+        laws=[_law_info(law) for law in message.laws],
+        create_time=_time(message.create_time),
+        update_time=_time(message.update_time),
+    )
+
+
+def _law(message: pb.Law) -> results.Law:
+    return results.Law(
+        family=message.family,
+        form=message.form,
+        version=message.version,
+        parameters=dict(message.parameters),
+        method=message.source.method,
+        citation=message.source.citation,
+        note=message.source.note,
+        create_time=_time(message.create_time),
+    )
+
+
+def _run_message(run: results.Run) -> pb.Run:
+    message = pb.Run(
+        run_id=run.run_id, params=run.params, tokens=run.tokens, loss=run.loss, tags=run.tags
+    )
+    if run.unique_tokens is not None:
+        message.unique_tokens = run.unique_tokens
+    if run.flops is not None:
+        message.flops = run.flops
+    if run.step is not None:
+        message.step = run.step
+    return message
+
+
+def _run(message: pb.Run) -> results.Run:
+    return results.Run(
+        run_id=message.run_id,
+        params=message.params,
+        tokens=message.tokens,
+        loss=message.loss,
+        unique_tokens=message.unique_tokens if message.HasField("unique_tokens") else None,
+        flops=message.flops if message.HasField("flops") else None,
+        step=message.step if message.HasField("step") else None,
+        tags=dict(message.tags),
+    )
+
+
+class PlannerClient:
+    """One channel to a planner server; every method raises PlannerClientError on failure."""
+
+    def __init__(self, target: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = pb_grpc.PlannerServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def __enter__(self) -> PlannerClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise PlannerClientError.from_rpc_error(error) from None
+
+    # -- families -----------------------------------------------------------------------------
+
+    def create_family(
+        self,
+        name: str,
+        description: str = "",
+        param_convention: str = "total",
+        flops_per_param_token: float = 6.0,
+    ) -> results.Family:
+        if param_convention not in CONVENTIONS:
+            raise ValueError(f"param_convention must be one of {sorted(CONVENTIONS)}")
+        family = pb.Family(
+            name=name,
+            description=description,
+            param_convention=CONVENTIONS[param_convention],
+            flops_per_param_token=flops_per_param_token,
+        )
+        reply = self._call("CreateFamily", pb.CreateFamilyRequest(family=family))
+        return _family(reply.family)
+
+    def get_family(self, name: str) -> results.Family:
+        return _family(self._call("GetFamily", pb.GetFamilyRequest(name=name)).family)
+
+    def list_families(self, page_size: int = 0) -> Iterator[results.Family]:
+        token = ""
+        while True:
+            request = pb.ListFamiliesRequest(page_size=page_size, page_token=token)
+            reply = self._call("ListFamilies", request)
+            yield from (_family(f) for f in reply.families)
+            token = reply.next_page_token
+            if not token:
+                return
+
+    def delete_family(self, name: str, expected_revision: int | None = None) -> None:
+        request = pb.DeleteFamilyRequest(name=name)
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        self._call("DeleteFamily", request)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def add_runs(
+        self, family: str, runs: Iterable[results.Run], expected_revision: int | None = None
+    ) -> results.AddRunsResult:
+        request = pb.AddRunsRequest(family=family, runs=[_run_message(r) for r in runs])
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        reply = self._call("AddRuns", request)
+        return results.AddRunsResult(reply.added, reply.unchanged, _family(reply.family))
+
+    def list_runs(self, family: str, page_size: int = 0) -> Iterator[results.Run]:
+        token = ""
+        while True:
+            request = pb.ListRunsRequest(family=family, page_size=page_size, page_token=token)
+            reply = self._call("ListRuns", request)
+            yield from (_run(r) for r in reply.runs)
+            token = reply.next_page_token
+            if not token:
+                return
+
+    # -- laws ---------------------------------------------------------------------------------
+
+    def put_law(
+        self,
+        family: str,
+        form: str,
+        parameters: dict[str, float],
+        citation: str = "",
+        note: str = "",
+        method: str = "published",
+        expected_revision: int | None = None,
+    ) -> results.Law:
+        request = pb.PutLawRequest(
+            family=family,
+            form=form,
+            parameters=parameters,
+            source=pb.LawSource(method=method, citation=citation, note=note),
+        )
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        return _law(self._call("PutLaw", request).law)
+
+    def get_law(self, family: str, form: str = "", version: int = 0) -> results.Law:
+        request = pb.GetLawRequest(family=family, form=form, version=version)
+        return _law(self._call("GetLaw", request).law)
+
+    def list_law_versions(self, family: str, form: str = "") -> list[results.Law]:
+        request = pb.ListLawVersionsRequest(family=family, form=form)
+        return [_law(law) for law in self._call("ListLawVersions", request).laws]
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        family: str,
+        params: float,
+        tokens: float,
+        unique_tokens: float | None = None,
+        form: str = "",
+        version: int = 0,
+    ) -> results.Prediction:
+        request = pb.PredictRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            params=params,
+            tokens=tokens,
+        )
+        if unique_tokens is not None:
+            request.unique_tokens = unique_tokens
+        reply = self._call("Predict", request)
+        interval = (reply.interval.low, reply.interval.high) if reply.HasField("interval") else None
+        return results.Prediction(loss=reply.loss, interval=interval, law=_law_info(reply.law))
+
+    def plan_compute_optimal(
+        self,
+        family: str,
+        compute: float | None = None,
+        accelerator_hours: float | None = None,
+        peak_flops_per_second: float | None = None,
+        mfu: float | None = None,
+        target_loss: float | None = None,
+        max_params: float | None = None,
+        max_tokens: float | None = None,
+        unique_tokens: float | None = None,
+        max_epochs: float | None = None,
+        form: str = "",
+        version: int = 0,
+    ) -> results.ComputeOptimalPlan:
+        """Give exactly one goal: compute (FLOPs), accelerator_hours (+ peak and MFU) or
+        target_loss."""
+        request = pb.PlanComputeOptimalRequest(
+            law=pb.LawSelector(family=family, form=form, version=version)
+        )
+        if compute is not None:
+            request.budget.flops = compute
+        elif accelerator_hours is not None:
+            request.budget.accelerator.accelerator_hours = accelerator_hours
+            request.budget.accelerator.peak_flops_per_second = peak_flops_per_second or 0.0
+            request.budget.accelerator.mfu = mfu or 0.0
+        elif target_loss is not None:
+            request.target_loss = target_loss
+        for name, value in (
+            ("max_params", max_params),
+            ("max_tokens", max_tokens),
+            ("unique_tokens", unique_tokens),
+            ("max_epochs", max_epochs),
+        ):
+            if value is not None:
+                setattr(request, name, value)
+        reply = self._call("PlanComputeOptimal", request)
+        return results.ComputeOptimalPlan(
+            params=reply.params,
+            tokens=reply.tokens,
+            loss=reply.loss,
+            flops=reply.flops,
+            tokens_per_param=reply.tokens_per_param,
+            binding=list(reply.binding),
+            intervals={k: (v.low, v.high) for k, v in reply.intervals.items()},
+            solver=reply.solver,
+            law=_law_info(reply.law),
+        )

@@ -1,0 +1,80 @@
+"""Typed results the client returns; plain data, JSON-ready via `as_dict()`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LawInfo:
+    form: str
+    version: int
+    method: str
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    param_convention: str
+    flops_per_param_token: float
+    revision: int
+    run_count: int
+    laws: list[LawInfo]
+    create_time: str
+    update_time: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    params: float
+    tokens: float
+    loss: float
+    unique_tokens: float | None = None
+    flops: float | None = None
+    step: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddRunsResult:
+    added: int
+    unchanged: int
+    family: Family
+
+
+@dataclass(frozen=True)
+class Law:
+    family: str
+    form: str
+    version: int
+    parameters: dict[str, float]
+    method: str
+    citation: str
+    note: str
+    create_time: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    loss: float
+    interval: tuple[float, float] | None
+    law: LawInfo
+
+
+@dataclass(frozen=True)
+class ComputeOptimalPlan:
+    params: float
+    tokens: float
+    loss: float
+    flops: float
+    tokens_per_param: float
+    binding: list[str]
+    intervals: dict[str, tuple[float, float]]
+    solver: str
+    law: LawInfo
