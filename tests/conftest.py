@@ -1,0 +1,24 @@
+"""Shared test fixtures: paths and the published reference parameter sets (LAWS.md §11.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from planner.laws import ChinchillaLaw
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# LAWS.md §11.2 parameter sets, as printed there.
+HOFFMANN_ROUNDED = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+HOFFMANN_TEX = ChinchillaLaw(E=1.693374, A=406.401, B=410.723, alpha=0.33917084, beta=0.2849083)
+EPOCH = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"published data not found at {SHARED_DATA} (shared/ beside the repo)")
+    return SHARED_DATA
