@@ -21,7 +21,7 @@ from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server import mapping, validation
 from server.errors import translate_errors
 from server.solver_pool import SolverPool
-from server.store import Store
+from server.store import Store, StoreError
 from server.store.records import FamilyRecord, LawRecord
 
 Context = grpc.aio.ServicerContext
@@ -207,7 +207,13 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         if selector.version < 0:
             raise InvalidInput(f"{prefix}version", f"must be >= 0, got {selector.version}")
         forms = (selector.form,) if selector.form else DEFAULT_FORM_ORDER
-        return self.store.get_law(name, forms, selector.version)
+        try:
+            return self.store.get_law(name, forms, selector.version)
+        except StoreError as error:
+            # The store names selector fields; the request nests them under `prefix`.
+            if error.field is not None:
+                error.field = prefix + error.field
+            raise
 
     def _law_and_family(self, selector: pb.LawSelector) -> tuple[LawRecord, FamilyRecord]:
         record = self._law_record(selector, "law.")

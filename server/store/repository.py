@@ -215,18 +215,18 @@ class Store:
         with self.engine.connect() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
-                raise NotFound(f"family {name!r} not found", field="law.family")
+                raise NotFound(f"family {name!r} not found", field="family")
             present = self._current_versions(conn, family.id)
             form = next((f for f in forms if f in present), None)
             if form is None:
                 wanted = forms[0] if len(forms) == 1 else " or ".join(forms)
-                raise NotFound(f"family {name!r} has no {wanted} law", field="law.form")
+                raise NotFound(f"family {name!r} has no {wanted} law", field="form")
             chosen = version or present[form][0]
             if not 1 <= chosen <= present[form][0]:
                 raise NotFound(
                     f"family {name!r} has no version {version} of its {form} law "
                     f"(versions 1-{present[form][0]})",
-                    field="law.version",
+                    field="version",
                 )
             return self._law_record(conn, name, family.id, form, chosen)
 
