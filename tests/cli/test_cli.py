@@ -1,0 +1,131 @@
+"""The `planner` CLI end to end: a subprocess against a real server, --json per DESIGN.md §5."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service.server_process import ServerProcess
+
+PLANNER = Path(sys.executable).parent / "planner"
+
+
+def planner(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PLANNER), "--target", server.target, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def planner_json(server: ServerProcess, *args: str) -> Any:
+    result = planner(server, "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_optimal_json_matches_the_published_optimum(server: ServerProcess) -> None:
+    """The issue's acceptance: Epoch at the Gopher budget, params 7.22487e10, tokens 1.32874e12."""
+    out = planner_json(server, "optimal", "chinchilla-epoch-2024", "--compute", "5.76e23")
+    assert set(out) == {
+        "params", "tokens", "loss", "flops", "tokens_per_param", "binding", "intervals", "solver"
+    }
+    assert out["params"] == pytest.approx(7.22487e10, rel=1e-4)
+    assert out["tokens"] == pytest.approx(1.32874e12, rel=1e-4)
+    assert out["binding"] == ["compute"] and out["solver"] == "closed_form"
+
+
+def test_optimal_with_cap_and_readable_output(server: ServerProcess) -> None:
+    args = ["optimal", "chinchilla-epoch-2024", "--compute", "1e25", "--max-params", "1e11"]
+    out = planner_json(server, *args)
+    assert out["tokens"] == pytest.approx(1.666667e13, rel=5e-7)
+    assert out["binding"] == ["compute", "max_params"]
+    text = planner(server, *args)
+    assert text.returncode == 0
+    assert "1.66667e+13" in text.stdout and "max_params" in text.stdout
+
+
+def test_families_and_runs_from_csv(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+    created = planner_json(server, "families", "create", "cli-c4", "--description", "C4 runs")
+    assert created["name"] == "cli-c4" and created["laws"] == []
+    # Muennighoff's data-constrained C4 runs, in the CLI's CSV format. Their names are not
+    # unique in the published output, so the rows go without run_id (ids derive from values).
+    csv_path = tmp_path / "runs.csv"
+    columns = ["params_N", "tokens_D", "val_loss", "unique_tokens_U"]
+    with (shared_data / "muennighoff_c4_runs.csv").open() as source, csv_path.open("w") as out:
+        writer = csv.writer(out)
+        writer.writerow(["params", "tokens", "loss", "unique_tokens"])
+        rows = [tuple(row[c] for c in columns) for row in csv.DictReader(source)]
+        writer.writerows(rows)
+    distinct = len({tuple(float(v) for v in row) for row in rows})
+    added = planner_json(server, "runs", "add", "cli-c4", str(csv_path))
+    assert added == {"added": distinct, "unchanged": len(rows) - distinct, "runs": distinct}
+    again = planner_json(server, "runs", "add", "cli-c4", str(csv_path))
+    assert again["added"] == 0
+    shown = planner_json(server, "families", "show", "cli-c4")
+    assert shown["run_count"] == added["added"]
+    listed = planner_json(server, "families", "list")
+    entry = next(f for f in listed["families"] if f["name"] == "chinchilla-epoch-2024")
+    assert set(entry) == {"name", "description", "laws"}
+    assert entry["laws"] == [{"form": "chinchilla", "version": 1, "method": "published"}]
+
+
+def test_predict_json(server: ServerProcess) -> None:
+    out = planner_json(
+        server, "predict", "chinchilla-epoch-2024", "--params", "7e10", "--tokens", "1.4e12"
+    )
+    assert set(out) == {"loss", "interval"}
+    assert out["loss"] == pytest.approx(1.8172 + 482.01 / 7e10**0.3478 + 2085.43 / 1.4e12**0.3658)
+    assert out["interval"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["optimal", "chinchilla-epoch-2024", "--compute", "nan"], "budget.flops"),
+        (["optimal", "chinchilla-epoch-2024", "--target-loss", "1.7"], "irreducible"),
+        (["optimal", "missing-family", "--compute", "1e21"], "not found"),
+        (["families", "create", "chinchilla-epoch-2024"], "already exists"),
+    ],
+)
+def test_errors_exit_non_zero_without_traceback(
+    server: ServerProcess, args: list[str], needle: str
+) -> None:
+    result = planner(server, *args)
+    assert result.returncode == 1
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    as_json = planner(server, "--json", *args)
+    assert as_json.returncode == 1
+    error = json.loads(as_json.stdout)["error"]
+    assert needle in error["message"]
+
+
+def test_bad_csv_is_a_usage_error(server: ServerProcess, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("params,tokens\n1e9,2e10\n")
+    result = planner(server, "runs", "add", "chinchilla-epoch-2024", str(bad))
+    assert result.returncode == 2
+    assert "header lacks loss" in result.stderr and "Traceback" not in result.stderr
+    bad.write_text("params,tokens,loss\n1e9,lots,3.0\n")
+    result = planner(server, "runs", "add", "chinchilla-epoch-2024", str(bad))
+    assert result.returncode == 2 and "bad.csv:2" in result.stderr
+
+
+def test_unreachable_server_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(PLANNER), "--target", "127.0.0.1:9", "--timeout", "2", "families", "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr and "Traceback" not in result.stderr
