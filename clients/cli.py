@@ -54,8 +54,7 @@ def families_list(client: PlannerClient, _args: argparse.Namespace) -> Output:
     families = list(client.list_families())
     data = {
         "families": [
-            {"name": f.name, "description": f.description, "laws": _laws_json(f)}
-            for f in families
+            {"name": f.name, "description": f.description, "laws": _laws_json(f)} for f in families
         ]
     }
     rows = [[f.name, str(f.run_count), _laws_text(f), f.description] for f in families]

@@ -1,7 +1,7 @@
 """A synchronous Python client of planner.v1 returning typed results.
 
-    with PlannerClient("localhost:50051") as client:
-        plan = client.plan_compute_optimal("chinchilla-epoch-2024", compute=5.76e23)
+with PlannerClient("localhost:50051") as client:
+    plan = client.plan_compute_optimal("chinchilla-epoch-2024", compute=5.76e23)
 """
 
 from __future__ import annotations

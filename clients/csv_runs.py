@@ -33,7 +33,9 @@ def read_runs(path: Path) -> list[Run]:
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in REQUIRED if name not in header]
         if missing:
-            raise CsvError(f"{path}: header lacks {', '.join(missing)} (needs {','.join(REQUIRED)})")
+            raise CsvError(
+                f"{path}: header lacks {', '.join(missing)} (needs {','.join(REQUIRED)})"
+            )
         unknown = [name for name in header if name not in REQUIRED + OPTIONAL]
         if unknown:
             raise CsvError(

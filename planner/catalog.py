@@ -40,17 +40,26 @@ class CatalogFamily:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-HOFFMANN_2022 = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556"
-BESIROGLU_2024 = "Besiroglu, Erdil, Barnett, You 2024, Chinchilla Scaling: A replication attempt, arXiv:2404.10102"
+HOFFMANN_2022 = (
+    "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556"
+)
+BESIROGLU_2024 = (
+    "Besiroglu, Erdil, Barnett, You 2024, Chinchilla Scaling: A replication attempt, "
+    "arXiv:2404.10102"
+)
 SARDANA_2023 = "Sardana, Portes, Doubov, Frankle 2023, Beyond Chinchilla-Optimal, arXiv:2401.00448"
-MUENNIGHOFF_2023 = "Muennighoff et al. 2023, Scaling Data-Constrained Language Models, arXiv:2305.16264"
+MUENNIGHOFF_2023 = (
+    "Muennighoff et al. 2023, Scaling Data-Constrained Language Models, arXiv:2305.16264"
+)
 GADRE_2024 = (
     "Gadre et al. 2024, Language models scale reliably with over-training and on downstream "
     "tasks, arXiv:2403.08540"
 )
 
 
-def _gadre(dataset: str, e: float, a: float, b: float, eta: float, downstream: tuple[float, float, float]) -> CatalogFamily:
+def _gadre(
+    dataset: str, e: float, a: float, b: float, eta: float, downstream: tuple[float, float, float]
+) -> CatalogFamily:
     epsilon, k, gamma = downstream
     return CatalogFamily(
         name=f"overtraining-gadre-2024-{dataset.lower()}",

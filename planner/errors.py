@@ -36,7 +36,9 @@ class Unsupported(PlannerError):
     """The request is valid but this combination is not implemented."""
 
 
-def _restore(cls: type[PlannerError], state: dict[str, object], args: tuple[object, ...]) -> PlannerError:
+def _restore(
+    cls: type[PlannerError], state: dict[str, object], args: tuple[object, ...]
+) -> PlannerError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)

@@ -63,8 +63,11 @@ async def start(settings: Settings) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -77,8 +80,13 @@ async def start(settings: Settings) -> RunningServer:
     pids = await pool.warm()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving planner.v1 on %s (port %d), %d solver processes %s",
-             settings.listen, port, len(pids), sorted(pids))
+    log.info(
+        "serving planner.v1 on %s (port %d), %d solver processes %s",
+        settings.listen,
+        port,
+        len(pids),
+        sorted(pids),
+    )
     return RunningServer(server, port, health_servicer, pool, store)
 
 

@@ -14,9 +14,7 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 def load_tokens(path: Path) -> frozenset[str]:
     """Accepted tokens, one per line; blank lines and '#' comments are skipped."""
     lines = path.read_text().splitlines()
-    tokens = frozenset(
-        line.strip() for line in lines if line.strip() and not line.startswith("#")
-    )
+    tokens = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     if not tokens:
         raise ValueError(f"{path} holds no tokens")
     return tokens

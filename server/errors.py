@@ -6,7 +6,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -37,7 +37,7 @@ def status_for(error: PlannerError | StoreError) -> grpc.StatusCode:
 
 
 async def abort(
-    context: grpc.aio.ServicerContext,
+    context: Any,
     code: grpc.StatusCode,
     message: str,
     field: str | None = None,
@@ -65,14 +65,15 @@ async def abort(
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Handler = Callable[[object, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+# grpc ships no type information: the servicer and its aio context are typed as Any.
+Handler = Callable[[Any, Request, Any], Awaitable[Response]]
 
 
 def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Response]:
     """Wrap an RPC handler: expected errors get their status, anything else a logged INTERNAL."""
 
     @functools.wraps(handler)
-    async def wrapper(self: object, request: Request, context: grpc.aio.ServicerContext) -> Response:
+    async def wrapper(self: Any, request: Request, context: Any) -> Response:
         try:
             return await handler(self, request, context)
         except (PlannerError, StoreError) as error:

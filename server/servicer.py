@@ -7,9 +7,7 @@ solves go to the warm process pool.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import grpc
+from typing import Any, TypeAlias
 
 from planner.errors import InvalidInput, Unsupported
 from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
@@ -24,7 +22,8 @@ from server.solver_pool import SolverPool
 from server.store import Store, StoreError
 from server.store.records import FamilyRecord, LawRecord
 
-Context = grpc.aio.ServicerContext
+# grpc ships no type information; handlers take its aio ServicerContext.
+Context: TypeAlias = Any
 
 
 def _optional(message: Any, name: str) -> Any:

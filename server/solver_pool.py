@@ -44,9 +44,7 @@ class SolverPool:
     async def warm(self) -> set[int]:
         """Start every worker and wait until each has compiled its problems; their pids."""
         loop = asyncio.get_running_loop()
-        futures = [
-            loop.run_in_executor(self._executor, _ready, 0.2) for _ in range(self.processes)
-        ]
+        futures = [loop.run_in_executor(self._executor, _ready, 0.2) for _ in range(self.processes)]
         return set(await asyncio.gather(*futures))
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

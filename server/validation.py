@@ -9,8 +9,8 @@ import re
 
 from planner.errors import InvalidInput
 from planner.validation import finite, optional_positive, positive
-from server.store.records import RunRecord
 from planner_api.v1 import planner_pb2 as pb
+from server.store.records import RunRecord
 
 FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MAX_DESCRIPTION = 2000
@@ -19,7 +19,7 @@ MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
 MAX_RUN_ID = 200
 
-CONVENTIONS = {
+CONVENTIONS: dict[int, str] = {
     pb.PARAM_CONVENTION_UNSPECIFIED: "total",
     pb.PARAM_CONVENTION_TOTAL: "total",
     pb.PARAM_CONVENTION_NON_EMBEDDING: "non_embedding",

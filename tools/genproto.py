@@ -15,7 +15,6 @@ import argparse
 import filecmp
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -57,7 +56,9 @@ def generate(destination: Path) -> list[Path]:
             target = destination / source.name
             target.write_text(text)
             written.append(target)
-    (destination / "__init__.py").write_text('"""Generated gRPC stubs of planner.v1 (tools/genproto.py)."""\n')
+    (destination / "__init__.py").write_text(
+        '"""Generated gRPC stubs of planner.v1 (tools/genproto.py)."""\n'
+    )
     return written
 
 

@@ -34,7 +34,7 @@ def optimal_allocation(
     """(N_opt, D_opt) minimising L on the budget line k N D = C."""
     f = frontier_constants(law)
     scaled = compute / flops_per_param_token
-    params = f.g * scaled**f.a
+    params = float(f.g * scaled**f.a)
     # D from the budget line rather than G^-1 (C/k)^b, so k N D == C holds to rounding.
     return params, scaled / params
 
@@ -42,7 +42,7 @@ def optimal_allocation(
 def optimal_loss_coefficient(law: ChinchillaLaw) -> float:
     """K in L_opt(C) - E = K (C/k)^(-alpha beta / (alpha + beta))."""
     f = frontier_constants(law)
-    return law.A * f.g**-law.alpha + law.B * f.g**law.beta
+    return float(law.A * f.g**-law.alpha + law.B * f.g**law.beta)
 
 
 def least_compute_for_loss(
@@ -70,9 +70,9 @@ def least_compute_for_loss(
 
 def params_for_loss_at_tokens(law: ChinchillaLaw, target_loss: float, tokens: float) -> float:
     """N with L(N, D) = target at fixed D; the caller ensures B/D^beta < target - E."""
-    return (law.A / (target_loss - law.E - law.B * tokens**-law.beta)) ** (1.0 / law.alpha)
+    return float((law.A / (target_loss - law.E - law.B * tokens**-law.beta)) ** (1.0 / law.alpha))
 
 
 def tokens_for_loss_at_params(law: ChinchillaLaw, target_loss: float, params: float) -> float:
     """D with L(N, D) = target at fixed N; the caller ensures A/N^alpha < target - E."""
-    return (law.B / (target_loss - law.E - law.A * params**-law.alpha)) ** (1.0 / law.beta)
+    return float((law.B / (target_loss - law.E - law.A * params**-law.alpha)) ** (1.0 / law.beta))

@@ -127,7 +127,7 @@ def solve(query: ComputeOptimalQuery, force_gp: bool = False) -> ComputeOptimalP
 def plan_for_budget(
     law: ChinchillaLaw,
     compute: float,
-    caps: Caps = Caps(),  # noqa: B008 - frozen dataclass, safe as a default
+    caps: Caps = Caps(),
     flops_per_param_token: float = 6.0,
     force_gp: bool = False,
 ) -> ComputeOptimalPlan:
@@ -138,7 +138,7 @@ def plan_for_budget(
 def plan_for_target_loss(
     law: ChinchillaLaw,
     target_loss: float,
-    caps: Caps = Caps(),  # noqa: B008 - frozen dataclass, safe as a default
+    caps: Caps = Caps(),
     flops_per_param_token: float = 6.0,
     force_gp: bool = False,
 ) -> ComputeOptimalPlan:
@@ -147,15 +147,15 @@ def plan_for_target_loss(
     return solve(query, force_gp)
 
 
-def _solve(
-    query: ComputeOptimalQuery, allow_gp: bool, force_gp: bool
-) -> ComputeOptimalPlan | None:
+def _solve(query: ComputeOptimalQuery, allow_gp: bool, force_gp: bool) -> ComputeOptimalPlan | None:
     if query.compute is not None:
-        return _budget(query.law, query.compute, query.caps, query.flops_per_param_token,
-                       allow_gp, force_gp)
+        return _budget(
+            query.law, query.compute, query.caps, query.flops_per_param_token, allow_gp, force_gp
+        )
     assert query.target_loss is not None
-    return _target(query.law, query.target_loss, query.caps, query.flops_per_param_token,
-                   allow_gp, force_gp)
+    return _target(
+        query.law, query.target_loss, query.caps, query.flops_per_param_token, allow_gp, force_gp
+    )
 
 
 def _budget(

@@ -106,12 +106,18 @@ class CompiledGP:
             except cp.error.SolverError as exc:
                 raise SolverFailed(f"the GP solver {SOLVER} failed: {exc}") from exc
             if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-                raise SolverFailed(f"the GP solver {SOLVER} ended with status {self.problem.status}")
+                raise SolverFailed(
+                    f"the GP solver {SOLVER} ended with status {self.problem.status}"
+                )
             x, y = float(self.x.value), float(self.y.value)
             active = frozenset(
-                name for name, con in self.constraints.items() if self._slack(name, con) < ACTIVE_SLACK
+                name
+                for name, con in self.constraints.items()
+                if self._slack(name, con) < ACTIVE_SLACK
             )
-        return GPSolution(params=n0 * math.exp(x), tokens=d0 * math.exp(y), active=active, solver=SOLVER)
+        return GPSolution(
+            params=n0 * math.exp(x), tokens=d0 * math.exp(y), active=active, solver=SOLVER
+        )
 
     def _slack(self, name: str, constraint: cp.Constraint) -> float:
         if name == "target_loss":
@@ -129,9 +135,10 @@ def compiled_gp(goal: Goal, has_params_cap: bool, has_tokens_cap: bool) -> Compi
 def warm_up() -> None:
     """Import cvxpy and compile every shape once, so the first real request is fast."""
     law = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
-    for goal in ("budget", "loss"):
+    goals: tuple[Goal, ...] = ("budget", "loss")
+    for goal in goals:
         for has_n in (False, True):
             for has_d in (False, True):
-                gp = compiled_gp(goal, has_n, has_d)  # type: ignore[arg-type]
+                gp = compiled_gp(goal, has_n, has_d)
                 bound = 0.0 if goal == "budget" else math.log(0.5)
                 gp.solve(law, (1e9, 2e10), bound, 1e12 if has_n else None, 1e14 if has_d else None)

@@ -86,8 +86,14 @@ class Store:
                 )
                 for law in entry.laws:
                     self._insert_law(
-                        conn, family_id, law.form, law.law().to_mapping(), "published",
-                        law.citation, law.note, now,
+                        conn,
+                        family_id,
+                        law.form,
+                        law.law().to_mapping(),
+                        "published",
+                        law.citation,
+                        law.note,
+                        now,
                     )
             conn.execute(sa.insert(meta).values(key=CATALOG_KEY, value=str(now)))
             return True
@@ -273,7 +279,9 @@ class Store:
                 revision=1,
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
 
     def _bump_revision(self, conn: Connection, name: str, expected: int | None) -> int:
         """Lock the family row by bumping its revision; NotFound / Conflict as due."""
@@ -341,13 +349,15 @@ class Store:
             .subquery()
         )
         rows = conn.execute(
-            sa.select(law_versions.c.form, law_versions.c.version, law_versions.c.method).join(
+            sa.select(law_versions.c.form, law_versions.c.version, law_versions.c.method)
+            .join(
                 newest,
                 sa.and_(
                     law_versions.c.form == newest.c.form,
                     law_versions.c.version == newest.c.version,
                 ),
-            ).where(law_versions.c.family_id == family_id)
+            )
+            .where(law_versions.c.family_id == family_id)
         )
         return {row.form: (int(row.version), row.method) for row in rows}
 

@@ -36,7 +36,14 @@ def test_optimal_json_matches_the_published_optimum(server: ServerProcess) -> No
     """The issue's acceptance: Epoch at the Gopher budget, params 7.22487e10, tokens 1.32874e12."""
     out = planner_json(server, "optimal", "chinchilla-epoch-2024", "--compute", "5.76e23")
     assert set(out) == {
-        "params", "tokens", "loss", "flops", "tokens_per_param", "binding", "intervals", "solver"
+        "params",
+        "tokens",
+        "loss",
+        "flops",
+        "tokens_per_param",
+        "binding",
+        "intervals",
+        "solver",
     }
     assert out["params"] == pytest.approx(7.22487e10, rel=1e-4)
     assert out["tokens"] == pytest.approx(1.32874e12, rel=1e-4)
@@ -53,7 +60,9 @@ def test_optimal_with_cap_and_readable_output(server: ServerProcess) -> None:
     assert "1.66667e+13" in text.stdout and "max_params" in text.stdout
 
 
-def test_families_and_runs_from_csv(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+def test_families_and_runs_from_csv(
+    server: ServerProcess, tmp_path: Path, shared_data: Path
+) -> None:
     created = planner_json(server, "families", "create", "cli-c4", "--description", "C4 runs")
     assert created["name"] == "cli-c4" and created["laws"] == []
     # Muennighoff's data-constrained C4 runs, in the CLI's CSV format. Their names are not

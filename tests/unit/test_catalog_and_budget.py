@@ -35,7 +35,7 @@ def test_hoffmann_full_precision_reproduces_the_gopher_budget_optimum() -> None:
     """LAWS.md §1.4: TeX-precision values put the 5.76e23 optimum at ~40.4B (rounded: 32.2B)."""
     law = BY_NAME["chinchilla-hoffmann-2022"].laws[0].law()
     assert isinstance(law, ChinchillaLaw)
-    assert law.E == pytest.approx(1.693374, rel=1e-6)
+    assert pytest.approx(1.693374, rel=1e-6) == law.E
     params, _ = closed_form.optimal_allocation(law, 5.76e23)
     assert params == pytest.approx(4.03609e10, rel=5e-6)
     assert closed_form.frontier_constants(law).a == pytest.approx(0.456526, rel=5e-6)
@@ -43,8 +43,13 @@ def test_hoffmann_full_precision_reproduces_the_gopher_budget_optimum() -> None:
 
 def test_epoch_and_sardana_sets() -> None:
     epoch = BY_NAME["chinchilla-epoch-2024"].laws[0].law()
-    assert epoch.to_mapping() == {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478,
-                                  "beta": 0.3658}
+    assert epoch.to_mapping() == {
+        "E": 1.8172,
+        "A": 482.01,
+        "B": 2085.43,
+        "alpha": 0.3478,
+        "beta": 0.3658,
+    }
     sardana = BY_NAME["inference-sardana-2023"].laws[0].law()
     assert isinstance(sardana, ChinchillaLaw)
     # LAWS.md §11.5: G = 1.297347, a = 0.457189 for this set.

@@ -149,7 +149,7 @@ def test_caps_that_cannot_absorb_the_budget_are_infeasible() -> None:
 
 
 def test_caps_that_keep_loss_above_target_are_infeasible() -> None:
-    with pytest.raises(Infeasible, match="cannot go below 1.97755"):
+    with pytest.raises(Infeasible, match=r"cannot go below 1\.97755"):
         plan_for_target_loss(EPOCH, 1.9, Caps(max_params=1e10))
 
 

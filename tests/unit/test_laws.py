@@ -73,8 +73,8 @@ def test_gadre_redpajama_chinchilla_equivalent() -> None:
     law = OvertrainingLaw(E=1.8366, a=212.2361, b=366.6872, eta=0.13643)
     equivalent = law.as_chinchilla()
     # eta is printed to 5 decimals; its rounding (<= 5e-6) moves A and B by up to ~1.5e-5 rel.
-    assert equivalent.A == pytest.approx(166.2110, rel=2e-5)
-    assert equivalent.B == pytest.approx(287.1681, rel=2e-5)
+    assert pytest.approx(166.2110, rel=2e-5) == equivalent.A
+    assert pytest.approx(287.1681, rel=2e-5) == equivalent.B
     assert equivalent.alpha == pytest.approx(0.27286, abs=1e-5)
     # The L(C, M) form and the Chinchilla form are the same function of (N, D).
     for n, d in [(1.4e9, 2.8e10), (6.9e9, 1.38e11), (4.1e8, 2.6e11)]:
