@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
 import cvxpy as cp
+import numpy as np
 
 from planner.errors import SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
@@ -29,6 +29,8 @@ Goal = Literal["budget", "loss"]
 # A constraint counts as active when its log-space slack is below this.
 ACTIVE_SLACK = 1e-6
 SOLVER = "CLARABEL"
+# Clarabel's statuses that carry a usable point; the point is then finished on its exact face.
+ACCEPTED_STATUSES = frozenset({"Solved", "AlmostSolved"})
 SOLVER_OPTIONS: dict[str, Any] = {
     "tol_gap_abs": 1e-10,
     "tol_gap_rel": 1e-10,
@@ -98,32 +100,51 @@ class CompiledGP:
                 self.params_cap.value = math.log(params_cap / n0)
             if self.tokens_cap is not None and tokens_cap is not None:
                 self.tokens_cap.value = math.log(tokens_cap / d0)
-            try:
-                with warnings.catch_warnings():
-                    # OPTIMAL_INACCURATE is accepted below and then finished on the exact face.
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.problem.solve(solver=SOLVER, **SOLVER_OPTIONS)
-            except cp.error.SolverError as exc:
-                raise SolverFailed(f"the GP solver {SOLVER} failed: {exc}") from exc
-            if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-                raise SolverFailed(
-                    f"the GP solver {SOLVER} ended with status {self.problem.status}"
-                )
-            x, y = float(self.x.value), float(self.y.value)
+            x, y = self._solve_compiled()
             active = frozenset(
-                name
-                for name, con in self.constraints.items()
-                if self._slack(name, con) < ACTIVE_SLACK
+                name for name, slack in self._slacks(x, y).items() if slack < ACTIVE_SLACK
             )
         return GPSolution(
             params=n0 * math.exp(x), tokens=d0 * math.exp(y), active=active, solver=SOLVER
         )
 
-    def _slack(self, name: str, constraint: cp.Constraint) -> float:
-        if name == "target_loss":
-            # Relative slack of the loss constraint in log space.
-            return float(self.bound.value - constraint.args[0].value)
-        return float(-constraint.expr.value)
+    def _solve_compiled(self) -> tuple[float, float]:
+        """Re-solve with the current Parameter values; the optimal (x, y).
+
+        `get_problem_data` applies the values to the cached DPP map (no recompilation) and the
+        solver's primal vector is read directly: `Problem.solve()` adds about 2 ms per call of
+        result unpacking that this problem does not need (bench/RESULTS.md).
+        """
+        try:
+            data, chain, _ = self.problem.get_problem_data(SOLVER)
+            raw = chain.solve_via_data(
+                self.problem, data, warm_start=False, verbose=False, solver_opts=SOLVER_OPTIONS
+            )
+        except cp.error.SolverError as exc:
+            raise SolverFailed(f"the GP solver {SOLVER} failed: {exc}") from exc
+        status = str(raw.status)
+        if status not in ACCEPTED_STATUSES:
+            raise SolverFailed(f"the GP solver {SOLVER} ended with status {status}")
+        columns = data["param_prob"].var_id_to_col
+        return float(raw.x[columns[self.x.id]]), float(raw.x[columns[self.y.id]])
+
+    def _slacks(self, x: float, y: float) -> dict[str, float]:
+        """Log-space slack of every constraint at (x, y)."""
+        bound = float(self.bound.value)
+        slacks: dict[str, float] = {}
+        if self.goal == "budget":
+            slacks["compute"] = bound - x - y
+        else:
+            terms = (
+                float(self.la.value) - float(self.alpha.value) * x,
+                float(self.lb.value) - float(self.beta.value) * y,
+            )
+            slacks["target_loss"] = bound - float(np.logaddexp(*terms))
+        if self.params_cap is not None:
+            slacks["max_params"] = float(self.params_cap.value) - x
+        if self.tokens_cap is not None:
+            slacks["max_tokens"] = float(self.tokens_cap.value) - y
+        return slacks
 
 
 @cache

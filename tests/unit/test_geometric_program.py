@@ -174,3 +174,21 @@ def test_bad_budget(compute: float) -> None:
     with pytest.raises(InvalidInput) as caught:
         plan_for_budget(EPOCH, compute)
     assert caught.value.field == "budget.flops"
+
+
+@pytest.mark.parametrize(
+    ("goal", "caps"),
+    [("budget", (1e11, None)), ("budget", (None, 2e12)), ("loss", (2e10, None))],
+)
+def test_fast_resolve_matches_cvxpy_problem_solve(
+    goal: str, caps: tuple[float | None, float | None]
+) -> None:
+    """The direct re-solve reads the same optimum as cvxpy's own Problem.solve()."""
+    gp = compiled_gp(goal, caps[0] is not None, caps[1] is not None)  # type: ignore[arg-type]
+    compute = 1e25 if goal == "budget" else closed_form.least_compute_for_loss(EPOCH, 2.0)
+    centre = closed_form.optimal_allocation(EPOCH, compute)
+    bound = 0.0 if goal == "budget" else math.log(2.0 - EPOCH.E)
+    fast = gp.solve(EPOCH, centre, bound, caps[0], caps[1])
+    gp.problem.solve(solver="CLARABEL")
+    assert math.log(fast.params / centre[0]) == pytest.approx(float(gp.x.value), abs=1e-6)
+    assert math.log(fast.tokens / centre[1]) == pytest.approx(float(gp.y.value), abs=1e-6)
