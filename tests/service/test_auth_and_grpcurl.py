@@ -1,0 +1,70 @@
+"""Bearer-token authentication, and grpcurl working through reflection alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients import PlannerClient, PlannerClientError
+from tests.service.server_process import ServerProcess
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+
+
+def test_tokens_file_enforces_bearer_tokens(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# team tokens\nsecret-one\n\nsecret-two\n")
+    env = {"PLANNER_TOKENS_FILE": str(tokens)}
+    with ServerProcess(tmp_path / "auth.db", env) as server:
+        with PlannerClient(server.target) as anonymous:
+            with pytest.raises(PlannerClientError) as caught:
+                anonymous.get_family("chinchilla-epoch-2024")
+            assert caught.value.code == "UNAUTHENTICATED"
+        with (
+            PlannerClient(server.target, token="wrong") as stranger,
+            pytest.raises(PlannerClientError, match="unknown token"),
+        ):
+            stranger.get_family("chinchilla-epoch-2024")
+        with PlannerClient(server.target, token="secret-two") as member:
+            assert member.get_family("chinchilla-epoch-2024").name == "chinchilla-epoch-2024"
+        # Health stays open for probes.
+        with grpc.insecure_channel(server.target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpcurl_lists_and_calls_without_proto_files(server: ServerProcess) -> None:
+    listed = subprocess.run(
+        [str(GRPCURL), "-plaintext", server.target, "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "planner.v1.PlannerService" in listed.stdout.split()
+    request = json.dumps({"law": {"family": "chinchilla-epoch-2024"}, "budget": {"flops": 5.76e23}})
+    called = subprocess.run(
+        [
+            str(GRPCURL),
+            "-plaintext",
+            "-d",
+            request,
+            server.target,
+            "planner.v1.PlannerService/PlanComputeOptimal",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    answer = json.loads(called.stdout)
+    assert answer["params"] == pytest.approx(7.22487e10, rel=1e-5)
+    assert answer["binding"] == ["compute"]
