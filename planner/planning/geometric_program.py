@@ -23,6 +23,7 @@ import numpy as np
 
 from planner.errors import SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
+from planner.planning.affine_conic import AffineConicProblem
 
 Goal = Literal["budget", "loss"]
 
@@ -60,9 +61,22 @@ class CompiledGP:
         self.lb = cp.Parameter(name="lb")
         self.alpha = cp.Parameter(nonneg=True, name="alpha")
         self.beta = cp.Parameter(nonneg=True, name="beta")
-        self.bound = cp.Parameter(name="lc_or_lt")
+        self.bound = cp.Parameter(name="bound")
         self.params_cap = cp.Parameter(name="params_cap") if has_params_cap else None
         self.tokens_cap = cp.Parameter(name="tokens_cap") if has_tokens_cap else None
+        self.parameters: dict[str, cp.Parameter] = {
+            p.name(): p
+            for p in (
+                self.la,
+                self.lb,
+                self.alpha,
+                self.beta,
+                self.bound,
+                self.params_cap,
+                self.tokens_cap,
+            )
+            if p is not None
+        }
         terms = [self.la - self.alpha * self.x, self.lb - self.beta * self.y]
         self.constraints: dict[str, cp.Constraint] = {}
         if goal == "budget":
@@ -79,6 +93,7 @@ class CompiledGP:
         if not self.problem.is_dcp(dpp=True):
             raise AssertionError("the compute-optimal GP must be DPP")
         self._lock = threading.Lock()
+        self._affine: AffineConicProblem | None = None
 
     def solve(
         self,
@@ -89,61 +104,73 @@ class CompiledGP:
         tokens_cap: float | None,
     ) -> GPSolution:
         """Solve with these values. `bound` is ln(C/(k N0 D0)) or ln(target - E)."""
+        values = self.parameter_values(law, centre, bound, params_cap, tokens_cap)
         n0, d0 = centre
         with self._lock:
-            self.la.value = math.log(law.A) - law.alpha * math.log(n0)
-            self.lb.value = math.log(law.B) - law.beta * math.log(d0)
-            self.alpha.value = law.alpha
-            self.beta.value = law.beta
-            self.bound.value = bound
-            if self.params_cap is not None and params_cap is not None:
-                self.params_cap.value = math.log(params_cap / n0)
-            if self.tokens_cap is not None and tokens_cap is not None:
-                self.tokens_cap.value = math.log(tokens_cap / d0)
-            x, y = self._solve_compiled()
-            active = frozenset(
-                name for name, slack in self._slacks(x, y).items() if slack < ACTIVE_SLACK
-            )
+            x, y = self._solve_compiled(values)
+        active = frozenset(
+            name for name, slack in self._slacks(values, x, y).items() if slack < ACTIVE_SLACK
+        )
         return GPSolution(
             params=n0 * math.exp(x), tokens=d0 * math.exp(y), active=active, solver=SOLVER
         )
 
-    def _solve_compiled(self) -> tuple[float, float]:
-        """Re-solve with the current Parameter values; the optimal (x, y).
+    def parameter_values(
+        self,
+        law: ChinchillaLaw,
+        centre: tuple[float, float],
+        bound: float,
+        params_cap: float | None,
+        tokens_cap: float | None,
+    ) -> dict[str, float]:
+        """The value of each Parameter (by name) for one request."""
+        n0, d0 = centre
+        values = {
+            "la": math.log(law.A) - law.alpha * math.log(n0),
+            "lb": math.log(law.B) - law.beta * math.log(d0),
+            "alpha": law.alpha,
+            "beta": law.beta,
+            "bound": bound,
+        }
+        if self.params_cap is not None:
+            if params_cap is None:
+                raise ValueError("this problem shape needs params_cap")
+            values["params_cap"] = math.log(params_cap / n0)
+        if self.tokens_cap is not None:
+            if tokens_cap is None:
+                raise ValueError("this problem shape needs tokens_cap")
+            values["tokens_cap"] = math.log(tokens_cap / d0)
+        return values
 
-        `get_problem_data` applies the values to the cached DPP map (no recompilation) and the
-        solver's primal vector is read directly: `Problem.solve()` adds about 2 ms per call of
-        result unpacking that this problem does not need (bench/RESULTS.md).
-        """
+    def _solve_compiled(self, values: dict[str, float]) -> tuple[float, float]:
+        """The optimal (x, y) for these parameter values."""
         try:
-            data, chain, _ = self.problem.get_problem_data(SOLVER)
-            raw = chain.solve_via_data(
-                self.problem, data, warm_start=False, verbose=False, solver_opts=SOLVER_OPTIONS
-            )
+            if self._affine is None:
+                # Probe the DPP map around the first request's values (any valid point works).
+                for parameter in self.parameters.values():
+                    parameter.value = values[parameter.name()]
+                self._affine = AffineConicProblem(
+                    self.problem, list(self.parameters.values()), (self.x, self.y), SOLVER_OPTIONS
+                )
+            status, (x, y) = self._affine.solve([values[name] for name in self.parameters])
         except cp.error.SolverError as exc:
             raise SolverFailed(f"the GP solver {SOLVER} failed: {exc}") from exc
-        status = str(raw.status)
         if status not in ACCEPTED_STATUSES:
             raise SolverFailed(f"the GP solver {SOLVER} ended with status {status}")
-        columns = data["param_prob"].var_id_to_col
-        return float(raw.x[columns[self.x.id]]), float(raw.x[columns[self.y.id]])
+        return x, y
 
-    def _slacks(self, x: float, y: float) -> dict[str, float]:
+    def _slacks(self, values: dict[str, float], x: float, y: float) -> dict[str, float]:
         """Log-space slack of every constraint at (x, y)."""
-        bound = float(self.bound.value)
         slacks: dict[str, float] = {}
         if self.goal == "budget":
-            slacks["compute"] = bound - x - y
+            slacks["compute"] = values["bound"] - x - y
         else:
-            terms = (
-                float(self.la.value) - float(self.alpha.value) * x,
-                float(self.lb.value) - float(self.beta.value) * y,
-            )
-            slacks["target_loss"] = bound - float(np.logaddexp(*terms))
-        if self.params_cap is not None:
-            slacks["max_params"] = float(self.params_cap.value) - x
-        if self.tokens_cap is not None:
-            slacks["max_tokens"] = float(self.tokens_cap.value) - y
+            terms = (values["la"] - values["alpha"] * x, values["lb"] - values["beta"] * y)
+            slacks["target_loss"] = values["bound"] - float(np.logaddexp(*terms))
+        if "params_cap" in values:
+            slacks["max_params"] = values["params_cap"] - x
+        if "tokens_cap" in values:
+            slacks["max_tokens"] = values["tokens_cap"] - y
         return slacks
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from planner.planning.compute_optimal import (
     plan_for_target_loss,
     try_closed_form,
 )
-from planner.planning.geometric_program import compiled_gp
+from planner.planning.geometric_program import CompiledGP, compiled_gp
 from tests.conftest import EPOCH
 from tests.unit.test_closed_form import TABLE_11_2
 
@@ -176,19 +177,54 @@ def test_bad_budget(compute: float) -> None:
     assert caught.value.field == "budget.flops"
 
 
-@pytest.mark.parametrize(
-    ("goal", "caps"),
-    [("budget", (1e11, None)), ("budget", (None, 2e12)), ("loss", (2e10, None))],
-)
-def test_fast_resolve_matches_cvxpy_problem_solve(
-    goal: str, caps: tuple[float | None, float | None]
-) -> None:
-    """The direct re-solve reads the same optimum as cvxpy's own Problem.solve()."""
+CASES = [("budget", (1e11, None)), ("budget", (None, 2e12)), ("loss", (2e10, None))]
+
+
+def _case(goal: str, caps: tuple[float | None, float | None]) -> tuple[CompiledGP, dict[str, Any]]:
     gp = compiled_gp(goal, caps[0] is not None, caps[1] is not None)  # type: ignore[arg-type]
     compute = 1e25 if goal == "budget" else closed_form.least_compute_for_loss(EPOCH, 2.0)
     centre = closed_form.optimal_allocation(EPOCH, compute)
     bound = 0.0 if goal == "budget" else math.log(2.0 - EPOCH.E)
-    fast = gp.solve(EPOCH, centre, bound, caps[0], caps[1])
+    return gp, {
+        "law": EPOCH,
+        "centre": centre,
+        "bound": bound,
+        "params_cap": caps[0],
+        "tokens_cap": caps[1],
+    }
+
+
+@pytest.mark.parametrize(("goal", "caps"), CASES)
+def test_fast_resolve_matches_cvxpy_problem_solve(
+    goal: str, caps: tuple[float | None, float | None]
+) -> None:
+    """The direct re-solve finds the same optimum as cvxpy's own Problem.solve()."""
+    gp, request = _case(goal, caps)
+    fast = gp.solve(**request)
+    for name, value in gp.parameter_values(**request).items():
+        gp.parameters[name].value = value
     gp.problem.solve(solver="CLARABEL")
+    centre = request["centre"]
     assert math.log(fast.params / centre[0]) == pytest.approx(float(gp.x.value), abs=1e-6)
     assert math.log(fast.tokens / centre[1]) == pytest.approx(float(gp.y.value), abs=1e-6)
+
+
+@pytest.mark.parametrize(("goal", "caps"), CASES)
+def test_affine_map_reproduces_cvxpy_problem_data(
+    goal: str, caps: tuple[float | None, float | None]
+) -> None:
+    """At parameter values far from where it was probed, the recorded map gives cvxpy's data."""
+    gp, request = _case(goal, caps)
+    gp.solve(**request)  # compiles and probes
+    affine = gp._affine
+    assert affine is not None
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        values = {name: float(rng.uniform(0.05, 3.0)) for name in gp.parameters}
+        for name, value in values.items():
+            gp.parameters[name].value = value
+        data, _, _ = gp.problem.get_problem_data("CLARABEL")
+        a, b, c = affine.data([values[name] for name in gp.parameters])
+        np.testing.assert_allclose(a.toarray(), data["A"].toarray(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(b, data["b"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c, data["c"], rtol=1e-12, atol=1e-12)
