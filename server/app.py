@@ -17,6 +17,7 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server.auth import BearerTokenInterceptor, load_tokens
 from server.config import Settings
+from server.law_cache import LawCache
 from server.servicer import PlannerService
 from server.solver_pool import SolverPool
 from server.store import Store
@@ -58,7 +59,10 @@ async def start(settings: Settings) -> RunningServer:
         ],
     )
     pb_grpc.add_PlannerServiceServicer_to_server(
-        PlannerService(store, pool, settings.max_runs_per_request), server
+        PlannerService(
+            store, pool, settings.max_runs_per_request, LawCache(settings.law_cache_seconds)
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

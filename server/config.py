@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     solver_processes: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # Seconds a resolved law is reused by queries; other replicas' writes show within this time.
+    law_cache_seconds: float = Field(default=2.0, ge=0)
     # Largest AddRuns batch; larger uploads are refused whole, not half-stored.
     max_runs_per_request: int = Field(default=50_000, ge=1)
     # Largest request message in bytes (gRPC receive limit).

@@ -18,9 +18,10 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server import mapping, validation
 from server.errors import translate_errors
+from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
 from server.store import Store, StoreError
-from server.store.records import FamilyRecord, LawRecord
+from server.store.records import LawRecord
 
 # grpc ships no type information; handlers take its aio ServicerContext.
 Context: TypeAlias = Any
@@ -33,10 +34,13 @@ def _optional(message: Any, name: str) -> Any:
 class PlannerService(pb_grpc.PlannerServiceServicer):
     """The one service of planner.v1."""
 
-    def __init__(self, store: Store, pool: SolverPool, max_runs_per_request: int) -> None:
+    def __init__(
+        self, store: Store, pool: SolverPool, max_runs_per_request: int, laws: LawCache
+    ) -> None:
         self.store = store
         self.pool = pool
         self.max_runs = max_runs_per_request
+        self.laws = laws
 
     # -- families -----------------------------------------------------------------------------
 
@@ -51,6 +55,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         k = family.flops_per_param_token or 6.0
         k = positive("family.flops_per_param_token", k)
         record = await asyncio.to_thread(self.store.create_family, name, text, conv, k)
+        self.laws.invalidate(name)
         return pb.CreateFamilyResponse(family=mapping.family_message(record))
 
     @translate_errors
@@ -83,7 +88,10 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
     ) -> pb.DeleteFamilyResponse:
         name = validation.family_name("name", request.name)
         expected = _optional(request, "expected_revision")
-        await asyncio.to_thread(self.store.delete_family, name, expected)
+        try:
+            await asyncio.to_thread(self.store.delete_family, name, expected)
+        finally:
+            self.laws.invalidate(name)
         return pb.DeleteFamilyResponse()
 
     # -- runs ---------------------------------------------------------------------------------
@@ -125,6 +133,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         law = parse_law(request.form, values)
         source = request.source
         method = source.method or "published"
+        self.laws.invalidate(name)
         record = await asyncio.to_thread(
             self.store.put_law,
             name,
@@ -135,6 +144,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             source.note,
             _optional(request, "expected_revision"),
         )
+        self.laws.invalidate(name)
         return pb.PutLawResponse(law=mapping.law_message(record))
 
     @translate_errors
@@ -160,10 +170,9 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         params = positive("params", request.params)
         tokens = positive("tokens", request.tokens)
         unique = optional_positive("unique_tokens", _optional(request, "unique_tokens"))
-        record, _family = await asyncio.to_thread(self._law_and_family, request.law)
-        law = parse_law(record.form, record.parameters, "law.parameters")
-        loss = predict_loss(law, params, tokens, unique)
-        return pb.PredictResponse(loss=loss, law=_summary(record))
+        resolved = await self._resolve(request.law)
+        loss = predict_loss(resolved.law, params, tokens, unique)
+        return pb.PredictResponse(loss=loss, law=_summary(resolved.record))
 
     @translate_errors
     async def PlanComputeOptimal(
@@ -180,20 +189,19 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             unique_tokens=_optional(request, "unique_tokens"),
             max_epochs=_optional(request, "max_epochs"),
         ).validated()
-        record, family = await asyncio.to_thread(self._law_and_family, request.law)
-        law = parse_law(record.form, record.parameters, "law.parameters")
-        _check_plannable(law, caps)
+        resolved = await self._resolve(request.law)
+        _check_plannable(resolved.law, caps)
         query = ComputeOptimalQuery(
-            law=law.as_chinchilla(),
+            law=resolved.law.as_chinchilla(),
             compute=compute,
             target_loss=target,
             caps=caps,
-            flops_per_param_token=family.flops_per_param_token,
+            flops_per_param_token=resolved.flops_per_param_token,
         )
         plan = compute_optimal.try_closed_form(query)
         if plan is None:
             plan = await self.pool.run(compute_optimal.solve, query)
-        return mapping.plan_message(plan, record)
+        return mapping.plan_message(plan, resolved.record)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -214,9 +222,21 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
                 error.field = prefix + error.field
             raise
 
-    def _law_and_family(self, selector: pb.LawSelector) -> tuple[LawRecord, FamilyRecord]:
+    async def _resolve(self, selector: pb.LawSelector) -> ResolvedLaw:
+        """The selected law, from the cache when fresh, else from the store (in a thread)."""
+        key = (selector.family, selector.form, selector.version)
+        cached = self.laws.get(key)
+        if cached is not None:
+            return cached
+        resolved = await asyncio.to_thread(self._load_law, selector)
+        self.laws.put(key, resolved)
+        return resolved
+
+    def _load_law(self, selector: pb.LawSelector) -> ResolvedLaw:
         record = self._law_record(selector, "law.")
-        return record, self.store.get_family(record.family)
+        family = self.store.get_family(record.family)
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        return ResolvedLaw(record, law, family.flops_per_param_token)
 
 
 def _summary(record: LawRecord) -> pb.LawSummary:

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from clients import PlannerClient
+from clients import PlannerClient, PlannerClientError
 from clients.results import Run
 from tests.service.server_process import ServerProcess
 
@@ -211,3 +211,18 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     process = ServerProcess(tmp_path / "stop.db")
     process.start()
     assert process.stop() == 0
+
+
+def test_queries_see_a_new_law_version_at_once(client: PlannerClient, family_name: str) -> None:
+    """Read-your-writes through the server's law cache."""
+    client.create_family(family_name)
+    client.put_law(family_name, "chinchilla", EPOCH_PARAMS)
+    first = client.predict(family_name, 7e10, 1.4e12)
+    client.put_law(family_name, "chinchilla", {**EPOCH_PARAMS, "E": 2.0})
+    second = client.predict(family_name, 7e10, 1.4e12)
+    assert second.loss - first.loss == pytest.approx(2.0 - 1.8172, rel=1e-9)
+    assert second.law.version == 2
+    client.delete_family(family_name)
+    with pytest.raises(PlannerClientError) as caught:
+        client.predict(family_name, 7e10, 1.4e12)
+    assert caught.value.code == "NOT_FOUND"

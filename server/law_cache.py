@@ -1,0 +1,61 @@
+"""A short-lived, per-process cache of resolved laws, so queries skip the database.
+
+Planning queries are read-mostly and must answer in well under a millisecond; a database round
+trip costs several. Entries live `ttl` seconds (other replicas' writes become visible within
+that time) and this process's own writes to a family evict its entries at once, so a caller
+always reads its own writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from planner.laws import Law
+from server.store.records import LawRecord
+
+Key = tuple[str, str, int]  # (family, form or "" for the default, version or 0 for current)
+
+
+@dataclass(frozen=True)
+class ResolvedLaw:
+    """A stored law version, parsed, with the family's FLOPs per param per token."""
+
+    record: LawRecord
+    law: Law
+    flops_per_param_token: float
+
+
+class LawCache:
+    """Bounded mapping Key -> ResolvedLaw with expiry."""
+
+    def __init__(
+        self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[Key, tuple[float, ResolvedLaw]] = {}
+
+    def get(self, key: Key) -> ResolvedLaw | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: Key, value: ResolvedLaw) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            # Oldest first: dicts keep insertion order.
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (self._clock() + self.ttl, value)
+
+    def invalidate(self, family: str) -> None:
+        for key in [k for k in self._entries if k[0] == family]:
+            del self._entries[key]

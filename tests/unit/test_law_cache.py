@@ -1,0 +1,59 @@
+"""The per-process law cache: expiry, eviction on writes, bounded size."""
+
+from __future__ import annotations
+
+from planner.laws import ChinchillaLaw
+from server.law_cache import LawCache, ResolvedLaw
+from server.store.records import LawRecord
+
+LAW = ChinchillaLaw(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
+
+
+def resolved(family: str, version: int) -> ResolvedLaw:
+    record = LawRecord(family, "chinchilla", version, LAW.to_mapping(), "published", "", "", 0.0)
+    return ResolvedLaw(record, LAW, 6.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entries_expire_after_ttl() -> None:
+    clock = Clock()
+    cache = LawCache(ttl=2.0, clock=clock)
+    cache.put(("f", "", 0), resolved("f", 1))
+    clock.now += 1.9
+    hit = cache.get(("f", "", 0))
+    assert hit is not None and hit.record.version == 1
+    clock.now += 0.2
+    assert cache.get(("f", "", 0)) is None
+
+
+def test_invalidate_drops_only_that_family() -> None:
+    cache = LawCache(ttl=60.0)
+    cache.put(("f", "", 0), resolved("f", 1))
+    cache.put(("f", "chinchilla", 1), resolved("f", 1))
+    cache.put(("g", "", 0), resolved("g", 1))
+    cache.invalidate("f")
+    assert cache.get(("f", "", 0)) is None and cache.get(("f", "chinchilla", 1)) is None
+    assert cache.get(("g", "", 0)) is not None
+
+
+def test_size_is_bounded_and_zero_ttl_disables() -> None:
+    cache = LawCache(ttl=60.0, max_entries=3)
+    for index in range(5):
+        cache.put((f"f{index}", "", 0), resolved(f"f{index}", 1))
+    assert [cache.get((f"f{i}", "", 0)) is not None for i in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    off = LawCache(ttl=0.0)
+    off.put(("f", "", 0), resolved("f", 1))
+    assert off.get(("f", "", 0)) is None
