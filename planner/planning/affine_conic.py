@@ -69,18 +69,21 @@ class AffineConicProblem:
         self._shape = pattern.shape
         self._da_nz = self._da[:, self._rows, self._cols]
         self._a0_nz = self._a0[self._rows, self._cols]
+        # One matrix, refilled in place per solve (Clarabel copies it into its own storage).
+        self._a = sp.csc_array((self._a0_nz.copy(), self._indices, self._indptr), shape=self._shape)
         self._cones = dims_to_solver_cones(data["dims"])
         self._settings = CLARABEL.parse_solver_opts(False, dict(solver_options))
         size = self._c0.size
         self._p = sp.csc_array((size, size))
 
     def data(self, values: Sequence[float]) -> tuple[sp.csc_array, Array, Array]:
-        """Clarabel's (A, b, c) for these parameter values (in the order given at build)."""
+        """Clarabel's (A, b, c) for these parameter values (in the order given at build).
+
+        A is this object's one matrix, overwritten by the next call.
+        """
         delta = np.asarray(values, dtype=np.float64) - self._base
-        a = sp.csc_array(
-            (self._a0_nz + delta @ self._da_nz, self._indices, self._indptr), shape=self._shape
-        )
-        return a, self._b0 + delta @ self._db, self._c0 + delta @ self._dc
+        self._a.data[:] = self._a0_nz + delta @ self._da_nz
+        return self._a, self._b0 + delta @ self._db, self._c0 + delta @ self._dc
 
     def solve(self, values: Sequence[float]) -> tuple[str, list[float]]:
         """Clarabel's status and the variables' values for these parameter values (in order)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.errors import Infeasible, InvalidInput
+from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.geometric_program import GPSolution, compiled_gp
@@ -190,20 +190,48 @@ def _finish_budget(
     d_cap: tuple[float, tuple[str, ...]] | None,
     solution: GPSolution,
 ) -> ComputeOptimalPlan:
-    """The exact optimum on the face the solver found active."""
-    solver = f"gp/{solution.solver}"
+    """The exact optimum on the budget line, checked against the solver's point."""
+    n_free, _ = closed_form.optimal_allocation(law, compute, k)
+    low = None if d_cap is None else compute / (k * d_cap[0])
+    params, at_low, at_high = _clamp(n_free, low, n_cap)
     binding = ["compute"]
-    if n_cap is not None and "max_params" in solution.active:
+    if at_high:
         binding.append("max_params")
-        params, tokens = n_cap, compute / (k * n_cap)
-        if d_cap is not None and "max_tokens" in solution.active:
-            binding.extend(d_cap[1])
-    elif d_cap is not None and "max_tokens" in solution.active:
+    if at_low and d_cap is not None:
         binding.extend(d_cap[1])
-        params, tokens = compute / (k * d_cap[0]), d_cap[0]
-    else:
-        params, tokens = closed_form.optimal_allocation(law, compute, k)
-    return _plan(law, params, tokens, k, binding, solver)
+    tokens = d_cap[0] if at_low and d_cap is not None else compute / (k * params)
+    _check_agreement(solution, params)
+    return _plan(law, params, tokens, k, binding, f"gp/{solution.solver}")
+
+
+def _clamp(value: float, low: float | None, high: float | None) -> tuple[float, bool, bool]:
+    """`value` clamped into [low, high], and whether each end binds.
+
+    The solver's own active set is unreliable for a cap within its tolerance of the free
+    optimum (it may call the cap slack while the free point breaks it). The face is settled
+    exactly instead: along the active budget or loss constraint the objective is convex in
+    ln N, so the optimum is the free optimum clamped into the interval of N the caps allow.
+    """
+    at_high = high is not None and value >= high
+    at_low = low is not None and value <= low
+    if at_high and high is not None:
+        value = high
+    if at_low and low is not None:
+        value = low
+    return value, at_low, at_high
+
+
+# The solver's point must land this close (relative, in N) to the exact optimum; anything
+# further is a wrong model or a failed solve, not a tolerance effect.
+AGREEMENT = 1e-2
+
+
+def _check_agreement(solution: GPSolution, params: float) -> None:
+    if abs(solution.params / params - 1.0) > AGREEMENT:
+        raise SolverFailed(
+            f"the GP solver {solution.solver} found N = {solution.params:.6g}, but the exact "
+            f"optimum on its face is N = {params:.6g}; the answer is not trustworthy"
+        )
 
 
 def _target(
@@ -222,19 +250,20 @@ def _target(
     gp = compiled_gp("loss", n_cap is not None, d_cap is not None)
     bound = math.log(target - law.E)
     solution = gp.solve(law, (n0, d0), bound, n_cap, None if d_cap is None else d_cap[0])
-    solver = f"gp/{solution.solver}"
+    low = None
+    if d_cap is not None:
+        low = closed_form.params_for_loss_at_tokens(law, target, d_cap[0])
+    params, at_low, at_high = _clamp(n0, low, n_cap)
     binding = ["target_loss"]
-    if n_cap is not None and "max_params" in solution.active:
+    if at_high:
         binding.append("max_params")
-        params = n_cap
-        tokens = closed_form.tokens_for_loss_at_params(law, target, n_cap)
-    elif d_cap is not None and "max_tokens" in solution.active:
+    if at_low and d_cap is not None:
         binding.extend(d_cap[1])
         tokens = d_cap[0]
-        params = closed_form.params_for_loss_at_tokens(law, target, tokens)
     else:
-        params, tokens = n0, d0
-    return _plan(law, params, tokens, k, binding, solver)
+        tokens = closed_form.tokens_for_loss_at_params(law, target, params)
+    _check_agreement(solution, params)
+    return _plan(law, params, tokens, k, binding, f"gp/{solution.solver}")
 
 
 def _check_loss_reachable(

@@ -228,3 +228,29 @@ def test_affine_map_reproduces_cvxpy_problem_data(
         np.testing.assert_allclose(a.toarray(), data["A"].toarray(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(b, data["b"], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(c, data["c"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("margin", [1e-2, 1e-4, 1e-5, 1e-7, 1e-10])
+def test_caps_just_below_the_free_optimum_are_respected(margin: float) -> None:
+    """A cap within the solver's tolerance of the free optimum still binds, exactly."""
+    n0, d0 = closed_form.optimal_allocation(EPOCH, 1e25)
+    plan = plan_for_budget(EPOCH, 1e25, Caps(max_params=n0 * (1 - margin)))
+    assert plan.params <= n0 * (1 - margin) and plan.binding == ("compute", "max_params")
+    plan = plan_for_budget(EPOCH, 1e25, Caps(max_tokens=d0 * (1 - margin)))
+    assert plan.tokens <= d0 * (1 - margin) and plan.binding == ("compute", "max_tokens")
+    compute = closed_form.least_compute_for_loss(EPOCH, 2.0)
+    n1, d1 = closed_form.optimal_allocation(EPOCH, compute)
+    plan = plan_for_target_loss(EPOCH, 2.0, Caps(max_params=n1 * (1 - margin)))
+    assert plan.params <= n1 * (1 - margin) and plan.binding == ("target_loss", "max_params")
+    assert plan.loss == pytest.approx(2.0, rel=1e-12)
+    plan = plan_for_target_loss(EPOCH, 2.0, Caps(max_tokens=d1 * (1 - margin)))
+    assert plan.tokens <= d1 * (1 - margin) and plan.binding == ("target_loss", "max_tokens")
+
+
+def test_both_caps_with_room_pick_the_nearer_one() -> None:
+    """Caps on N and D that leave an interval of N: the optimum is the clamp into it."""
+    n0, d0 = closed_form.optimal_allocation(EPOCH, 1e25)
+    # N capped below the free optimum, D cap loose enough that the interval is non-empty.
+    plan = plan_for_budget(EPOCH, 1e25, Caps(max_params=n0 / 2, max_tokens=d0 * 4))
+    assert plan.params == pytest.approx(n0 / 2, rel=1e-12)
+    assert plan.binding == ("compute", "max_params")
