@@ -1,0 +1,459 @@
+"""Render one benchmark run as bench/RESULTS.md, with each DESIGN.md §8 target judged."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.domain import (
+    CLOSED_FORM_BUDGET,
+    GP_BUDGET,
+    MARGINS,
+    PARAMS_CAP,
+    SOLVER_OPTIONS,
+    DomainResults,
+    Profile,
+)
+from bench.load import LoadResult
+from bench.machine import Machine
+from bench.service import FirstRequest, HandlerTimes, RoundTrips
+from bench.stats import Summary
+
+KKT_TOLERANCE = 1e-6
+SPEEDUP_TARGET = 5.0
+# Other processes using this many cores during a load probe make its numbers suspect.
+CONTENDED_CORES = 0.25
+
+
+@dataclass(frozen=True)
+class BenchResults:
+    quick: bool
+    machine: Machine
+    wall_seconds: float
+    domain: DomainResults
+    handler: HandlerTimes
+    seconds_to_serving: float | None
+    first: FirstRequest | None
+    closed_trips: RoundTrips | None
+    capped_trips: RoundTrips | None
+    client_library: Summary | None
+    loads: list[LoadResult]
+    server_exit_code: int | None
+    server_note: str
+    load_average_at_end: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    what: str
+    target: str
+    measured: str
+    met: bool | None
+
+
+def duration(seconds: float | None) -> str:
+    """A latency with a unit that keeps three significant figures readable."""
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    if abs(seconds) < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if abs(seconds) < 1.0:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def verdict(met: bool | None) -> str:
+    if met is None:
+        return "not measured"
+    return "**met**" if met else "**missed**"
+
+
+def _summary_cells(summary: Summary | None) -> str:
+    if summary is None or summary.empty:
+        return "n/a | n/a | n/a | n/a | 0"
+    return (
+        f"{duration(summary.median)} | {duration(summary.p90)} | {duration(summary.p99)} | "
+        f"{duration(summary.mean)} | {summary.count}"
+    )
+
+
+def _below(value: float | None, limit: float) -> bool | None:
+    if value is None or math.isnan(value):
+        return None
+    return value < limit
+
+
+def contention(load: LoadResult) -> str:
+    """A warning when other processes took a noticeable share of the cores during a probe."""
+    other = load.other_cpu
+    if other is None or load.elapsed <= 0 or other / load.elapsed < CONTENDED_CORES:
+        return ""
+    return f" (contended: other processes used {other / load.elapsed:.1f} cores meanwhile)"
+
+
+def targets(results: BenchResults) -> list[TargetRow]:
+    domain = results.domain
+    rows: list[TargetRow] = []
+    closed = results.closed_trips
+    capped = results.capped_trips
+    handler = results.handler
+
+    estimate = None if closed is None else closed.server_side_estimate
+    rows.append(
+        TargetRow(
+            "`PlanComputeOptimal`, closed form, server-side (round trip − health round trip)",
+            "p50 < 0.2 ms",
+            duration(estimate),
+            _below(estimate, 0.2e-3),
+        )
+    )
+    handler_closed = None if handler.closed_form is None else handler.closed_form.median
+    rows.append(
+        TargetRow(
+            "`PlanComputeOptimal`, closed form, handler coroutine in-process",
+            "p50 < 0.2 ms",
+            duration(handler_closed),
+            _below(handler_closed, 0.2e-3),
+        )
+    )
+    estimate = None if capped is None else capped.server_side_estimate
+    rows.append(
+        TargetRow(
+            "constrained GP query, server-side (round trip − health round trip)",
+            "p50 < 2 ms",
+            duration(estimate),
+            _below(estimate, 2e-3),
+        )
+    )
+    handler_capped = None if handler.capped is None else handler.capped.median
+    rows.append(
+        TargetRow(
+            "constrained GP query, handler coroutine in-process (incl. solver-pool hop)",
+            "p50 < 2 ms",
+            duration(handler_capped),
+            _below(handler_capped, 2e-3),
+        )
+    )
+    rows.append(
+        TargetRow(
+            "constrained GP: compiled once (b) vs cvxpy problem built per request (c)",
+            f">= {SPEEDUP_TARGET:g}x faster",
+            f"{domain.speedup:.1f}x (medians, same run)",
+            domain.speedup >= SPEEDUP_TARGET,
+        )
+    )
+    worst = max((row for row in domain.accuracy if row.finished), key=lambda r: r.relative_error)
+    rows.append(
+        TargetRow(
+            "constrained GP: N of the finished answer vs the exact KKT answer",
+            f"relative error <= {KKT_TOLERANCE:g}",
+            f"{worst.relative_error:.2g} (worst finished path in §1d"
+            + (f": {worst.worst_case})" if worst.worst_case else ")"),
+            worst.relative_error <= KKT_TOLERANCE,
+        )
+    )
+    limits = {"closed-form mix": (2_000.0, 50e-3), "GP-only mix": (600.0, 100e-3)}
+    for load in results.loads:
+        qps_floor, p99_cap = limits[load.name]
+        met = (
+            load.qps >= qps_floor
+            and load.latency.p99 < p99_cap
+            and load.error_count == 0
+            and load.wrong_path == 0
+            and load.completed > 0
+        )
+        rows.append(
+            TargetRow(
+                f"sustained load, {load.settings.concurrency} concurrent callers, {load.name}",
+                f">= {qps_floor:,.0f} queries/s, p99 < {p99_cap * 1e3:g} ms, 0 errors",
+                f"{load.qps:,.0f} queries/s, p99 {duration(load.latency.p99)}, "
+                f"{load.error_count} errors{contention(load)}",
+                met,
+            )
+        )
+    first = results.first
+    rows.append(
+        TargetRow(
+            "first request after start (a GP plan sent as soon as health is SERVING)",
+            "answered within its deadline",
+            "n/a"
+            if first is None
+            else f"{first.status} in {duration(first.latency)} (deadline {first.deadline:g} s)",
+            None if first is None else first.status == "OK" and first.latency < first.deadline,
+        )
+    )
+    for what, target in (
+        ("fit of the 240-point Chinchilla set (VPNLS)", "< 0.5 s, >= 20x faster than L-BFGS"),
+        ("200-sample bootstrap of that fit", "< 30 s on 2 cores"),
+    ):
+        rows.append(TargetRow(what, target, "not measured by bench/ yet", None))
+    return rows
+
+
+def _profile_table(profile: Profile) -> list[str]:
+    lines = [
+        f"{profile.plans} plans, {profile.total_us_per_plan:.1f} µs per plan under the profiler "
+        "(cProfile inflates Python-heavy code; compare rows with each other, not with §1).",
+        "",
+        "| function | calls/plan | own µs/plan | cumulative µs/plan |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in profile.rows:
+        lines.append(
+            f"| `{row.function}` | {row.calls_per_plan:.3g} | {row.own_us_per_plan:.1f} | "
+            f"{row.cumulative_us_per_plan:.1f} |"
+        )
+    return lines
+
+
+def render(results: BenchResults) -> str:
+    m = results.machine
+    d = results.domain
+    out: list[str] = []
+    add = out.append
+    add("# Benchmark results")
+    add("")
+    add(
+        "Written by `python -m bench.run"
+        + (" --quick" if results.quick else "")
+        + "` (`make bench`); every number below comes from the one run described here. "
+        "The machine is shared and noisy: compare speeds as ratios within this run, not with "
+        "other runs or machines."
+    )
+    if results.quick:
+        add("")
+        add("**Quick mode**: a smoke test with few samples; do not quote these numbers.")
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    add(f"| date | {m.utc_time} |")
+    add(f"| CPU | {m.cpu_model} |")
+    add(f"| cores | {m.logical_cpus} logical, {m.usable_cpus} usable by this process |")
+    add(
+        f"| load average (1, 5, 15 min) | at start {', '.join(f'{x:.2f}' for x in m.load_average)}"
+        f"; at end {', '.join(f'{x:.2f}' for x in results.load_average_at_end)} |"
+    )
+    add(f"| Python | {m.python} |")
+    add(f"| platform | {m.platform} |")
+    add(f"| packages | {', '.join(f'{k} {v}' for k, v in m.packages.items())} |")
+    add(f"| commit | {m.commit} |")
+    add(f"| benchmark wall time | {results.wall_seconds:.0f} s |")
+    add("")
+    add("## DESIGN.md §8 targets")
+    add("")
+    add("| what | target | measured | verdict |")
+    add("|---|---|---|---|")
+    for row in targets(results):
+        add(f"| {row.what} | {row.target} | {row.measured} | {verdict(row.met)} |")
+    add("")
+    add(
+        "*Server-side* has two readings. The server exposes no timing of its own, so the first "
+        "is **derived**: the median PlanComputeOptimal round trip minus the median round trip "
+        "of a `grpc.health.v1.Health/Check` on the same channel, interleaved call by call in "
+        "the same run (§2). The second times the `PlanComputeOptimal` handler coroutine "
+        "directly, in-process, on a server assembled by `server.app.start` (store, warm "
+        "solver pool) without the gRPC transport."
+    )
+    add("")
+
+    add("## 1. Domain level, in-process")
+    add("")
+    add(
+        "Law: Epoch 2024 Chinchilla refit (E 1.8172, A 482.01, B 2085.43, alpha 0.3478, beta "
+        f"0.3658), k = 6. Every call varies C slightly so nothing can be answered by value "
+        f"from a cache. Clarabel options everywhere: `{SOLVER_OPTIONS}`."
+    )
+    add("")
+    add("| path | p50 | p90 | p99 | mean | calls |")
+    add("|---|---:|---:|---:|---:|---:|")
+    add(
+        f"| (a) closed form, `plan_for_budget(law, ~{CLOSED_FORM_BUDGET:.0e})`, no caps | "
+        f"{_summary_cells(d.closed_form)} |"
+    )
+    add(
+        f"| (b) compiled-once GP, `plan_for_budget(law, ~{GP_BUDGET:.0e}, "
+        f"Caps(max_params={PARAMS_CAP:.0e}))` | {_summary_cells(d.compiled_gp)} |"
+    )
+    add(
+        "| (b') same compiled problem, re-solved by cvxpy `Problem.solve()` (no plan finish) | "
+        f"{_summary_cells(d.cvxpy_resolve)} |"
+    )
+    add(
+        "| (c) naive: fresh cvxpy exp-cone problem per request (log variables, units of 1e9) | "
+        f"{_summary_cells(d.naive_exp_cone)} |"
+    )
+    add(
+        "| (c') naive: fresh cvxpy `gp=True` problem per request (units of 1e9) | "
+        f"{_summary_cells(d.naive_gp)} |"
+    )
+    add("")
+    add(
+        f"Ratio (c) / (b) of medians: **{d.speedup:.1f}x**; (c') / (b): "
+        f"{d.naive_gp.median / d.compiled_gp.median:.1f}x"
+        + (
+            ""
+            if d.cvxpy_resolve is None
+            else f"; (b') / (b): {d.cvxpy_resolve.median / d.compiled_gp.median:.1f}x"
+        )
+        + f"; (b) / (a): {d.compiled_gp.median / d.closed_form.median:.0f}x."
+    )
+    add("")
+    if d.cvxpy_statuses:
+        add(
+            "cvxpy's status over every `Problem.solve()` above (timed, warm-up and accuracy "
+            "calls): "
+            + "; ".join(
+                f"{path}: " + ", ".join(f"{status} {n}" for status, n in counts.items())
+                for path, counts in d.cvxpy_statuses.items()
+            )
+            + "."
+        )
+        add("")
+    add("### 1d. Accuracy of N against the exact KKT answer")
+    add("")
+    add(
+        "*Finished* answers are what `plan_for_budget` returns (the exact optimum on the face "
+        "the caps leave, cross-checked against the solver's point); *raw* is the solver's own "
+        "point."
+    )
+    add("")
+    add("| path | reference | max relative error in N | kind | worst case |")
+    add("|---|---|---:|---|---|")
+    for accuracy in d.accuracy:
+        kind = "finished" if accuracy.finished else "raw solver"
+        add(
+            f"| {accuracy.path} | {accuracy.reference} | {accuracy.relative_error:.2e} | "
+            f"{kind} | {accuracy.worst_case} |"
+        )
+    add("")
+    add(
+        "The two sweep rows put one cap a relative margin below the unconstrained optimum, "
+        f"for margins {', '.join(f'{m:g}' for m in MARGINS)}; the exact optimum then lies on "
+        "that cap. The worst-case column names the case with the largest error and whether "
+        "the returned plan stays within the cap."
+    )
+    add("")
+    add("### 1e. Where the time goes")
+    add("")
+    add("Compiled-once constrained plan (b), top functions by own time:")
+    add("")
+    out.extend(_profile_table(d.gp_profile))
+    add("")
+    add("Closed-form plan (a), top functions by own time:")
+    add("")
+    out.extend(_profile_table(d.closed_form_profile))
+    add("")
+
+    add("## 2. PlanComputeOptimal over gRPC")
+    add("")
+    if results.server_note:
+        add(results.server_note)
+        add("")
+    add(
+        "A `planner-server` subprocess with default settings (no PLANNER_* variables besides "
+        "the listen address and database URL) on 127.0.0.1 with a fresh SQLite database, "
+        "family `chinchilla-epoch-2024` from the shipped catalogue. Round trips use a "
+        "synchronous stub on one channel; each plan call is paired with a health Check whose "
+        "order alternates."
+        + (
+            ""
+            if results.seconds_to_serving is None
+            else f" Start to SERVING took {results.seconds_to_serving:.1f} s."
+        )
+    )
+    add("")
+    add("| call | p50 | p90 | p99 | mean | calls |")
+    add("|---|---:|---:|---:|---:|---:|")
+    for trips, label in (
+        (results.closed_trips, "closed form (C ~1e23 x0.5..1.5)"),
+        (results.capped_trips, "constrained (C ~1e25, max_params 1e11 binding)"),
+    ):
+        if trips is None:
+            continue
+        add(f"| (i/ii) {label}: plan round trip | {_summary_cells(trips.plan)} |")
+        add(f"| same run: health Check round trip | {_summary_cells(trips.health)} |")
+    if results.client_library is not None:
+        add(
+            "| closed form via `clients.client.PlannerClient` (typed results) | "
+            f"{_summary_cells(results.client_library)} |"
+        )
+    add("")
+    for trips in (results.closed_trips, results.capped_trips):
+        if trips is None:
+            continue
+        add(
+            f"- {trips.name}: derived server-side time (p50 plan − p50 health) "
+            f"**{duration(trips.server_side_estimate)}**; answers on an unexpected solver "
+            f"path: {trips.wrong_path}; errors: {trips.errors or 0}."
+        )
+    h = results.handler
+    if h.closed_form is not None and h.capped is not None:
+        shown = ", ".join(f"{k} = {v}" for k, v in h.settings.items())
+        hop = h.capped.median - d.compiled_gp.median
+        add(
+            f"- handler coroutine in-process (default settings: {shown}): closed "
+            f"form p50 {duration(h.closed_form.median)} / p90 {duration(h.closed_form.p90)} / "
+            f"p99 {duration(h.closed_form.p99)} ({h.closed_form.count} calls); constrained p50 "
+            f"{duration(h.capped.median)} / p90 {duration(h.capped.p90)} / p99 "
+            f"{duration(h.capped.p99)} ({h.capped.count} calls). The constrained handler p50 "
+            f"minus the in-process plan (b) p50 is {duration(hop)}: the cost of sending the "
+            "solve to a solver process and back."
+        )
+    else:
+        add(f"- handler coroutine in-process: {h.note}")
+    if results.first is not None:
+        f = results.first
+        add(
+            f"- first request after SERVING (a GP plan, deadline {f.deadline:g} s): {f.status} "
+            f"in {duration(f.latency)}."
+        )
+    add("")
+
+    add("## 3. Sustained load (grpc.aio, loopback)")
+    add("")
+    if results.loads:
+        s = results.loads[0].settings
+        add(
+            f"{s.concurrency} concurrent callers over {s.channels} channels in one client "
+            f"process, each request distinct, deadline {s.deadline:g} s; after "
+            f"{s.warmup_seconds:g} s of unrecorded warm-up, a probe stops at "
+            f"{s.max_requests:,} requests or {s.max_seconds:g} s. The client shares the "
+            "machine's cores with the server; CPU columns are CPU-seconds per wall-second "
+            "(1.0 = one core busy) of the client process, of the server's process tree "
+            "(server + solver workers) and of everything else on the machine (from /proc/stat: "
+            "other users of the shared cores during the probe)."
+        )
+        add("")
+        add(
+            "| mix | queries/s | p50 | p90 | p99 | completed | errors | wrong path | "
+            "stopped by | client CPU | server CPU | other CPU |"
+        )
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        for load in results.loads:
+            other_cpu = "n/a" if load.other_cpu is None else f"{load.other_cpu / load.elapsed:.2f}"
+            server_cpu = (
+                "n/a" if load.server_cpu is None else f"{load.server_cpu / load.elapsed:.2f}"
+            )
+            add(
+                f"| {load.name} | {load.qps:,.0f} | {duration(load.latency.median)} | "
+                f"{duration(load.latency.p90)} | {duration(load.latency.p99)} | "
+                f"{load.completed:,} | {load.error_count}"
+                f"{' ' + str(load.errors) if load.errors else ''} | {load.wrong_path} | "
+                f"{load.stopped_by} ({load.elapsed:.1f} s) | "
+                f"{load.client_cpu / load.elapsed:.2f} | {server_cpu} | {other_cpu} |"
+            )
+        add("")
+        add(
+            "Mixes: *closed-form* — budgets spread over 1e21..1e25 FLOPs, no caps; *GP-only* "
+            "— budgets over 1e23..1e25 FLOPs, alternately max_params or max_tokens set to "
+            "30-70% of the unconstrained optimum, so every request needs a GP solve."
+        )
+    else:
+        add("Not run.")
+    add("")
+    if results.server_exit_code is not None:
+        add(f"The server exited with code {results.server_exit_code} after SIGTERM.")
+        add("")
+    return "\n".join(out)

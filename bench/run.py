@@ -1,0 +1,171 @@
+"""`python -m bench.run [--quick]`: measure DESIGN.md §8 targets and write bench/RESULTS.md.
+
+1. in-process: closed form, compiled-once GP, cvxpy built per request, accuracy, profiles;
+2. a real `planner-server` on a loopback port: round trips, derived server-side time, the
+   handler timed in-process, the first request after start;
+3. sustained load with grpc.aio (64 callers; closed-form mix, GP-only mix).
+
+Progress goes to stderr. --quick is a few-second smoke test and writes bench/out/ instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import domain, load, machine, report, service
+from bench.domain import log
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "RESULTS.md"
+QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
+
+
+@dataclass(frozen=True)
+class RoundTripCounts:
+    plans: int
+    client_library: int
+    handler: int
+    max_seconds: float
+    first_deadline: float
+
+    @staticmethod
+    def for_mode(quick: bool) -> RoundTripCounts:
+        if quick:
+            return RoundTripCounts(150, 50, 150, 0.5, 5.0)
+        return RoundTripCounts(3_000, 500, 2_000, 6.0, 5.0)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke test")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"where to write the report (default {RESULTS.relative_to(REPO)}, or "
+        f"{QUICK_RESULTS.relative_to(REPO)} with --quick)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quick: bool = args.quick
+    output: Path = args.output or (QUICK_RESULTS if quick else RESULTS)
+    began = time.monotonic()
+    host = machine.describe(REPO)
+    log(f"{host.cpu_model}, {host.usable_cpus} cores, Python {host.python}, {host.utc_time}")
+
+    counts = RoundTripCounts.for_mode(quick)
+    load_settings = load.LoadSettings.for_mode(quick)
+
+    with tempfile.TemporaryDirectory(prefix="planner-bench-") as scratch:
+        workdir = Path(scratch)
+        server = service.ServerProcess(workdir)
+        if quick:
+            # Boot the server while the in-process parts run; a full run keeps them apart.
+            log("launching planner-server early (quick mode)")
+            server.launch()
+        try:
+            domain_results = domain.run(domain.DomainCounts.for_mode(quick))
+            log("handler timing on an in-process server (store + warm solver pool)")
+            handler = service.handler_times(workdir, counts.handler, counts.max_seconds)
+        except BaseException:
+            server.stop()
+            raise
+
+        seconds_to_serving: float | None = None
+        first: service.FirstRequest | None = None
+        closed_trips: service.RoundTrips | None = None
+        capped_trips: service.RoundTrips | None = None
+        client_library = None
+        loads: list[load.LoadResult] = []
+        note = ""
+        try:
+            with server:
+                log(f"planner-server on {server.target}: waiting for health SERVING")
+                seconds_to_serving = server.wait_serving()
+                first = service.first_request(
+                    server.target, seconds_to_serving, counts.first_deadline
+                )
+                log(f"SERVING after {seconds_to_serving:.1f} s; first GP plan {first.status}")
+                log(f"(i) closed-form round trips: up to {counts.plans}")
+                closed_trips = service.round_trips(
+                    server.target,
+                    "closed form",
+                    service.closed_form_request,
+                    service.expects_closed_form,
+                    counts.plans,
+                    counts.max_seconds,
+                )
+                log(f"(ii) constrained round trips: up to {counts.plans // 2}")
+                capped_trips = service.round_trips(
+                    server.target,
+                    "constrained",
+                    service.capped_request,
+                    service.expects_gp,
+                    counts.plans // 2,
+                    counts.max_seconds,
+                )
+                log(f"closed form through clients.client: up to {counts.client_library}")
+                client_library = service.client_library_round_trips(
+                    server.target, counts.client_library, counts.max_seconds
+                )
+                for name, make, check in (
+                    ("closed-form mix", service.closed_form_mix, service.expects_closed_form),
+                    ("GP-only mix", service.gp_mix, service.expects_gp),
+                ):
+                    log(
+                        f"load, {name}: {load_settings.concurrency} callers, at most "
+                        f"{load_settings.max_requests} requests / {load_settings.max_seconds:g} s"
+                    )
+                    result = load.sustained_load(
+                        server.target, name, make, check, load_settings, server.pid
+                    )
+                    log(
+                        f"  {result.qps:,.0f} queries/s, p99 "
+                        f"{report.duration(result.latency.p99)}, {result.error_count} errors"
+                    )
+                    loads.append(result)
+        except RuntimeError as error:
+            note = f"The gRPC part stopped early: {error}"
+            log(note)
+
+    results = report.BenchResults(
+        quick=quick,
+        machine=host,
+        wall_seconds=time.monotonic() - began,
+        domain=domain_results,
+        handler=handler,
+        seconds_to_serving=seconds_to_serving,
+        first=first,
+        closed_trips=closed_trips,
+        capped_trips=capped_trips,
+        client_library=client_library,
+        loads=loads,
+        server_exit_code=server.exit_code,
+        server_note=note,
+        load_average_at_end=os.getloadavg(),
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report.render(results) + "\n")
+    raw = HERE / "out" / ("results.quick.json" if quick else "results.json")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str) + "\n")
+    log(f"wrote {output} and {raw} in {results.wall_seconds:.0f} s")
+    for row in report.targets(results):
+        log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
+    return 0 if not note else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
