@@ -294,7 +294,7 @@ class Law(_message.Message):
     form: _builtins.str
     """Law form. "chinchilla": E, A, B, alpha, beta with L = E + A/N^alpha + B/D^beta.
     "data_constrained": those plus r_d_star, r_n_star (Muennighoff 2023).
-    "overtraining": e, a, b, eta with L(C, M) = E + (a M^eta + b M^-eta) C^-eta, M = D/N
+    "overtraining": E, a, b, eta with L(C, M) = E + (a M^eta + b M^-eta) C^-eta, M = D/N
     (Gadre 2024), optionally epsilon, k, gamma for downstream error.
     """
     version: _builtins.int
@@ -417,6 +417,8 @@ Global___AcceleratorBudget: _TypeAlias = AcceleratorBudget  # noqa: Y015
 
 @_typing.final
 class CreateFamilyRequest(_message.Message):
+    """Input of CreateFamily."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -441,6 +443,8 @@ Global___CreateFamilyRequest: _TypeAlias = CreateFamilyRequest  # noqa: Y015
 
 @_typing.final
 class CreateFamilyResponse(_message.Message):
+    """Output of CreateFamily."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -463,6 +467,8 @@ Global___CreateFamilyResponse: _TypeAlias = CreateFamilyResponse  # noqa: Y015
 
 @_typing.final
 class GetFamilyRequest(_message.Message):
+    """Input of GetFamily."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -483,6 +489,8 @@ Global___GetFamilyRequest: _TypeAlias = GetFamilyRequest  # noqa: Y015
 
 @_typing.final
 class GetFamilyResponse(_message.Message):
+    """Output of GetFamily."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -505,6 +513,8 @@ Global___GetFamilyResponse: _TypeAlias = GetFamilyResponse  # noqa: Y015
 
 @_typing.final
 class ListFamiliesRequest(_message.Message):
+    """Input of ListFamilies."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
@@ -529,6 +539,8 @@ Global___ListFamiliesRequest: _TypeAlias = ListFamiliesRequest  # noqa: Y015
 
 @_typing.final
 class ListFamiliesResponse(_message.Message):
+    """One page of ListFamilies."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILIES_FIELD_NUMBER: _builtins.int
@@ -555,6 +567,8 @@ Global___ListFamiliesResponse: _TypeAlias = ListFamiliesResponse  # noqa: Y015
 
 @_typing.final
 class DeleteFamilyRequest(_message.Message):
+    """Input of DeleteFamily."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -581,6 +595,8 @@ Global___DeleteFamilyRequest: _TypeAlias = DeleteFamilyRequest  # noqa: Y015
 
 @_typing.final
 class DeleteFamilyResponse(_message.Message):
+    """Output of DeleteFamily (empty: success is the OK status)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -596,6 +612,8 @@ Global___DeleteFamilyResponse: _TypeAlias = DeleteFamilyResponse  # noqa: Y015
 
 @_typing.final
 class AddRunsRequest(_message.Message):
+    """Input of AddRuns: all runs are stored, or none."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -628,6 +646,8 @@ Global___AddRunsRequest: _TypeAlias = AddRunsRequest  # noqa: Y015
 
 @_typing.final
 class AddRunsResponse(_message.Message):
+    """Output of AddRuns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDED_FIELD_NUMBER: _builtins.int
@@ -658,6 +678,8 @@ Global___AddRunsResponse: _TypeAlias = AddRunsResponse  # noqa: Y015
 
 @_typing.final
 class ListRunsRequest(_message.Message):
+    """Input of ListRuns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -686,6 +708,8 @@ Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
 
 @_typing.final
 class ListRunsResponse(_message.Message):
+    """One page of ListRuns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNS_FIELD_NUMBER: _builtins.int
@@ -712,6 +736,8 @@ Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
 
 @_typing.final
 class PutLawRequest(_message.Message):
+    """Input of PutLaw; the parameters are validated for the form before anything is stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -774,6 +800,8 @@ Global___PutLawRequest: _TypeAlias = PutLawRequest  # noqa: Y015
 
 @_typing.final
 class PutLawResponse(_message.Message):
+    """Output of PutLaw."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LAW_FIELD_NUMBER: _builtins.int
@@ -796,6 +824,8 @@ Global___PutLawResponse: _TypeAlias = PutLawResponse  # noqa: Y015
 
 @_typing.final
 class GetLawRequest(_message.Message):
+    """Input of GetLaw."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -826,6 +856,8 @@ Global___GetLawRequest: _TypeAlias = GetLawRequest  # noqa: Y015
 
 @_typing.final
 class GetLawResponse(_message.Message):
+    """Output of GetLaw."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LAW_FIELD_NUMBER: _builtins.int
@@ -848,6 +880,8 @@ Global___GetLawResponse: _TypeAlias = GetLawResponse  # noqa: Y015
 
 @_typing.final
 class ListLawVersionsRequest(_message.Message):
+    """Input of ListLawVersions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FAMILY_FIELD_NUMBER: _builtins.int
@@ -872,6 +906,8 @@ Global___ListLawVersionsRequest: _TypeAlias = ListLawVersionsRequest  # noqa: Y0
 
 @_typing.final
 class ListLawVersionsResponse(_message.Message):
+    """Output of ListLawVersions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LAWS_FIELD_NUMBER: _builtins.int
@@ -924,6 +960,8 @@ Global___LawSelector: _TypeAlias = LawSelector  # noqa: Y015
 
 @_typing.final
 class PredictRequest(_message.Message):
+    """Input of Predict."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LAW_FIELD_NUMBER: _builtins.int
@@ -960,6 +998,8 @@ Global___PredictRequest: _TypeAlias = PredictRequest  # noqa: Y015
 
 @_typing.final
 class PredictResponse(_message.Message):
+    """Output of Predict."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOSS_FIELD_NUMBER: _builtins.int
@@ -994,6 +1034,8 @@ Global___PredictResponse: _TypeAlias = PredictResponse  # noqa: Y015
 
 @_typing.final
 class PlanComputeOptimalRequest(_message.Message):
+    """Input of PlanComputeOptimal: a goal (budget or loss target), optional caps."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LAW_FIELD_NUMBER: _builtins.int
@@ -1012,7 +1054,7 @@ class PlanComputeOptimalRequest(_message.Message):
     unique_tokens: _builtins.float
     """Unique tokens available (> 0); D is capped at unique_tokens x max_epochs."""
     max_epochs: _builtins.float
-    """Passes over the unique data allowed (>= 1); 1 when unique_tokens is set and this is not."""
+    """Passes over the unique data allowed (> 0; needs unique_tokens); 1 when not set."""
     @_builtins.property
     def law(self) -> Global___LawSelector:
         """The law to use."""
@@ -1061,6 +1103,8 @@ Global___PlanComputeOptimalRequest: _TypeAlias = PlanComputeOptimalRequest  # no
 
 @_typing.final
 class PlanComputeOptimalResponse(_message.Message):
+    """The compute-optimal plan."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
