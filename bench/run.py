@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import domain, load, machine, report, service
 from bench.domain import log
+from tests.service.server_process import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="planner-bench-") as scratch:
         workdir = Path(scratch)
-        server = service.ServerProcess(workdir)
+        server = ServerProcess(workdir / "bench.db", solver_processes=None)
         if quick:
             # Boot the server while the in-process parts run; a full run keeps them apart.
             log("launching planner-server early (quick mode)")

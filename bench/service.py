@@ -10,17 +10,11 @@ assembled by `server.app.start` (store, warm solver pool), without gRPC transpor
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -89,19 +83,6 @@ def expects_closed_form(reply: pb.PlanComputeOptimalResponse) -> bool:
 # -- a server subprocess -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_command() -> list[str]:
-    script = Path(sys.executable).parent / "planner-server"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "server.main"]
-
-
 @dataclass(frozen=True)
 class FirstRequest:
     """The first PlanComputeOptimal answered after health reported SERVING."""
@@ -110,85 +91,6 @@ class FirstRequest:
     latency: float
     deadline: float
     status: str
-
-
-class ServerProcess:
-    """`planner-server` on a free 127.0.0.1 port with its own SQLite database."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        # Default settings apart from where to listen and store: no PLANNER_* from outside.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
-        self.env["PLANNER_LISTEN"] = self.target
-        self.env["PLANNER_DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.launched = 0.0
-        self.exit_code: int | None = None
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def launch(self) -> None:
-        self.launched = time.monotonic()
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                server_command(), env=self.env, stdout=out, stderr=out, cwd=self.log_path.parent
-            )
-
-    def wait_serving(self, timeout: float = 120.0) -> float:
-        """Wait for health SERVING; seconds since launch."""
-        if self.process is None:
-            self.launch()
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"planner-server exited early:\n{self.log_tail()}")
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return time.monotonic() - self.launched
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"planner-server not SERVING after {timeout} s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.exit_code = self.process.returncode
-        return self.exit_code
 
 
 def first_request(target: str, seconds_to_serving: float, deadline: float) -> FirstRequest:

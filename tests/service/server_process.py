@@ -1,4 +1,4 @@
-"""Start a real `planner-server` on a free loopback port for tests, and stop it cleanly."""
+"""Start a real `planner-server` on a free loopback port (tests and bench), and stop it."""
 
 from __future__ import annotations
 
@@ -24,21 +24,31 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A planner-server subprocess with its own SQLite database file."""
+    """A planner-server subprocess with its own SQLite database file.
 
-    def __init__(self, database: Path, extra_env: dict[str, str] | None = None) -> None:
+    Outside PLANNER_* settings are dropped, so only the defaults and `extra_env` apply.
+    `solver_processes` None keeps the server's default pool size.
+    """
+
+    def __init__(
+        self,
+        database: Path,
+        extra_env: dict[str, str] | None = None,
+        solver_processes: int | None = 1,
+    ) -> None:
         self.database = database
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log = database.with_suffix(f".{self.port}.log")
-        self.env = {
-            **os.environ,
-            "PLANNER_LISTEN": self.target,
-            "PLANNER_DATABASE_URL": f"sqlite:///{database}",
-            "PLANNER_SOLVER_PROCESSES": "1",
-            **(extra_env or {}),
-        }
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
+        self.env["PLANNER_LISTEN"] = self.target
+        self.env["PLANNER_DATABASE_URL"] = f"sqlite:///{database}"
+        if solver_processes is not None:
+            self.env["PLANNER_SOLVER_PROCESSES"] = str(solver_processes)
+        self.env.update(extra_env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        self.launched = 0.0
+        self.exit_code: int | None = None
 
     def __enter__(self) -> ServerProcess:
         self.start()
@@ -52,32 +62,60 @@ class ServerProcess:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = 90.0) -> None:
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Launch and wait for SERVING; seconds it took."""
+        self.launch()
+        return self.wait_serving(timeout)
+
+    def launch(self) -> None:
+        self.launched = time.monotonic()
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([str(SERVER)], env=self.env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                [str(SERVER)], env=self.env, stdout=log, stderr=log, cwd=self.log.parent
+            )
+
+    def wait_serving(self, timeout: float = 90.0) -> float:
+        """Poll gRPC health until SERVING; seconds since launch."""
+        if self.process is None:
+            self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+                    raise RuntimeError(f"server exited early:\n{self.log_tail()}")
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
+                        return time.monotonic() - self.launched
                 except grpc.RpcError:
                     pass
-                time.sleep(0.2)
+                time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server not SERVING after {timeout} s:\n{self.log.read_text()}")
+        raise RuntimeError(f"server not SERVING after {timeout} s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        """SIGTERM, wait (kill after `timeout`); the exit code, None if never launched."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.exit_code = self.process.returncode
+        return self.exit_code
