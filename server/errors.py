@@ -13,6 +13,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
+from server.solver_pool import SolverPoolUnavailable
 from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Re
         except (PlannerError, StoreError) as error:
             reason = error.reason if isinstance(error, InvalidInput) else None
             await abort(context, status_for(error), error.message, error.field, reason)
+        except SolverPoolUnavailable as error:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
         except grpc.aio.AbortError:
             raise
         except Exception:

@@ -37,6 +37,12 @@ class LawCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: dict[Key, tuple[float, ResolvedLaw]] = {}
+        # Bumped by every invalidation: a load that started before a write must not be cached.
+        self._generations: dict[str, int] = {}
+
+    def generation(self, family: str) -> int:
+        """Take this before loading from the store; hand it to put()."""
+        return self._generations.get(family, 0)
 
     def get(self, key: Key) -> ResolvedLaw | None:
         entry = self._entries.get(key)
@@ -48,8 +54,9 @@ class LawCache:
             return None
         return value
 
-    def put(self, key: Key, value: ResolvedLaw) -> None:
-        if self.ttl <= 0:
+    def put(self, key: Key, value: ResolvedLaw, generation: int) -> None:
+        """Cache `value` unless the family was invalidated since `generation` was taken."""
+        if self.ttl <= 0 or self.generation(key[0]) != generation:
             return
         if len(self._entries) >= self.max_entries:
             # Oldest first: dicts keep insertion order.
@@ -57,5 +64,6 @@ class LawCache:
         self._entries[key] = (self._clock() + self.ttl, value)
 
     def invalidate(self, family: str) -> None:
+        self._generations[family] = self.generation(family) + 1
         for key in [k for k in self._entries if k[0] == family]:
             del self._entries[key]

@@ -7,9 +7,10 @@ solves go to the warm process pool.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, TypeAlias
 
-from planner.errors import InvalidInput, Unsupported
+from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
@@ -52,8 +53,9 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         name = validation.family_name("family.name", family.name)
         text = validation.description("family.description", family.description)
         conv = validation.convention("family.param_convention", family.param_convention)
-        k = family.flops_per_param_token or 6.0
-        k = positive("family.flops_per_param_token", k)
+        k = validation.flops_per_param_token(
+            "family.flops_per_param_token", family.flops_per_param_token
+        )
         record = await asyncio.to_thread(self.store.create_family, name, text, conv, k)
         self.laws.invalidate(name)
         return pb.CreateFamilyResponse(family=mapping.family_message(record))
@@ -132,7 +134,10 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         values = validation.law_parameters("parameters", dict(request.parameters))
         law = parse_law(request.form, values)
         source = request.source
-        method = source.method or "published"
+        method = validation.text("source.method", source.method, validation.MAX_METHOD)
+        method = method or "published"
+        validation.text("source.citation", source.citation, validation.MAX_SOURCE_TEXT)
+        validation.text("source.note", source.note, validation.MAX_SOURCE_TEXT)
         self.laws.invalidate(name)
         record = await asyncio.to_thread(
             self.store.put_law,
@@ -172,6 +177,11 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         unique = optional_positive("unique_tokens", _optional(request, "unique_tokens"))
         resolved = await self._resolve(request.law)
         loss = predict_loss(resolved.law, params, tokens, unique)
+        if not math.isfinite(loss):
+            raise Infeasible(
+                f"the predicted loss is outside floating-point range for N = {params:g}, "
+                f"D = {tokens:g}"
+            )
         return pb.PredictResponse(loss=loss, law=_summary(resolved.record))
 
     @translate_errors
@@ -228,8 +238,9 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         cached = self.laws.get(key)
         if cached is not None:
             return cached
+        generation = self.laws.generation(selector.family)
         resolved = await asyncio.to_thread(self._load_law, selector)
-        self.laws.put(key, resolved)
+        self.laws.put(key, resolved, generation)
         return resolved
 
     def _load_law(self, selector: pb.LawSelector) -> ResolvedLaw:

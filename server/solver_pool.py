@@ -8,14 +8,23 @@ server reports SERVING.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
+
+
+class SolverPoolUnavailable(Exception):
+    """No solver process could take the work right now (the pool is being replaced)."""
+
+
 T = TypeVar("T")
 
 
@@ -36,9 +45,12 @@ class SolverPool:
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
-        self._executor = ProcessPoolExecutor(
-            max_workers=processes, mp_context=context, initializer=_initialise_worker
+        return ProcessPoolExecutor(
+            max_workers=self.processes, mp_context=context, initializer=_initialise_worker
         )
 
     async def warm(self) -> set[int]:
@@ -51,7 +63,20 @@ class SolverPool:
         if kwargs:
             raise TypeError("SolverPool.run takes positional arguments only")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        executor = self._executor
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): replace the pool once and retry, so one
+            # lost process does not fail every later solve.
+            if self._executor is executor:
+                log.warning("a solver process died; starting a new pool")
+                executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+            try:
+                return await loop.run_in_executor(self._executor, fn, *args)
+            except BrokenProcessPool as exc:
+                raise SolverPoolUnavailable("the solver processes are restarting; retry") from exc
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -38,10 +38,8 @@ def family_name(field: str, name: str) -> str:
     return name
 
 
-def description(field: str, text: str) -> str:
-    if len(text) > MAX_DESCRIPTION:
-        raise InvalidInput(field, f"is {len(text)} characters; at most {MAX_DESCRIPTION}")
-    return text
+def description(field: str, value: str) -> str:
+    return text(field, value, MAX_DESCRIPTION)
 
 
 def convention(field: str, value: int) -> str:
@@ -69,9 +67,11 @@ def decode_page_token(field: str, token: str) -> str | int | None:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(field, "is not a token this service issued") from exc
-    if not isinstance(value, (str, int)):
-        raise InvalidInput(field, "is not a token this service issued")
-    return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    raise InvalidInput(field, "is not a token this service issued")
 
 
 def run_record(field: str, run: pb.Run) -> RunRecord:
@@ -132,3 +132,29 @@ def law_parameters(field: str, values: dict[str, float]) -> dict[str, float]:
     if not values:
         raise InvalidInput(field, "is empty; give every parameter of the form")
     return {name: finite(f"{field}.{name}", value) for name, value in values.items()}
+
+
+MAX_METHOD = 40
+MAX_SOURCE_TEXT = 2000
+MIN_FLOPS_PER_PARAM_TOKEN = 1.0
+MAX_FLOPS_PER_PARAM_TOKEN = 100.0
+
+
+def text(field: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidInput(field, f"is {len(value)} characters; at most {limit}")
+    if "\x00" in value:
+        raise InvalidInput(field, "contains a NUL character")
+    return value
+
+
+def flops_per_param_token(field: str, value: float) -> float:
+    """FLOPs per parameter per token: 6 for dense training; 0 means 6."""
+    k = 6.0 if value == 0 else finite(field, value)
+    if not MIN_FLOPS_PER_PARAM_TOKEN <= k <= MAX_FLOPS_PER_PARAM_TOKEN:
+        raise InvalidInput(
+            field,
+            f"must be between {MIN_FLOPS_PER_PARAM_TOKEN:g} and {MAX_FLOPS_PER_PARAM_TOKEN:g} "
+            f"(6 for dense training), got {k:g}",
+        )
+    return k

@@ -24,7 +24,14 @@ def parse_law(form: str, values: Mapping[str, float], field: str = "parameters")
     cls = FORMS.get(form)
     if cls is None:
         raise InvalidInput("form", f"unknown law form {form!r}; known forms: {sorted(FORMS)}")
-    return cls.from_mapping(values, field)
+    law = cls.from_mapping(values, field)
+    try:
+        law.as_chinchilla()
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise InvalidInput(
+            field, f"these {form} parameters have no usable Chinchilla form: {exc}"
+        ) from exc
+    return law
 
 
 def predict_loss(law: Law, params: float, tokens: float, unique_tokens: float | None) -> float:

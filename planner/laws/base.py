@@ -29,9 +29,22 @@ def _non_negative(value: float) -> float:
     return value
 
 
+# Published exponents lie between 0.05 and 0.8; beyond 5 every power overflows a float.
+MAX_EXPONENT = 5.0
+
+
+def _exponent(value: float) -> float:
+    if value > MAX_EXPONENT:
+        raise ValueError(f"must be at most {MAX_EXPONENT:g}")
+    return value
+
+
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 PositiveFloat = Annotated[float, AfterValidator(_finite), AfterValidator(_positive)]
 NonNegativeFloat = Annotated[float, AfterValidator(_finite), AfterValidator(_non_negative)]
+Exponent = Annotated[
+    float, AfterValidator(_finite), AfterValidator(_positive), AfterValidator(_exponent)
+]
 
 
 class LawParams(BaseModel):

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from planner.laws.base import LawParams, NonNegativeFloat, PositiveFloat
+from planner.laws.base import Exponent, LawParams, NonNegativeFloat, PositiveFloat
 
 
 class ChinchillaLaw(LawParams):
@@ -18,8 +18,8 @@ class ChinchillaLaw(LawParams):
     E: NonNegativeFloat
     A: PositiveFloat
     B: PositiveFloat
-    alpha: PositiveFloat
-    beta: PositiveFloat
+    alpha: Exponent
+    beta: Exponent
 
     def predict(self, params: ArrayLike, tokens: ArrayLike) -> NDArray[np.float64]:
         """Loss in nats/token of N params trained on D tokens (broadcasts over arrays)."""

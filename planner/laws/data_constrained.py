@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from planner.laws.base import LawParams, NonNegativeFloat, PositiveFloat
+from planner.laws.base import Exponent, LawParams, NonNegativeFloat, PositiveFloat
 from planner.laws.chinchilla import ChinchillaLaw
 
 
@@ -23,8 +23,8 @@ class DataConstrainedLaw(LawParams):
     E: NonNegativeFloat
     A: PositiveFloat
     B: PositiveFloat
-    alpha: PositiveFloat
-    beta: PositiveFloat
+    alpha: Exponent
+    beta: Exponent
     r_d_star: PositiveFloat
     r_n_star: PositiveFloat
 

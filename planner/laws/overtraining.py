@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner.errors import InvalidInput
-from planner.laws.base import LawParams, NonNegativeFloat, PositiveFloat
+from planner.laws.base import Exponent, LawParams, NonNegativeFloat, PositiveFloat
 from planner.laws.chinchilla import ChinchillaLaw
 
 
@@ -25,7 +25,7 @@ class OvertrainingLaw(LawParams):
     E: NonNegativeFloat
     a: PositiveFloat
     b: PositiveFloat
-    eta: PositiveFloat
+    eta: Exponent
     # Err(L) = epsilon - k exp(-gamma L): average top-1 downstream error from loss.
     epsilon: PositiveFloat | None = None
     k: PositiveFloat | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.errors import Infeasible, InvalidInput, SolverFailed
+from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.geometric_program import GPSolution, compiled_gp
@@ -33,12 +33,17 @@ class Caps:
         epochs = optional_positive("max_epochs", self.max_epochs)
         if epochs is not None and self.unique_tokens is None:
             raise InvalidInput("max_epochs", "needs unique_tokens")
-        return Caps(
+        caps = Caps(
             max_params=optional_positive("max_params", self.max_params),
             max_tokens=optional_positive("max_tokens", self.max_tokens),
             unique_tokens=optional_positive("unique_tokens", self.unique_tokens),
             max_epochs=epochs,
         )
+        if caps.unique_tokens is not None and not math.isfinite(
+            caps.unique_tokens * (epochs or 1.0)
+        ):
+            raise InvalidInput("max_epochs", "unique_tokens x max_epochs overflows a float")
+        return caps
 
     def tokens_cap(self) -> tuple[float, tuple[str, ...]] | None:
         """The tightest cap on D and the names of the caps that set it."""
@@ -73,7 +78,7 @@ class ComputeOptimalPlan:
 def _plan(
     law: ChinchillaLaw, params: float, tokens: float, k: float, binding: list[str], solver: str
 ) -> ComputeOptimalPlan:
-    return ComputeOptimalPlan(
+    plan = ComputeOptimalPlan(
         params=params,
         tokens=tokens,
         loss=law.loss(params, tokens),
@@ -81,6 +86,28 @@ def _plan(
         binding=tuple(binding),
         solver=solver,
     )
+    numbers = (plan.params, plan.tokens, plan.loss, plan.flops)
+    if not all(math.isfinite(v) and v > 0 for v in numbers):
+        raise Infeasible(
+            f"the optimum (N = {params:.6g}, D = {tokens:.6g}) is outside floating-point range "
+            "for this law and request"
+        )
+    return plan
+
+
+def _guarded(
+    query: ComputeOptimalQuery, allow_gp: bool, force_gp: bool
+) -> ComputeOptimalPlan | None:
+    """Solve; arithmetic that leaves the float range is a property of the request, not a bug."""
+    try:
+        return _solve(query, allow_gp=allow_gp, force_gp=force_gp)
+    except (ArithmeticError, ValueError) as exc:
+        if isinstance(exc, PlannerError):
+            raise
+        raise Infeasible(
+            f"this request leaves floating-point range for the law ({type(exc).__name__}: "
+            f"{exc}); check the budget, target and caps against the law's scale"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -113,13 +140,12 @@ def try_closed_form(query: ComputeOptimalQuery) -> ComputeOptimalPlan | None:
     Validates the query and raises Infeasible for problems with no answer, so callers can do
     this cheap part inline and send only real solves to a worker.
     """
-    query = query.validated()
-    return _solve(query, allow_gp=False, force_gp=False)
+    return _guarded(query.validated(), allow_gp=False, force_gp=False)
 
 
 def solve(query: ComputeOptimalQuery, force_gp: bool = False) -> ComputeOptimalPlan:
     """The optimum: closed form when no cap binds (unless force_gp), else the GP."""
-    plan = _solve(query.validated(), allow_gp=True, force_gp=force_gp)
+    plan = _guarded(query.validated(), allow_gp=True, force_gp=force_gp)
     assert plan is not None
     return plan
 
@@ -212,13 +238,11 @@ def _clamp(value: float, low: float | None, high: float | None) -> tuple[float, 
     exactly instead: along the active budget or loss constraint the objective is convex in
     ln N, so the optimum is the free optimum clamped into the interval of N the caps allow.
     """
-    at_high = high is not None and value >= high
-    at_low = low is not None and value <= low
-    if at_high and high is not None:
+    if high is not None and value > high:
         value = high
-    if at_low and low is not None:
+    if low is not None and value < low:
         value = low
-    return value, at_low, at_high
+    return value, low is not None and value <= low, high is not None and value >= high
 
 
 # The solver's point must land this close (relative, in N) to the exact optimum; anything

@@ -125,12 +125,17 @@ class CompiledGP:
     ) -> dict[str, float]:
         """The value of each Parameter (by name) for one request."""
         n0, d0 = centre
+        la = math.log(law.A) - law.alpha * math.log(n0)
+        lb = math.log(law.B) - law.beta * math.log(d0)
+        # Divide both terms by the reducible loss at the centre, so the objective is of order
+        # one whatever the law's scale (the solver's tolerances are absolute).
+        shift = float(np.logaddexp(la, lb))
         values = {
-            "la": math.log(law.A) - law.alpha * math.log(n0),
-            "lb": math.log(law.B) - law.beta * math.log(d0),
+            "la": la - shift,
+            "lb": lb - shift,
             "alpha": law.alpha,
             "beta": law.beta,
-            "bound": bound,
+            "bound": bound - shift if self.goal == "loss" else bound,
         }
         if self.params_cap is not None:
             if params_cap is None:
@@ -146,9 +151,10 @@ class CompiledGP:
         """The optimal (x, y) for these parameter values."""
         try:
             if self._affine is None:
-                # Probe the DPP map around the first request's values (any valid point works).
+                # The map is affine, so any valid point serves to probe it; a fixed one keeps a
+                # strange first request from shaping it.
                 for parameter in self.parameters.values():
-                    parameter.value = values[parameter.name()]
+                    parameter.value = 1.0
                 self._affine = AffineConicProblem(
                     self.problem, list(self.parameters.values()), (self.x, self.y), SOLVER_OPTIONS
                 )

@@ -8,7 +8,8 @@ update is lost and a crash leaves either the old or the new state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from server.store.schema import families, law_versions, meta, runs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CATALOG_KEY = "catalog_loaded"
+WRITE_OPTION = "planner_write"
 _IN_CHUNK = 500
 
 
@@ -37,12 +39,21 @@ def create_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy, not the sqlite3 module, decides where transactions begin (below).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Reads get one snapshot for all their statements; writes take the write lock up
+            # front, so a transaction that reads before it writes cannot lose a race.
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
@@ -57,19 +68,33 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (committed on success, rolled back on any error)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One read transaction: every statement sees the same snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
     # -- set-up -------------------------------------------------------------------------------
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with self._write() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
     def seed_catalog(self, catalog: Iterable[CatalogFamily]) -> bool:
         """Load the published catalogue once per database; False if it was already loaded."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if conn.execute(sa.select(meta.c.value).where(meta.c.key == CATALOG_KEY)).first():
                 return False
             now = time.time()
@@ -103,7 +128,7 @@ class Store:
     def create_family(
         self, name: str, description: str, param_convention: str, flops_per_param_token: float
     ) -> FamilyRecord:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if self._family_row(conn, name, lock=False) is not None:
                 raise AlreadyExists(f"family {name!r} already exists", field="family.name")
             try:
@@ -115,7 +140,7 @@ class Store:
             return self._family_record(conn, name)
 
     def get_family(self, name: str) -> FamilyRecord:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._family_record(conn, name)
 
     def list_families(self, limit: int, after: str | None) -> list[FamilyRecord]:
@@ -123,12 +148,12 @@ class Store:
         query = sa.select(families.c.name).order_by(families.c.name).limit(limit)
         if after is not None:
             query = query.where(families.c.name > after)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             names = conn.execute(query).scalars().all()
             return [self._family_record(conn, name) for name in names]
 
     def delete_family(self, name: str, expected_revision: int | None) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             family_id = self._bump_revision(conn, name, expected_revision)
             conn.execute(sa.delete(runs).where(runs.c.family_id == family_id))
             conn.execute(sa.delete(law_versions).where(law_versions.c.family_id == family_id))
@@ -140,8 +165,8 @@ class Store:
         self, name: str, new_runs: Sequence[RunRecord], expected_revision: int | None
     ) -> tuple[int, int, FamilyRecord]:
         """Insert runs not yet stored; identical re-adds are no-ops; changed ones abort all."""
-        with self.engine.begin() as conn:
-            before = self._family_row(conn, name, lock=False)
+        with self._write() as conn:
+            before = self._family_row(conn, name, lock=True)
             family_id = self._bump_revision(conn, name, expected_revision)
             stored = self._runs_by_id(conn, family_id, [r.run_id for r in new_runs])
             fresh = []
@@ -185,7 +210,7 @@ class Store:
 
     def list_runs(self, name: str, limit: int, after_id: int) -> list[tuple[int, RunRecord]]:
         """Up to `limit` (row id, run) pairs with row id > after_id, in insertion order."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
                 raise NotFound(f"family {name!r} not found", field="family")
@@ -209,7 +234,7 @@ class Store:
         note: str,
         expected_revision: int | None,
     ) -> LawRecord:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             family_id = self._bump_revision(conn, name, expected_revision)
             version = self._insert_law(
                 conn, family_id, form, parameters, method, citation, note, time.time()
@@ -218,7 +243,7 @@ class Store:
 
     def get_law(self, name: str, forms: Sequence[str], version: int) -> LawRecord:
         """The given version (0: newest) of the first of `forms` that the family has."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
                 raise NotFound(f"family {name!r} not found", field="family")
@@ -237,7 +262,7 @@ class Store:
             return self._law_record(conn, name, family.id, form, chosen)
 
     def list_law_versions(self, name: str, form: str | None) -> list[LawRecord]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
                 raise NotFound(f"family {name!r} not found", field="family")
@@ -284,21 +309,17 @@ class Store:
         return int(key[0])
 
     def _bump_revision(self, conn: Connection, name: str, expected: int | None) -> int:
-        """Lock the family row by bumping its revision; NotFound / Conflict as due."""
-        query = (
-            sa.update(families)
-            .where(families.c.name == name)
-            .values(revision=families.c.revision + 1, updated_at=time.time())
-        )
-        if expected is not None:
-            query = query.where(families.c.revision == expected)
-        if conn.execute(query).rowcount == 1:
-            row = self._family_row(conn, name, lock=False)
-            assert row is not None
-            return int(row.id)
-        row = self._family_row(conn, name, lock=False)
+        """Lock the family row and bump its revision; NotFound / Conflict as due."""
+        row = self._family_row(conn, name, lock=True)
         if row is None:
             raise NotFound(f"family {name!r} not found", field="family")
+        if expected is None or row.revision == expected:
+            conn.execute(
+                sa.update(families)
+                .where(families.c.id == row.id)
+                .values(revision=row.revision + 1, updated_at=time.time())
+            )
+            return int(row.id)
         raise Conflict(
             f"family {name!r} is at revision {row.revision}, not the expected {expected}; "
             f"re-read it and retry",

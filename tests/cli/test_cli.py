@@ -138,3 +138,31 @@ def test_unreachable_server_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"params,tokens,loss\n1e9,2e10,3.0,7\n", "more cells than the header"),
+        (b"params,params,tokens,loss\n1,2,3,4\n", "appear more than once"),
+        (b"params,tokens,loss,step\n1e9,2e10,3.0,1e19\n", "not a step count"),
+        ("params,tokens,loss\n1e9,2e10,3.0\n".encode("utf-16"), "not UTF-8"),
+        (b"params,tokens,loss\n" + b"9" * 200_000 + b",2e10,3.0\n", "malformed CSV"),
+    ],
+)
+def test_malformed_csv_files(
+    server: ServerProcess, tmp_path: Path, content: bytes, needle: str
+) -> None:
+    bad = tmp_path / "runs.csv"
+    bad.write_bytes(content)
+    result = planner(server, "runs", "add", "chinchilla-epoch-2024", str(bad))
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_csv_with_byte_order_mark(server: ServerProcess, tmp_path: Path) -> None:
+    created = planner_json(server, "families", "create", "cli-bom")
+    assert created["run_count"] == 0
+    path = tmp_path / "excel.csv"
+    path.write_bytes("params,tokens,loss\n1e9,2e10,3.0\n".encode("utf-8-sig"))
+    assert planner_json(server, "runs", "add", "cli-bom", str(path))["added"] == 1

@@ -194,3 +194,65 @@ def test_repetition_planning_on_data_constrained_law_is_unimplemented(
         "UNIMPLEMENTED",
         "unique_tokens",
     )
+
+
+def test_extreme_numbers_are_refused_not_internal(client: PlannerClient, family_name: str) -> None:
+    """Budgets and targets that leave float range for the law get FAILED_PRECONDITION."""
+    fails(lambda: client.plan_compute_optimal(EPOCH, target_loss=1e300), "FAILED_PRECONDITION")
+    fails(lambda: client.plan_compute_optimal(EPOCH, compute=5e-324), "FAILED_PRECONDITION")
+    client.create_family(family_name)
+    flat = {"E": 1.0, "A": 1000.0, "B": 1.0, "alpha": 0.001, "beta": 0.001}
+    client.put_law(family_name, "chinchilla", flat)
+    fails(lambda: client.plan_compute_optimal(family_name, compute=1e23), "FAILED_PRECONDITION")
+    fails(
+        lambda: client.put_law(family_name, "chinchilla", {**flat, "alpha": 50.0}),
+        "INVALID_ARGUMENT",
+        "parameters.alpha",
+        "at most 5",
+    )
+
+
+@pytest.mark.parametrize("k", [1e-300, 0.5, 1e6, math.nan])
+def test_flops_per_param_token_range(client: PlannerClient, family_name: str, k: float) -> None:
+    fails(
+        lambda: client.create_family(family_name, flops_per_param_token=k),
+        "INVALID_ARGUMENT",
+        "family.flops_per_param_token",
+    )
+
+
+def test_forged_page_tokens(server: Any) -> None:
+    import base64
+    import json
+
+    import grpc
+
+    from planner_api.v1 import planner_pb2 as pb
+    from planner_api.v1 import planner_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.PlannerServiceStub(channel)
+        for after in (10**30, -1, True, 1.5, None):
+            token = base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ListRuns(pb.ListRunsRequest(family=EPOCH, page_token=token), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ListFamilies(pb.ListFamiliesRequest(page_token="!!not base64"), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_law_source_text_limits(client: PlannerClient, family_name: str) -> None:
+    client.create_family(family_name)
+    good = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
+    fails(
+        lambda: client.put_law(family_name, "chinchilla", good, method="m" * 41),
+        "INVALID_ARGUMENT",
+        "source.method",
+    )
+    fails(
+        lambda: client.put_law(family_name, "chinchilla", good, note="a\x00b"),
+        "INVALID_ARGUMENT",
+        "source.note",
+    )
+    assert client.list_law_versions(family_name) == []

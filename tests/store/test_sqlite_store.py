@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from planner.catalog import CATALOG
-from server.store import Conflict, Store
+from server.store import Conflict, NotFound, Store
 from server.store.records import RunRecord
 
 
@@ -86,3 +86,39 @@ def test_law_versions_number_per_form(store: Store) -> None:
         ("chinchilla", 2, "vpnls"),
         ("overtraining", 1, "published"),
     ]
+
+
+def test_reads_during_create_and_delete_see_consistent_snapshots(store: Store) -> None:
+    """Readers racing a writer that creates and deletes a family: lists never fail and a law
+    read either finds the whole family or NotFound, never a half-deleted state."""
+    store.seed_catalog(CATALOG)
+    params = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(40):
+                store.create_family("churn", "", "total", 6.0)
+                store.put_law("churn", "chinchilla", params, "published", "", "", None)
+                store.delete_family("churn", None)
+        finally:
+            stop.set()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                store.list_families(100, None)
+                store.get_law("churn", ["chinchilla"], 0)
+            except NotFound:
+                pass
+            except BaseException as error:
+                failures.append(error)
+                return
+
+    threads = [threading.Thread(target=churn)] + [threading.Thread(target=read) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []

@@ -25,7 +25,7 @@ class Clock:
 def test_entries_expire_after_ttl() -> None:
     clock = Clock()
     cache = LawCache(ttl=2.0, clock=clock)
-    cache.put(("f", "", 0), resolved("f", 1))
+    cache.put(("f", "", 0), resolved("f", 1), 0)
     clock.now += 1.9
     hit = cache.get(("f", "", 0))
     assert hit is not None and hit.record.version == 1
@@ -35,9 +35,9 @@ def test_entries_expire_after_ttl() -> None:
 
 def test_invalidate_drops_only_that_family() -> None:
     cache = LawCache(ttl=60.0)
-    cache.put(("f", "", 0), resolved("f", 1))
-    cache.put(("f", "chinchilla", 1), resolved("f", 1))
-    cache.put(("g", "", 0), resolved("g", 1))
+    cache.put(("f", "", 0), resolved("f", 1), 0)
+    cache.put(("f", "chinchilla", 1), resolved("f", 1), 0)
+    cache.put(("g", "", 0), resolved("g", 1), 0)
     cache.invalidate("f")
     assert cache.get(("f", "", 0)) is None and cache.get(("f", "chinchilla", 1)) is None
     assert cache.get(("g", "", 0)) is not None
@@ -46,7 +46,7 @@ def test_invalidate_drops_only_that_family() -> None:
 def test_size_is_bounded_and_zero_ttl_disables() -> None:
     cache = LawCache(ttl=60.0, max_entries=3)
     for index in range(5):
-        cache.put((f"f{index}", "", 0), resolved(f"f{index}", 1))
+        cache.put((f"f{index}", "", 0), resolved(f"f{index}", 1), 0)
     assert [cache.get((f"f{i}", "", 0)) is not None for i in range(5)] == [
         False,
         False,
@@ -55,5 +55,17 @@ def test_size_is_bounded_and_zero_ttl_disables() -> None:
         True,
     ]
     off = LawCache(ttl=0.0)
-    off.put(("f", "", 0), resolved("f", 1))
+    off.put(("f", "", 0), resolved("f", 1), 0)
     assert off.get(("f", "", 0)) is None
+
+
+def test_a_load_that_raced_a_write_is_not_cached() -> None:
+    """A query loads v1, a write invalidates meanwhile: the stale v1 must not be stored."""
+    cache = LawCache(ttl=60.0)
+    generation = cache.generation("f")  # the query misses and starts loading
+    cache.invalidate("f")  # a PutLaw commits v2 and evicts
+    cache.put(("f", "", 0), resolved("f", 1), generation)  # the stale load finishes
+    assert cache.get(("f", "", 0)) is None
+    cache.put(("f", "", 0), resolved("f", 2), cache.generation("f"))
+    hit = cache.get(("f", "", 0))
+    assert hit is not None and hit.record.version == 2
