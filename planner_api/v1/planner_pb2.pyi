@@ -76,7 +76,9 @@ class Family(_message.Message):
     param_convention: Global___ParamConvention.ValueType
     """What N counts in this family's runs and laws."""
     flops_per_param_token: _builtins.float
-    """Training FLOPs per parameter per token (C = k N D); 6 unless the family says otherwise."""
+    """Training FLOPs per parameter per token (C = k N D), 1 to 100; 6 unless the family says
+    otherwise.
+    """
     revision: _builtins.int
     """Incremented on every change; pass it back as expected_revision for optimistic concurrency."""
     run_count: _builtins.int
