@@ -18,6 +18,7 @@ from planner.validation import optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server import mapping, validation
+from server.batched_solver import BatchedSolver
 from server.errors import translate_errors
 from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
@@ -42,6 +43,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         self.pool = pool
         self.max_runs = max_runs_per_request
         self.laws = laws
+        self.solver = BatchedSolver(pool)
 
     # -- families -----------------------------------------------------------------------------
 
@@ -210,7 +212,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         )
         plan = compute_optimal.try_closed_form(query)
         if plan is None:
-            plan = await self.pool.run(compute_optimal.solve, query)
+            plan = await self.solver.solve(query)
         return mapping.plan_message(plan, resolved.record)
 
     # -- helpers ------------------------------------------------------------------------------
