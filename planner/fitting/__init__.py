@@ -1,0 +1,1 @@
+"""Fitters of law parameters to observed runs (VPNLS, Huber multistart)."""
