@@ -88,6 +88,40 @@ def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, text
 
 
+def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
+    if sys.stderr.isatty():
+        print(
+            f"fitting {args.family} ({args.method}, {args.bootstrap} bootstrap resamples)...",
+            file=sys.stderr,
+        )
+    law = client.fit_law(
+        args.family, args.method, args.bootstrap, args.seed, args.form, timeout=args.fit_timeout
+    )
+    data = {
+        "version": law.version,
+        "form": law.form,
+        "params": law.parameters,
+        "intervals": {k: list(v) for k, v in law.intervals.items()},
+        "diagnostics": law.diagnostics,
+    }
+    rows = [
+        [name, fmt.number(value), *(fmt.number(v) for v in law.intervals.get(name, (None, None)))]
+        for name, value in law.parameters.items()
+    ]
+    d = law.diagnostics
+    text = "\n".join(
+        [
+            f"{args.family}: {law.form} v{law.version} by {law.method} on {d.get('runs')} runs, "
+            f"{law.ensemble_size} bootstrap fits",
+            fmt.table(["PARAMETER", "VALUE", "95% LOW", "95% HIGH"], rows),
+            f"RMSE on log loss {fmt.number(d.get('rmse_log_loss'))}, max "
+            f"{fmt.number(d.get('max_abs_log_loss'))}"
+            + (f"; on a bound: {', '.join(d['on_bound'])}" if d.get("on_bound") else ""),
+        ]
+    )
+    return data, text
+
+
 def predict(client: PlannerClient, args: argparse.Namespace) -> Output:
     result = client.predict(
         args.family, args.params, args.tokens, args.unique_tokens, args.form, args.version
@@ -196,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("family")
     add.add_argument("file")
     add.set_defaults(func=runs_add)
+
+    fitter = commands.add_parser("fit", help="fit a law to the family's runs (new version)")
+    fitter.add_argument("family")
+    fitter.add_argument("--form", default="chinchilla", choices=["chinchilla"])
+    fitter.add_argument("--method", default="vpnls", choices=["vpnls", "huber"])
+    fitter.add_argument("--bootstrap", type=int, default=200, help="resamples (0-1000)")
+    fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
+    fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
+    fitter.set_defaults(func=fit)
 
     pred = commands.add_parser("predict", help="predicted loss of N params on D tokens")
     pred.add_argument("family")

@@ -90,6 +90,17 @@ def _family(message: pb.Family) -> results.Family:
 
 
 def _law(message: pb.Law) -> results.Law:
+    diagnostics: dict[str, Any] = {}
+    if message.HasField("diagnostics"):
+        d = message.diagnostics
+        diagnostics = {
+            "rmse_log_loss": d.rmse_log_loss,
+            "max_abs_log_loss": d.max_abs_log_loss,
+            "runs": d.runs,
+            "on_bound": list(d.on_bound),
+            "objective": d.objective,
+            "failed_resamples": d.failed_resamples,
+        }
     return results.Law(
         family=message.family,
         form=message.form,
@@ -99,6 +110,11 @@ def _law(message: pb.Law) -> results.Law:
         citation=message.source.citation,
         note=message.source.note,
         create_time=_time(message.create_time),
+        diagnostics=diagnostics,
+        intervals={k: (v.low, v.high) for k, v in message.intervals.items()},
+        ensemble_size=message.ensemble_size,
+        run_ids=list(message.run_ids),
+        options=dict(message.options),
     )
 
 
@@ -146,10 +162,10 @@ class PlannerClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
             return getattr(self._stub, method)(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, timeout=timeout or self._timeout, metadata=self._metadata
             )
         except grpc.RpcError as error:
             raise PlannerClientError.from_rpc_error(error) from None
@@ -235,6 +251,25 @@ class PlannerClient:
         if expected_revision is not None:
             request.expected_revision = expected_revision
         return _law(self._call("PutLaw", request).law)
+
+    def fit_law(
+        self,
+        family: str,
+        method: str = "vpnls",
+        bootstrap: int | None = None,
+        seed: int = 0,
+        form: str = "chinchilla",
+        expected_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> results.Law:
+        """Fit the family's runs and store the result as a new version (can take a while:
+        `timeout` defaults to 10 minutes)."""
+        request = pb.FitLawRequest(family=family, form=form, method=method, seed=seed)
+        if bootstrap is not None:
+            request.bootstrap = bootstrap
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        return _law(self._call("FitLaw", request, timeout or 600.0).law)
 
     def get_law(self, family: str, form: str = "", version: int = 0) -> results.Law:
         request = pb.GetLawRequest(family=family, form=form, version=version)

@@ -58,6 +58,12 @@ class Law:
     citation: str
     note: str
     create_time: str
+    # Fitted versions only: goodness of fit, 95% bootstrap intervals, ensemble size, runs used.
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ensemble_size: int = 0
+    run_ids: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

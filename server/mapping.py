@@ -59,7 +59,7 @@ def run_message(record: RunRecord) -> pb.Run:
 
 
 def law_message(record: LawRecord) -> pb.Law:
-    return pb.Law(
+    message = pb.Law(
         family=record.family,
         form=record.form,
         version=record.version,
@@ -67,6 +67,15 @@ def law_message(record: LawRecord) -> pb.Law:
         source=pb.LawSource(method=record.method, citation=record.citation, note=record.note),
         create_time=timestamp(record.created_at),
     )
+    fit = record.fit
+    if fit is not None:
+        message.diagnostics.CopyFrom(pb.FitDiagnostics(**fit.diagnostics))
+        for name, (low, high) in fit.intervals.items():
+            message.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
+        message.ensemble_size = len(fit.ensemble)
+        message.run_ids.extend(fit.run_ids)
+        message.options.update(fit.options)
+    return message
 
 
 def budget_flops(field: str, budget: pb.ComputeBudget) -> float:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import asdict
 from typing import Any, TypeAlias
 
+import numpy as np
+
 from planner.errors import Infeasible, InvalidInput, Unsupported
+from planner.fitting import chinchilla as fitting
+from planner.fitting.data import Runs
 from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
@@ -23,7 +28,7 @@ from server.errors import translate_errors
 from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
 from server.store import Store, StoreError
-from server.store.records import LawRecord
+from server.store.records import FitRecord, LawRecord
 
 # grpc ships no type information; handlers take its aio ServicerContext.
 Context: TypeAlias = Any
@@ -153,6 +158,69 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         )
         self.laws.invalidate(name)
         return pb.PutLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def FitLaw(self, request: pb.FitLawRequest, context: Context) -> pb.FitLawResponse:
+        name = validation.family_name("family", request.family)
+        if request.form not in ("", "chinchilla"):
+            raise Unsupported(
+                f"fitting the {request.form!r} form is not supported yet; fit 'chinchilla'",
+                field="form",
+            )
+        method = request.method or "vpnls"
+        if method not in fitting.METHODS:
+            raise InvalidInput("method", f"unknown fit method {method!r}; known: {fitting.METHODS}")
+        resamples = request.bootstrap if request.HasField("bootstrap") else 200
+        if not 0 <= resamples <= fitting.MAX_RESAMPLES:
+            raise InvalidInput(
+                "bootstrap", f"must be 0 to {fitting.MAX_RESAMPLES}, got {resamples}"
+            )
+        if request.seed < 0:
+            raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        runs = Runs.of(
+            [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
+        )
+        runs.require_fittable(fitting.FREE_PARAMETERS)
+        fit = await self.pool.run(fitting.fit_chinchilla, runs, method)
+        ensemble = await self._bootstrap(runs, method, resamples, request.seed)
+        diagnostics = asdict(fit.diagnostics)
+        diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
+        diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
+        record = FitRecord(
+            options={"bootstrap": str(resamples), "seed": str(request.seed)},
+            run_ids=[r.run_id for r in records],
+            diagnostics=diagnostics,
+            intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals().items()},
+            ensemble=ensemble.vectors.tolist(),
+        )
+        self.laws.invalidate(name)
+        stored = await asyncio.to_thread(
+            self.store.put_law,
+            name,
+            "chinchilla",
+            fit.law.to_mapping(),
+            method,
+            "",
+            f"fitted to {len(records)} runs",
+            _optional(request, "expected_revision"),
+            record,
+        )
+        self.laws.invalidate(name)
+        return pb.FitLawResponse(law=mapping.law_message(stored))
+
+    async def _bootstrap(
+        self, runs: Runs, method: str, resamples: int, seed: int
+    ) -> fitting.Ensemble:
+        """Resample runs with replacement and refit, in chunks spread over the pool."""
+        if resamples == 0:
+            return fitting.Ensemble.of(np.empty((0, len(fitting.PARAMETER_NAMES))))
+        indices = fitting.resample_indices(len(runs), resamples, seed)
+        chunks = np.array_split(indices, min(resamples, 4 * self.pool.processes))
+        parts = await asyncio.gather(
+            *(self.pool.run(fitting.bootstrap_fits, runs, method, chunk) for chunk in chunks)
+        )
+        return fitting.Ensemble.of(np.concatenate(parts))
 
     @translate_errors
     async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:

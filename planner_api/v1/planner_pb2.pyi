@@ -285,12 +285,58 @@ class Law(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class IntervalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Interval: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Interval | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class OptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     FAMILY_FIELD_NUMBER: _builtins.int
     FORM_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DIAGNOSTICS_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    ENSEMBLE_SIZE_FIELD_NUMBER: _builtins.int
+    RUN_IDS_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name."""
     form: _builtins.str
@@ -301,6 +347,8 @@ class Law(_message.Message):
     """
     version: _builtins.int
     """Version within (family, form), starting at 1. Versions are append-only."""
+    ensemble_size: _builtins.int
+    """Number of bootstrap parameter vectors stored with the version (0: none)."""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Parameter values by name, as listed for the form."""
@@ -313,6 +361,22 @@ class Law(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the version was stored."""
 
+    @_builtins.property
+    def diagnostics(self) -> Global___FitDiagnostics:
+        """How well a fitted law fits its runs; absent for published laws."""
+
+    @_builtins.property
+    def intervals(self) -> _containers.MessageMap[_builtins.str, Global___Interval]:
+        """95% bootstrap intervals by parameter name; empty without an ensemble."""
+
+    @_builtins.property
+    def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The runs a fitted law was fitted to."""
+
+    @_builtins.property
+    def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The fit's options (e.g. "bootstrap": "200", "seed": "0")."""
+
     def __init__(
         self,
         *,
@@ -322,14 +386,63 @@ class Law(_message.Message):
         parameters: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         source: Global___LawSource | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        diagnostics: Global___FitDiagnostics | None = ...,
+        intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
+        ensemble_size: _builtins.int = ...,
+        run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "diagnostics", b"diagnostics", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "family", b"family", "form", b"form", "parameters", b"parameters", "source", b"source", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "diagnostics", b"diagnostics", "ensemble_size", b"ensemble_size", "family", b"family", "form", b"form", "intervals", b"intervals", "options", b"options", "parameters", b"parameters", "run_ids", b"run_ids", "source", b"source", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Law: _TypeAlias = Law  # noqa: Y015
+
+@_typing.final
+class FitDiagnostics(_message.Message):
+    """Goodness of fit, on log loss (the scale on which the laws' errors are multiplicative)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RMSE_LOG_LOSS_FIELD_NUMBER: _builtins.int
+    MAX_ABS_LOG_LOSS_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    ON_BOUND_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    FAILED_RESAMPLES_FIELD_NUMBER: _builtins.int
+    rmse_log_loss: _builtins.float
+    """Root mean square of ln(predicted) - ln(observed) over the runs."""
+    max_abs_log_loss: _builtins.float
+    """Largest absolute log-loss residual."""
+    runs: _builtins.int
+    """Runs fitted."""
+    objective: _builtins.float
+    """The method's own objective at the optimum (squared error for vpnls, summed Huber for huber)."""
+    failed_resamples: _builtins.int
+    """Bootstrap resamples that could not be fitted and were left out of the ensemble."""
+    @_builtins.property
+    def on_bound(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Parameters that ended on a bound of the search (a sign the runs do not pin them down)."""
+
+    def __init__(
+        self,
+        *,
+        rmse_log_loss: _builtins.float = ...,
+        max_abs_log_loss: _builtins.float = ...,
+        runs: _builtins.int = ...,
+        on_bound: _abc.Iterable[_builtins.str] | None = ...,
+        objective: _builtins.float = ...,
+        failed_resamples: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_resamples", b"failed_resamples", "max_abs_log_loss", b"max_abs_log_loss", "objective", b"objective", "on_bound", b"on_bound", "rmse_log_loss", b"rmse_log_loss", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitDiagnostics: _TypeAlias = FitDiagnostics  # noqa: Y015
 
 @_typing.final
 class Interval(_message.Message):
@@ -823,6 +936,79 @@ class PutLawResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PutLawResponse: _TypeAlias = PutLawResponse  # noqa: Y015
+
+@_typing.final
+class FitLawRequest(_message.Message):
+    """Input of FitLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    FORM_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    BOOTSTRAP_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name; its stored runs are the data."""
+    form: _builtins.str
+    """Law form to fit; only "chinchilla" so far (empty means chinchilla)."""
+    method: _builtins.str
+    """"vpnls" (default: variable projection with NNLS) or "huber" (Hoffmann's recipe)."""
+    bootstrap: _builtins.int
+    """Bootstrap resamples over runs, 0 to 1000; 200 when not set."""
+    seed: _builtins.int
+    """Seed of the resampling, for reproducible ensembles."""
+    expected_revision: _builtins.int
+    """If set, stored only at this family revision (ABORTED otherwise)."""
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        form: _builtins.str = ...,
+        method: _builtins.str = ...,
+        bootstrap: _builtins.int | None = ...,
+        seed: _builtins.int = ...,
+        expected_revision: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "method", b"method", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bootstrap: _TypeAlias = _typing.Literal["bootstrap"]  # noqa: Y015
+    _WhichOneofArgType__bootstrap: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap"]  # noqa: Y015
+    _WhichOneofReturnType__expected_revision: _TypeAlias = _typing.Literal["expected_revision"]  # noqa: Y015
+    _WhichOneofArgType__expected_revision: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bootstrap) -> _WhichOneofReturnType__bootstrap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_revision) -> _WhichOneofReturnType__expected_revision | None: ...
+
+Global___FitLawRequest: _TypeAlias = FitLawRequest  # noqa: Y015
+
+@_typing.final
+class FitLawResponse(_message.Message):
+    """Output of FitLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def law(self) -> Global___Law:
+        """The stored version."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___Law | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitLawResponse: _TypeAlias = FitLawResponse  # noqa: Y015
 
 @_typing.final
 class GetLawRequest(_message.Message):

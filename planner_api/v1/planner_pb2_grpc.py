@@ -70,6 +70,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PutLawResponse.FromString,
                 _registered_method=True)
+        self.FitLaw = channel.unary_unary(
+                '/planner.v1.PlannerService/FitLaw',
+                request_serializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
+                _registered_method=True)
         self.GetLaw = channel.unary_unary(
                 '/planner.v1.PlannerService/GetLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.GetLawRequest.SerializeToString,
@@ -146,6 +151,14 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FitLaw(self, request, context):
+        """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
+        bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLaw(self, request, context):
         """Returns one law version (the current one of a form unless a version is given).
         """
@@ -212,6 +225,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.PutLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PutLawResponse.SerializeToString,
+            ),
+            'FitLaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitLaw,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.SerializeToString,
             ),
             'GetLaw': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLaw,
@@ -424,6 +442,33 @@ class PlannerService:
             '/planner.v1.PlannerService/PutLaw',
             planner_dot_v1_dot_planner__pb2.PutLawRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.PutLawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitLaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/FitLaw',
+            planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class PlannerServiceStub:
     """Lists a family's runs in insertion order, paginated."""
     PutLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
+    FitLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawResponse]
+    """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
+    bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+    """
     GetLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]
     """Returns one law version (the current one of a form unless a version is given)."""
     ListLawVersions: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]
@@ -91,6 +95,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """Lists a family's runs in insertion order, paginated."""
     PutLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]  # type: ignore[assignment]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
+    FitLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawResponse]  # type: ignore[assignment]
+    """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
+    bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+    """
     GetLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]  # type: ignore[assignment]
     """Returns one law version (the current one of a form unless a version is given)."""
     ListLawVersions: _aio.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]  # type: ignore[assignment]
@@ -162,6 +170,16 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_planner_pb2.PutLawResponse, _abc.Awaitable[_planner_pb2.PutLawResponse]]:
         """Stores given (e.g. published) law parameters as a new, immutable law version."""
+
+    @_abc_1.abstractmethod
+    def FitLaw(
+        self,
+        request: _planner_pb2.FitLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.FitLawResponse, _abc.Awaitable[_planner_pb2.FitLawResponse]]:
+        """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
+        bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+        """
 
     @_abc_1.abstractmethod
     def GetLaw(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,17 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class FitRecord:
+    """How a fitted law version was obtained and how good it is."""
+
+    options: dict[str, str]
+    run_ids: list[str]
+    diagnostics: dict[str, Any]
+    intervals: dict[str, list[float]]
+    ensemble: list[list[float]]
+
+
+@dataclass(frozen=True)
 class LawRecord:
     family: str
     form: str
@@ -49,3 +61,4 @@ class LawRecord:
     citation: str
     note: str
     created_at: float
+    fit: FitRecord | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from planner.catalog import CatalogFamily
 from server.store.errors import AlreadyExists, Conflict, NotFound
-from server.store.records import FamilyRecord, LawRecord, LawRef, RunRecord
+from server.store.records import FamilyRecord, FitRecord, LawRecord, LawRef, RunRecord
 from server.store.schema import families, law_versions, meta, runs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -222,6 +223,17 @@ class Store:
             ).all()
         return [(int(row.id), _run_record(row)) for row in rows]
 
+    def all_runs(self, name: str) -> list[RunRecord]:
+        """Every run of the family, in insertion order (one snapshot)."""
+        with self._read() as conn:
+            family = self._family_row(conn, name, lock=False)
+            if family is None:
+                raise NotFound(f"family {name!r} not found", field="family")
+            rows = conn.execute(
+                sa.select(runs).where(runs.c.family_id == family.id).order_by(runs.c.id)
+            ).all()
+        return [_run_record(row) for row in rows]
+
     # -- laws ---------------------------------------------------------------------------------
 
     def put_law(
@@ -233,11 +245,12 @@ class Store:
         citation: str,
         note: str,
         expected_revision: int | None,
+        fit: FitRecord | None = None,
     ) -> LawRecord:
         with self._write() as conn:
             family_id = self._bump_revision(conn, name, expected_revision)
             version = self._insert_law(
-                conn, family_id, form, parameters, method, citation, note, time.time()
+                conn, family_id, form, parameters, method, citation, note, time.time(), fit
             )
             return self._law_record(conn, name, family_id, form, version)
 
@@ -336,6 +349,7 @@ class Store:
         citation: str,
         note: str,
         now: float,
+        fit: FitRecord | None = None,
     ) -> int:
         newest = conn.execute(
             sa.select(sa.func.max(law_versions.c.version)).where(
@@ -354,6 +368,7 @@ class Store:
                     citation=citation,
                     note=note,
                     created_at=now,
+                    **(asdict(fit) if fit is not None else {}),
                 )
             )
         except sa.exc.IntegrityError as exc:
@@ -452,4 +467,13 @@ def _law_record(name: str, row: sa.Row[Any]) -> LawRecord:
         citation=row.citation,
         note=row.note,
         created_at=row.created_at,
+        fit=None
+        if row.diagnostics is None
+        else FitRecord(
+            options=dict(row.options or {}),
+            run_ids=list(row.run_ids or []),
+            diagnostics=dict(row.diagnostics),
+            intervals={k: list(v) for k, v in (row.intervals or {}).items()},
+            ensemble=[list(v) for v in (row.ensemble or [])],
+        ),
     )

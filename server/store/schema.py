@@ -52,6 +52,12 @@ law_versions = sa.Table(
     sa.Column("citation", sa.Text, nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Fitted versions only (migration 0002); NULL for published parameters.
+    sa.Column("options", sa.JSON, nullable=True),
+    sa.Column("run_ids", sa.JSON, nullable=True),
+    sa.Column("diagnostics", sa.JSON, nullable=True),
+    sa.Column("intervals", sa.JSON, nullable=True),
+    sa.Column("ensemble", sa.JSON, nullable=True),
     sa.UniqueConstraint("family_id", "form", "version", name="uq_law_versions_version"),
 )
 

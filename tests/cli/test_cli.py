@@ -166,3 +166,22 @@ def test_csv_with_byte_order_mark(server: ServerProcess, tmp_path: Path) -> None
     path = tmp_path / "excel.csv"
     path.write_bytes("params,tokens,loss\n1e9,2e10,3.0\n".encode("utf-8-sig"))
     assert planner_json(server, "runs", "add", "cli-bom", str(path))["added"] == 1
+
+
+def test_fit_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+    from tests.unit.test_fitting import epoch_240
+
+    runs = epoch_240(shared_data)
+    path = tmp_path / "chinchilla.csv"
+    with path.open("w") as out:
+        out.write("params,tokens,loss\n")
+        for n, d, loss in zip(runs.params, runs.tokens, runs.loss, strict=True):
+            out.write(f"{float(n)!r},{float(d)!r},{float(loss)!r}\n")
+    planner_json(server, "families", "create", "cli-fit")
+    planner_json(server, "runs", "add", "cli-fit", str(path))
+    out = planner_json(server, "fit", "cli-fit", "--method", "vpnls", "--bootstrap", "8")
+    assert set(out) == {"version", "form", "params", "intervals", "diagnostics"}
+    assert out["version"] == 1 and out["form"] == "chinchilla"
+    assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert out["diagnostics"]["runs"] == 240
+    assert set(out["intervals"]) <= set(out["params"])

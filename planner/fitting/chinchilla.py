@@ -1,0 +1,68 @@
+"""Fit the Chinchilla form by a named method, and bootstrap ensembles of such fits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.errors import InvalidInput, PlannerError
+from planner.fitting.data import Runs
+from planner.fitting.huber import fit_huber
+from planner.fitting.result import ChinchillaFit
+from planner.fitting.vpnls import fit_vpnls
+
+METHODS = ("vpnls", "huber")
+FREE_PARAMETERS = 5
+PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
+MAX_RESAMPLES = 1000
+
+
+def fit_chinchilla(runs: Runs, method: str = "vpnls", quick: bool = False) -> ChinchillaFit:
+    """Fit with `method`; `quick` trades the widest search for speed (bootstrap resamples)."""
+    if method == "vpnls":
+        return fit_vpnls(runs, grid=12 if quick else 32)
+    if method == "huber":
+        return fit_huber(runs, local_starts=4 if quick else 30)
+    raise InvalidInput("method", f"unknown fit method {method!r}; known: {list(METHODS)}")
+
+
+def resample_indices(size: int, resamples: int, seed: int) -> NDArray[np.intp]:
+    """`resamples` rows of `size` run indices drawn with replacement (reproducible by seed)."""
+    return np.random.default_rng(seed).integers(0, size, size=(resamples, size))
+
+
+def bootstrap_fits(runs: Runs, method: str, indices: NDArray[np.intp]) -> NDArray[np.float64]:
+    """One parameter vector (E, A, B, alpha, beta) per row of `indices`; NaN rows where the
+    resample could not be fitted (e.g. it drew a single model size)."""
+    vectors = np.full((indices.shape[0], len(PARAMETER_NAMES)), np.nan)
+    for row, index in enumerate(indices):
+        try:
+            law = fit_chinchilla(runs.subset(index), method, quick=True).law
+        except PlannerError:
+            continue
+        vectors[row] = [law.E, law.A, law.B, law.alpha, law.beta]
+    return vectors
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Bootstrap parameter vectors and their 95% percentile intervals."""
+
+    vectors: NDArray[np.float64]
+    failed: int
+
+    @classmethod
+    def of(cls, vectors: NDArray[np.float64]) -> Ensemble:
+        ok = np.all(np.isfinite(vectors), axis=1)
+        return cls(vectors=vectors[ok], failed=int((~ok).sum()))
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        if len(self.vectors) == 0:
+            return {}
+        low, high = np.percentile(self.vectors, [2.5, 97.5], axis=0)
+        return {
+            name: (float(lo), float(hi))
+            for name, lo, hi in zip(PARAMETER_NAMES, low, high, strict=True)
+        }

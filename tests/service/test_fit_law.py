@@ -1,0 +1,69 @@
+"""FitLaw on a real server: Epoch's 240 Chinchilla runs in, a stored fitted version out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients import PlannerClient, PlannerClientError
+from clients.results import Run
+from tests.unit.test_fitting import epoch_240
+
+# Epoch's bootstrap 95% intervals on the same data (shared/data/README.md).
+EPOCH_INTERVALS = {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
+
+
+def add_epoch_runs(client: PlannerClient, family: str, data_dir: Path) -> None:
+    runs = epoch_240(data_dir)
+    client.create_family(family)
+    client.add_runs(
+        family,
+        [
+            Run(f"svg-{i}", float(n), float(d), float(loss))
+            for i, (n, d, loss) in enumerate(zip(runs.params, runs.tokens, runs.loss, strict=True))
+        ],
+    )
+
+
+def test_huber_fit_is_stored_with_intervals(
+    client: PlannerClient, family_name: str, data_dir: Path
+) -> None:
+    add_epoch_runs(client, family_name, data_dir)
+    law = client.fit_law(family_name, method="huber", bootstrap=40, seed=3)
+    assert (law.form, law.version, law.method) == ("chinchilla", 1, "huber")
+    assert law.parameters["E"] == pytest.approx(1.8172, rel=5e-4)
+    assert law.parameters["alpha"] == pytest.approx(0.34731, rel=5e-4)
+    assert law.parameters["beta"] == pytest.approx(0.36718, rel=5e-4)
+    assert law.diagnostics["runs"] == 240 and len(law.run_ids) == 240
+    assert law.ensemble_size + law.diagnostics["failed_resamples"] == 40
+    for name, (low, high) in EPOCH_INTERVALS.items():
+        mine = law.intervals[name]
+        assert mine[0] < law.parameters[name] < mine[1]
+        assert mine[0] < high and low < mine[1], (name, mine)  # the intervals overlap
+    assert law.options == {"bootstrap": "40", "seed": "3"}
+    assert client.get_law(family_name) == law
+    # The new version answers queries at once.
+    plan = client.plan_compute_optimal(family_name, compute=5.76e23)
+    assert plan.law.version == 1 and plan.law.method == "huber"
+
+
+def test_fit_refusals_store_nothing(client: PlannerClient, family_name: str) -> None:
+    client.create_family(family_name)
+    client.add_runs(
+        family_name, [Run(f"r{i}", 1e9 * (i + 1), 2e10, 3.0 - i / 10) for i in range(4)]
+    )
+    with pytest.raises(PlannerClientError) as caught:
+        client.fit_law(family_name, bootstrap=0)
+    assert (
+        caught.value.code == "FAILED_PRECONDITION" and "cannot determine 5" in caught.value.message
+    )
+    for kwargs, field in (({"method": "magic"}, "method"), ({"bootstrap": 5000}, "bootstrap")):
+        with pytest.raises(PlannerClientError) as caught:
+            client.fit_law(family_name, **kwargs)  # type: ignore[arg-type]
+        assert caught.value.code == "INVALID_ARGUMENT"
+        assert [v.field for v in caught.value.violations] == [field]
+    with pytest.raises(PlannerClientError) as caught:
+        client.fit_law(family_name, form="bnsl")
+    assert caught.value.code == "UNIMPLEMENTED"
+    assert client.list_law_versions(family_name) == []
