@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from planner.laws import Law
 from server.store.records import LawRecord
 
@@ -20,11 +23,13 @@ Key = tuple[str, str, int]  # (family, form or "" for the default, version or 0 
 
 @dataclass(frozen=True)
 class ResolvedLaw:
-    """A stored law version, parsed, with the family's FLOPs per param per token."""
+    """A stored law version, parsed, with the family's FLOPs per param per token and, for a
+    fitted Chinchilla law, its bootstrap ensemble (rows E, A, B, alpha, beta)."""
 
     record: LawRecord
     law: Law
     flops_per_param_token: float
+    ensemble: NDArray[np.float64] | None = None
 
 
 class LawCache:

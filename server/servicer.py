@@ -19,6 +19,7 @@ from planner.fitting.data import Runs
 from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
+from planner.uncertainty import loss_interval, plan_intervals
 from planner.validation import optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
@@ -252,7 +253,12 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
                 f"the predicted loss is outside floating-point range for N = {params:g}, "
                 f"D = {tokens:g}"
             )
-        return pb.PredictResponse(loss=loss, law=_summary(resolved.record))
+        response = pb.PredictResponse(loss=loss, law=_summary(resolved.record))
+        if resolved.ensemble is not None:
+            interval = loss_interval(resolved.ensemble, params, tokens)
+            if interval is not None:
+                response.interval.CopyFrom(pb.Interval(low=interval[0], high=interval[1]))
+        return response
 
     @translate_errors
     async def PlanComputeOptimal(
@@ -281,7 +287,11 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         plan = compute_optimal.try_closed_form(query)
         if plan is None:
             plan = await self.solver.solve(query)
-        return mapping.plan_message(plan, resolved.record)
+        response = mapping.plan_message(plan, resolved.record)
+        if resolved.ensemble is not None:
+            for name, (low, high) in plan_intervals(resolved.ensemble, query).items():
+                response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
+        return response
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -317,7 +327,10 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         record = self._law_record(selector, "law.")
         family = self.store.get_family(record.family)
         law = parse_law(record.form, record.parameters, "law.parameters")
-        return ResolvedLaw(record, law, family.flops_per_param_token)
+        ensemble = None
+        if record.fit is not None and record.fit.ensemble and record.form == "chinchilla":
+            ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
+        return ResolvedLaw(record, law, family.flops_per_param_token, ensemble)
 
 
 def _summary(record: LawRecord) -> pb.LawSummary:

@@ -43,9 +43,16 @@ def test_huber_fit_is_stored_with_intervals(
         assert mine[0] < high and low < mine[1], (name, mine)  # the intervals overlap
     assert law.options == {"bootstrap": "40", "seed": "3"}
     assert client.get_law(family_name) == law
-    # The new version answers queries at once.
+    # The new version answers queries at once, with intervals from its ensemble.
     plan = client.plan_compute_optimal(family_name, compute=5.76e23)
     assert plan.law.version == 1 and plan.law.method == "huber"
+    assert set(plan.intervals) == {"params", "tokens", "loss", "flops"}
+    low, high = plan.intervals["params"]
+    assert low < plan.params < high and high / low < 10
+    assert plan.intervals["flops"] == pytest.approx((5.76e23, 5.76e23), rel=1e-9)
+    prediction = client.predict(family_name, 7e10, 1.4e12)
+    assert prediction.interval is not None
+    assert prediction.interval[0] < prediction.loss < prediction.interval[1]
 
 
 def test_fit_refusals_store_nothing(client: PlannerClient, family_name: str) -> None:

@@ -1,0 +1,91 @@
+"""Evaluate predictions and compute-optimal plans over a bootstrap ensemble -> intervals.
+
+Each ensemble row is a Chinchilla parameter vector (E, A, B, alpha, beta). The plans are
+evaluated in closed form for all rows at once: with caps, the optimum is the free optimum clamped
+into the interval of N the caps allow (see compute_optimal._clamp), which holds row by row.
+Rows for which the request has no answer (a target at or below that row's E) are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.planning.compute_optimal import ComputeOptimalQuery
+
+Array = NDArray[np.float64]
+# Percentiles of a 95% interval.
+LOW, HIGH = 2.5, 97.5
+# Fewer usable rows than this give no interval rather than a misleading one.
+MIN_ROWS = 10
+
+
+def _interval(values: Array) -> tuple[float, float] | None:
+    finite = values[np.isfinite(values)]
+    if finite.size < MIN_ROWS:
+        return None
+    low, high = np.percentile(finite, [LOW, HIGH])
+    return float(low), float(high)
+
+
+def loss_interval(ensemble: Array, params: float, tokens: float) -> tuple[float, float] | None:
+    """95% interval of the predicted loss of (N, D) over the ensemble."""
+    e, a, b, alpha, beta = ensemble.T
+    with np.errstate(all="ignore"):
+        return _interval(e + a * params**-alpha + b * tokens**-beta)
+
+
+def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, tuple[float, float]]:
+    """95% intervals of params, tokens, loss and flops of the query's optimum per row."""
+    query = query.validated()
+    e, a, b, alpha, beta = ensemble.T
+    k = query.flops_per_param_token
+    n_cap = query.caps.max_params
+    d_cap_entry = query.caps.tokens_cap()
+    d_cap = None if d_cap_entry is None else d_cap_entry[0]
+    g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
+    exponent_n = beta / (alpha + beta)
+    with np.errstate(all="ignore"):
+        if query.compute is not None:
+            compute = np.full_like(e, query.compute)
+        else:
+            assert query.target_loss is not None
+            target = query.target_loss
+            coefficient = a * g**-alpha + b * g**beta
+            ratio = np.where(target > e, (target - e) / coefficient, np.nan)
+            compute = k * ratio ** (-(alpha + beta) / (alpha * beta))
+        params = g * (compute / k) ** exponent_n
+        if query.compute is not None:
+            low = None if d_cap is None else compute / (k * d_cap)
+            params = _clip(params, low, n_cap)
+            tokens = compute / (k * params)
+            if d_cap is not None:
+                tokens = np.minimum(tokens, d_cap)
+        else:
+            headroom_d = target - e - (0.0 if d_cap is None else b * d_cap**-beta)
+            low = None if d_cap is None else (a / headroom_d) ** (1.0 / alpha)
+            params = _clip(
+                params, np.where(headroom_d > 0, low, np.nan) if low is not None else None, n_cap
+            )
+            tokens = (b / (target - e - a * params**-alpha)) ** (1.0 / beta)
+            compute = k * params * tokens
+        loss = e + a * params**-alpha + b * tokens**-beta
+    fields = {"params": params, "tokens": tokens, "loss": loss, "flops": k * params * tokens}
+    # A row counts only if every field of its plan exists (the request has an answer there).
+    usable = np.ones_like(e, dtype=bool)
+    for values in fields.values():
+        usable &= np.isfinite(values) & (values > 0)
+    intervals = {}
+    for name, values in fields.items():
+        interval = _interval(values[usable])
+        if interval is not None:
+            intervals[name] = interval
+    return intervals
+
+
+def _clip(values: Array, low: Array | float | None, high: float | None) -> Array:
+    if high is not None:
+        values = np.minimum(values, high)
+    if low is not None:
+        values = np.maximum(values, low)
+    return values
