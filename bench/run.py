@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import domain, load, machine, report, service
+from bench import domain, fitting, load, machine, report, service
 from bench.domain import log
 from tests.service.server_process import ServerProcess
 
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             note = f"The gRPC part stopped early: {error}"
             log(note)
 
+    fit_results = fitting.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         server_exit_code=server.exit_code,
         server_note=note,
         load_average_at_end=os.getloadavg(),
+        fitting=fit_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")

@@ -16,7 +16,15 @@ import numpy as np
 from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.fitting import chinchilla as fitting
 from planner.fitting.data import Runs
-from planner.laws import DEFAULT_FORM_ORDER, FORMS, DataConstrainedLaw, Law, parse_law, predict_loss
+from planner.laws import (
+    DEFAULT_FORM_ORDER,
+    FORMS,
+    ChinchillaLaw,
+    DataConstrainedLaw,
+    Law,
+    parse_law,
+    predict_loss,
+)
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
 from planner.uncertainty import loss_interval, plan_intervals
@@ -184,7 +192,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         )
         runs.require_fittable(fitting.FREE_PARAMETERS)
         fit = await self.pool.run(fitting.fit_chinchilla, runs, method)
-        ensemble = await self._bootstrap(runs, method, resamples, request.seed)
+        ensemble = await self._bootstrap(runs, method, resamples, request.seed, fit.law)
         diagnostics = asdict(fit.diagnostics)
         diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
         diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
@@ -211,7 +219,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         return pb.FitLawResponse(law=mapping.law_message(stored))
 
     async def _bootstrap(
-        self, runs: Runs, method: str, resamples: int, seed: int
+        self, runs: Runs, method: str, resamples: int, seed: int, start: ChinchillaLaw
     ) -> fitting.Ensemble:
         """Resample runs with replacement and refit, in chunks spread over the pool."""
         if resamples == 0:
@@ -219,7 +227,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         indices = fitting.resample_indices(len(runs), resamples, seed)
         chunks = np.array_split(indices, min(resamples, 4 * self.pool.processes))
         parts = await asyncio.gather(
-            *(self.pool.run(fitting.bootstrap_fits, runs, method, chunk) for chunk in chunks)
+            *(self.pool.run(fitting.bootstrap_fits, runs, method, chunk, start) for chunk in chunks)
         )
         return fitting.Ensemble.of(np.concatenate(parts))
 

@@ -12,6 +12,7 @@ from planner.fitting.data import Runs
 from planner.fitting.huber import fit_huber
 from planner.fitting.result import ChinchillaFit
 from planner.fitting.vpnls import fit_vpnls
+from planner.laws import ChinchillaLaw
 
 METHODS = ("vpnls", "huber")
 FREE_PARAMETERS = 5
@@ -19,12 +20,15 @@ PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
 MAX_RESAMPLES = 1000
 
 
-def fit_chinchilla(runs: Runs, method: str = "vpnls", quick: bool = False) -> ChinchillaFit:
-    """Fit with `method`; `quick` trades the widest search for speed (bootstrap resamples)."""
+def fit_chinchilla(
+    runs: Runs, method: str = "vpnls", start: ChinchillaLaw | None = None
+) -> ChinchillaFit:
+    """Fit with `method`. With `start` (the full-data fit, for bootstrap resamples) the search
+    refines from it instead of searching the whole grid."""
     if method == "vpnls":
-        return fit_vpnls(runs, grid=12 if quick else 32)
+        return fit_vpnls(runs, start=None if start is None else (start.alpha, start.beta))
     if method == "huber":
-        return fit_huber(runs, local_starts=4 if quick else 30)
+        return fit_huber(runs, local_starts=4 if start is not None else 30, start=start)
     raise InvalidInput("method", f"unknown fit method {method!r}; known: {list(METHODS)}")
 
 
@@ -33,13 +37,15 @@ def resample_indices(size: int, resamples: int, seed: int) -> NDArray[np.intp]:
     return np.random.default_rng(seed).integers(0, size, size=(resamples, size))
 
 
-def bootstrap_fits(runs: Runs, method: str, indices: NDArray[np.intp]) -> NDArray[np.float64]:
+def bootstrap_fits(
+    runs: Runs, method: str, indices: NDArray[np.intp], start: ChinchillaLaw | None = None
+) -> NDArray[np.float64]:
     """One parameter vector (E, A, B, alpha, beta) per row of `indices`; NaN rows where the
     resample could not be fitted (e.g. it drew a single model size)."""
     vectors = np.full((indices.shape[0], len(PARAMETER_NAMES)), np.nan)
     for row, index in enumerate(indices):
         try:
-            law = fit_chinchilla(runs.subset(index), method, quick=True).law
+            law = fit_chinchilla(runs.subset(index), method, start).law
         except PlannerError:
             continue
         vectors[row] = [law.E, law.A, law.B, law.alpha, law.beta]

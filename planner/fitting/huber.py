@@ -69,16 +69,38 @@ def _grid_objective(starts: Array, log_n: Array, log_d: Array, log_l: Array, del
     return np.asarray(_huber(prediction - log_l, delta).sum(axis=1))
 
 
-def fit_huber(runs: Runs, delta: float = DELTA, local_starts: int = LOCAL_STARTS) -> ChinchillaFit:
-    """Fit by Huber-on-log-loss multistart L-BFGS; the objective is the summed Huber loss."""
+def fit_huber(
+    runs: Runs,
+    delta: float = DELTA,
+    local_starts: int = LOCAL_STARTS,
+    start: ChinchillaLaw | None = None,
+) -> ChinchillaFit:
+    """Fit by Huber-on-log-loss multistart L-BFGS; the objective is the summed Huber loss.
+
+    `start` (e.g. the full-data fit, for bootstrap resamples) is tried besides the grid's best.
+    """
     runs.require_fittable(FREE_PARAMETERS)
     log_n, log_d, log_l = np.log(runs.params), np.log(runs.tokens), np.log(runs.loss)
     screened = _grid_objective(START_GRID, log_n, log_d, log_l, delta)
+    starts = [START_GRID[i] for i in np.argsort(screened)[:local_starts]]
+    if start is not None:
+        starts.insert(
+            0,
+            np.array(
+                [
+                    np.log(start.A),
+                    np.log(start.B),
+                    np.log(max(start.E, 1e-12)),
+                    start.alpha,
+                    start.beta,
+                ]
+            ),
+        )
     best = None
-    for index in np.argsort(screened)[:local_starts]:
+    for point in starts:
         result = minimize(
             _objective_and_gradient,
-            START_GRID[index],
+            point,
             args=(log_n, log_d, log_l, delta),
             jac=True,
             method="L-BFGS-B",
