@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,56 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         ]
     )
     return data, text
+
+
+def backtest(client: PlannerClient, args: argparse.Namespace) -> Output:
+    result = client.backtest(args.family, args.train_below, tuple(args.method or ()))
+    data = {
+        "train_runs": result.train_runs,
+        "test_runs": result.test_runs,
+        "methods": [
+            {
+                "method": m.method,
+                "params": m.parameters,
+                "failure": m.failure,
+                "mean_abs_relative_error": m.mean_abs_relative_error if not m.failure else None,
+                "max_abs_relative_error": m.max_abs_relative_error if not m.failure else None,
+                "runs": [asdict(r) for r in m.runs],
+            }
+            for m in result.methods
+        ],
+    }
+    summary = fmt.table(
+        ["METHOD", "MEAN |REL ERR|", "MAX |REL ERR|", "NOTE"],
+        [
+            [
+                m.method,
+                "-" if m.failure else f"{m.mean_abs_relative_error:.3%}",
+                "-" if m.failure else f"{m.max_abs_relative_error:.3%}",
+                m.failure,
+            ]
+            for m in result.methods
+        ],
+    )
+    scored = [m for m in result.methods if not m.failure]
+    runs = scored[0].runs if scored else []
+    detail = fmt.table(
+        ["RUN", "FLOPS", "OBSERVED", *(f"{m.method.upper()} PRED" for m in scored)],
+        [
+            [
+                run.run_id,
+                fmt.number(run.flops),
+                fmt.number(run.observed_loss),
+                *(fmt.number(m.runs[i].predicted_loss) for m in scored),
+            ]
+            for i, run in enumerate(runs)
+        ],
+    )
+    head = (
+        f"{args.family}: fitted on {result.train_runs} runs below {args.train_below:g} FLOPs, "
+        f"predicted {result.test_runs} above"
+    )
+    return data, "\n\n".join([head, summary, detail])
 
 
 def predict(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -239,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
     fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
     fitter.set_defaults(func=fit)
+
+    back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
+    back.add_argument("family")
+    back.add_argument("--train-below", type=float, required=True, help="compute cut, FLOPs")
+    back.add_argument(
+        "--method", action="append", choices=["vpnls", "huber"], help="repeatable; default both"
+    )
+    back.set_defaults(func=backtest)
 
     pred = commands.add_parser("predict", help="predicted loss of N params on D tokens")
     pred.add_argument("family")

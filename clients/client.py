@@ -271,6 +271,39 @@ class PlannerClient:
             request.expected_revision = expected_revision
         return _law(self._call("FitLaw", request, timeout or 600.0).law)
 
+    def backtest(
+        self,
+        family: str,
+        train_below: float,
+        methods: tuple[str, ...] = (),
+        timeout: float | None = None,
+    ) -> results.Backtest:
+        """Fit each method below the compute cut and score it above (nothing is stored)."""
+        request = pb.BacktestLawRequest(
+            family=family, train_below=train_below, methods=list(methods)
+        )
+        reply = self._call("BacktestLaw", request, timeout or 600.0)
+        return results.Backtest(
+            train_runs=reply.train_runs,
+            test_runs=reply.test_runs,
+            methods=[
+                results.MethodBacktest(
+                    method=m.method,
+                    parameters=dict(m.parameters),
+                    failure=m.failure,
+                    mean_abs_relative_error=m.mean_abs_relative_error,
+                    max_abs_relative_error=m.max_abs_relative_error,
+                    runs=[
+                        results.HeldOutRun(
+                            r.run_id, r.flops, r.observed_loss, r.predicted_loss, r.relative_error
+                        )
+                        for r in m.runs
+                    ],
+                )
+                for m in reply.methods
+            ],
+        )
+
     def get_law(self, family: str, form: str = "", version: int = 0) -> results.Law:
         request = pb.GetLawRequest(family=family, form=form, version=version)
         return _law(self._call("GetLaw", request).law)

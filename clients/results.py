@@ -84,3 +84,32 @@ class ComputeOptimalPlan:
     intervals: dict[str, tuple[float, float]]
     solver: str
     law: LawInfo
+
+
+@dataclass(frozen=True)
+class HeldOutRun:
+    run_id: str
+    flops: float
+    observed_loss: float
+    predicted_loss: float
+    relative_error: float
+
+
+@dataclass(frozen=True)
+class MethodBacktest:
+    method: str
+    parameters: dict[str, float]
+    failure: str
+    mean_abs_relative_error: float
+    max_abs_relative_error: float
+    runs: list[HeldOutRun]
+
+
+@dataclass(frozen=True)
+class Backtest:
+    train_runs: int
+    test_runs: int
+    methods: list[MethodBacktest]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

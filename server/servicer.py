@@ -15,6 +15,7 @@ import numpy as np
 
 from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.fitting import chinchilla as fitting
+from planner.fitting.backtest import backtest
 from planner.fitting.data import Runs
 from planner.laws import (
     DEFAULT_FORM_ORDER,
@@ -217,6 +218,53 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         )
         self.laws.invalidate(name)
         return pb.FitLawResponse(law=mapping.law_message(stored))
+
+    @translate_errors
+    async def BacktestLaw(
+        self, request: pb.BacktestLawRequest, context: Context
+    ) -> pb.BacktestLawResponse:
+        name = validation.family_name("family", request.family)
+        methods = tuple(request.methods) or fitting.METHODS
+        for index, method in enumerate(methods):
+            if method not in fitting.METHODS:
+                raise InvalidInput(
+                    f"methods[{index}]", f"unknown fit method {method!r}; known: {fitting.METHODS}"
+                )
+        cut = positive("train_below", request.train_below)
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to backtest", field="family")
+        runs = Runs.of(
+            [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
+        )
+        k = family.flops_per_param_token
+        compute = np.array(
+            [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
+        )
+        result = await self.pool.run(backtest, runs, compute, cut, methods)
+        order = result.test[np.argsort(compute[result.test])]
+        position = {int(index): i for i, index in enumerate(result.test)}
+        response = pb.BacktestLawResponse(
+            train_runs=int(result.train.size), test_runs=int(result.test.size)
+        )
+        for scored in result.methods:
+            entry = response.methods.add(method=scored.method, failure=scored.failure)
+            if scored.law is None:
+                continue
+            entry.parameters.update(scored.law.to_mapping())
+            entry.mean_abs_relative_error = scored.mean_abs_relative_error
+            entry.max_abs_relative_error = scored.max_abs_relative_error
+            for index in order:
+                i = position[int(index)]
+                entry.runs.add(
+                    run_id=records[index].run_id,
+                    flops=float(compute[index]),
+                    observed_loss=records[index].loss,
+                    predicted_loss=float(scored.predicted[i]),
+                    relative_error=float(scored.relative_error[i]),
+                )
+        return response
 
     async def _bootstrap(
         self, runs: Runs, method: str, resamples: int, seed: int, start: ChinchillaLaw

@@ -1011,6 +1011,176 @@ class FitLawResponse(_message.Message):
 Global___FitLawResponse: _TypeAlias = FitLawResponse  # noqa: Y015
 
 @_typing.final
+class BacktestLawRequest(_message.Message):
+    """Input of BacktestLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    TRAIN_BELOW_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name; its stored runs are the data."""
+    train_below: _builtins.float
+    """Runs with training compute below this (FLOPs, > 0) are fitted; the rest are predicted. A
+    run's compute is its flops, or k N D when not given.
+    """
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Fit methods to compare ("vpnls", "huber"); empty means both."""
+
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        train_below: _builtins.float = ...,
+        methods: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "methods", b"methods", "train_below", b"train_below"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BacktestLawRequest: _TypeAlias = BacktestLawRequest  # noqa: Y015
+
+@_typing.final
+class BacktestLawResponse(_message.Message):
+    """Output of BacktestLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRAIN_RUNS_FIELD_NUMBER: _builtins.int
+    TEST_RUNS_FIELD_NUMBER: _builtins.int
+    METHODS_FIELD_NUMBER: _builtins.int
+    train_runs: _builtins.int
+    """Runs fitted (compute below the cut)."""
+    test_runs: _builtins.int
+    """Runs predicted (compute at or above the cut)."""
+    @_builtins.property
+    def methods(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodBacktest]:
+        """One entry per method, in the order asked."""
+
+    def __init__(
+        self,
+        *,
+        train_runs: _builtins.int = ...,
+        test_runs: _builtins.int = ...,
+        methods: _abc.Iterable[Global___MethodBacktest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["methods", b"methods", "test_runs", b"test_runs", "train_runs", b"train_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BacktestLawResponse: _TypeAlias = BacktestLawResponse  # noqa: Y015
+
+@_typing.final
+class MethodBacktest(_message.Message):
+    """One method's backtest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    MEAN_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    MAX_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """Fit method."""
+    failure: _builtins.str
+    """Why the fit failed; empty on success."""
+    mean_abs_relative_error: _builtins.float
+    """Mean of |predicted / observed - 1| over the held-out runs."""
+    max_abs_relative_error: _builtins.float
+    """Largest |predicted / observed - 1| over the held-out runs."""
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Parameters fitted on the training runs; empty if the fit failed."""
+
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldOutRun]:
+        """Every held-out run, in ascending compute."""
+
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        failure: _builtins.str = ...,
+        mean_abs_relative_error: _builtins.float = ...,
+        max_abs_relative_error: _builtins.float = ...,
+        runs: _abc.Iterable[Global___HeldOutRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "max_abs_relative_error", b"max_abs_relative_error", "mean_abs_relative_error", b"mean_abs_relative_error", "method", b"method", "parameters", b"parameters", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MethodBacktest: _TypeAlias = MethodBacktest  # noqa: Y015
+
+@_typing.final
+class HeldOutRun(_message.Message):
+    """A held-out run and its prediction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FLOPS_FIELD_NUMBER: _builtins.int
+    OBSERVED_LOSS_FIELD_NUMBER: _builtins.int
+    PREDICTED_LOSS_FIELD_NUMBER: _builtins.int
+    RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id."""
+    flops: _builtins.float
+    """Its training compute, FLOPs."""
+    observed_loss: _builtins.float
+    """Observed loss."""
+    predicted_loss: _builtins.float
+    """Loss the law fitted below the cut predicts."""
+    relative_error: _builtins.float
+    """predicted / observed - 1."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        flops: _builtins.float = ...,
+        observed_loss: _builtins.float = ...,
+        predicted_loss: _builtins.float = ...,
+        relative_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flops", b"flops", "observed_loss", b"observed_loss", "predicted_loss", b"predicted_loss", "relative_error", b"relative_error", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldOutRun: _TypeAlias = HeldOutRun  # noqa: Y015
+
+@_typing.final
 class GetLawRequest(_message.Message):
     """Input of GetLaw."""
 

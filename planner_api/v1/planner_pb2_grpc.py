@@ -75,6 +75,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
                 _registered_method=True)
+        self.BacktestLaw = channel.unary_unary(
+                '/planner.v1.PlannerService/BacktestLaw',
+                request_serializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.BacktestLawResponse.FromString,
+                _registered_method=True)
         self.GetLaw = channel.unary_unary(
                 '/planner.v1.PlannerService/GetLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.GetLawRequest.SerializeToString,
@@ -159,6 +164,14 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BacktestLaw(self, request, context):
+        """Fits each method on the runs below a compute cut and scores it on the runs above; stores
+        nothing. How well a law extrapolates, before anyone bets a cluster on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLaw(self, request, context):
         """Returns one law version (the current one of a form unless a version is given).
         """
@@ -230,6 +243,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.FitLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.SerializeToString,
+            ),
+            'BacktestLaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.BacktestLaw,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.BacktestLawResponse.SerializeToString,
             ),
             'GetLaw': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLaw,
@@ -469,6 +487,33 @@ class PlannerService:
             '/planner.v1.PlannerService/FitLaw',
             planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BacktestLaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/BacktestLaw',
+            planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.BacktestLawResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,10 @@ class PlannerServiceStub:
     """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
     bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
     """
+    BacktestLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.BacktestLawResponse]
+    """Fits each method on the runs below a compute cut and scores it on the runs above; stores
+    nothing. How well a law extrapolates, before anyone bets a cluster on it.
+    """
     GetLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]
     """Returns one law version (the current one of a form unless a version is given)."""
     ListLawVersions: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]
@@ -98,6 +102,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     FitLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawResponse]  # type: ignore[assignment]
     """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
     bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+    """
+    BacktestLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.BacktestLawResponse]  # type: ignore[assignment]
+    """Fits each method on the runs below a compute cut and scores it on the runs above; stores
+    nothing. How well a law extrapolates, before anyone bets a cluster on it.
     """
     GetLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]  # type: ignore[assignment]
     """Returns one law version (the current one of a form unless a version is given)."""
@@ -179,6 +187,16 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_planner_pb2.FitLawResponse, _abc.Awaitable[_planner_pb2.FitLawResponse]]:
         """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
         bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+        """
+
+    @_abc_1.abstractmethod
+    def BacktestLaw(
+        self,
+        request: _planner_pb2.BacktestLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.BacktestLawResponse, _abc.Awaitable[_planner_pb2.BacktestLawResponse]]:
+        """Fits each method on the runs below a compute cut and scores it on the runs above; stores
+        nothing. How well a law extrapolates, before anyone bets a cluster on it.
         """
 
     @_abc_1.abstractmethod

@@ -168,20 +168,45 @@ def test_csv_with_byte_order_mark(server: ServerProcess, tmp_path: Path) -> None
     assert planner_json(server, "runs", "add", "cli-bom", str(path))["added"] == 1
 
 
-def test_fit_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+def epoch_family(server: ServerProcess, folder: Path, data: Path, name: str) -> None:
+    """A family holding Epoch's 240 Chinchilla runs, uploaded through the CLI."""
     from tests.unit.test_fitting import epoch_240
 
-    runs = epoch_240(shared_data)
-    path = tmp_path / "chinchilla.csv"
+    runs = epoch_240(data)
+    path = folder / "chinchilla.csv"
     with path.open("w") as out:
         out.write("params,tokens,loss\n")
         for n, d, loss in zip(runs.params, runs.tokens, runs.loss, strict=True):
             out.write(f"{float(n)!r},{float(d)!r},{float(loss)!r}\n")
-    planner_json(server, "families", "create", "cli-fit")
-    planner_json(server, "runs", "add", "cli-fit", str(path))
+    planner_json(server, "families", "create", name)
+    planner_json(server, "runs", "add", name, str(path))
+
+
+def test_fit_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+    epoch_family(server, tmp_path, shared_data, "cli-fit")
     out = planner_json(server, "fit", "cli-fit", "--method", "vpnls", "--bootstrap", "8")
     assert set(out) == {"version", "form", "params", "intervals", "diagnostics"}
     assert out["version"] == 1 and out["form"] == "chinchilla"
     assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
     assert out["diagnostics"]["runs"] == 240
     assert set(out["intervals"]) <= set(out["params"])
+
+
+def test_backtest_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
+    epoch_family(server, tmp_path, shared_data, "cli-backtest")
+    out = planner_json(
+        server, "backtest", "cli-backtest", "--train-below", "1e21", "--method", "vpnls"
+    )
+    assert (out["train_runs"], out["test_runs"]) == (217, 23)
+    [vpnls] = out["methods"]
+    assert vpnls["method"] == "vpnls" and vpnls["failure"] == ""
+    assert len(vpnls["runs"]) == 23
+    assert set(vpnls["runs"][0]) == {
+        "run_id",
+        "flops",
+        "observed_loss",
+        "predicted_loss",
+        "relative_error",
+    }
+    text = planner(server, "backtest", "cli-backtest", "--train-below", "1e21")
+    assert text.returncode == 0 and "VPNLS PRED" in text.stdout and "HUBER PRED" in text.stdout

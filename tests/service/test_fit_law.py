@@ -74,3 +74,44 @@ def test_fit_refusals_store_nothing(client: PlannerClient, family_name: str) -> 
         client.fit_law(family_name, form="bnsl")
     assert caught.value.code == "UNIMPLEMENTED"
     assert client.list_law_versions(family_name) == []
+
+
+def test_backtest_below_1e21(client: PlannerClient, family_name: str, data_dir: Path) -> None:
+    """Fit below 1e21 FLOPs (the 217 points of LAWS.md §1.6), predict the 23 above."""
+    add_epoch_runs(client, family_name, data_dir)
+    result = client.backtest(family_name, 1e21)
+    assert (result.train_runs, result.test_runs) == (217, 23)
+    assert [m.method for m in result.methods] == ["vpnls", "huber"]
+    vpnls = result.methods[0]
+    assert vpnls.failure == ""
+    assert vpnls.parameters["E"] == pytest.approx(1.9051, abs=1e-4)
+    assert vpnls.parameters["beta"] == pytest.approx(0.4587, abs=1e-4)
+    law = vpnls.parameters
+    errors = []
+    for run in vpnls.runs:
+        assert run.flops >= 1e21
+        n = next(r for r in client.list_runs(family_name) if r.run_id == run.run_id)
+        predicted = (
+            law["E"] + law["A"] / n.params ** law["alpha"] + law["B"] / n.tokens ** law["beta"]
+        )
+        assert run.predicted_loss == pytest.approx(predicted, rel=1e-12)
+        assert run.relative_error == pytest.approx(predicted / run.observed_loss - 1, rel=1e-9)
+        errors.append(abs(run.relative_error))
+    assert vpnls.mean_abs_relative_error == pytest.approx(sum(errors) / len(errors), rel=1e-12)
+    assert [r.flops for r in vpnls.runs] == sorted(r.flops for r in vpnls.runs)
+    assert client.list_law_versions(family_name) == []  # nothing stored
+
+
+def test_backtest_refusals(client: PlannerClient, family_name: str, data_dir: Path) -> None:
+    add_epoch_runs(client, family_name, data_dir)
+    for cut, match in ((1e30, "nothing would be held out"), (1.0, "nothing to fit on")):
+        with pytest.raises(PlannerClientError, match=match) as caught:
+            client.backtest(family_name, cut)
+        assert caught.value.code == "FAILED_PRECONDITION"
+    with pytest.raises(PlannerClientError) as caught:
+        client.backtest(family_name, 1e21, ("magic",))
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert [v.field for v in caught.value.violations] == ["methods[0]"]
+    # Too few runs below the cut for a method: that method reports why, the call succeeds.
+    result = client.backtest(family_name, 2e18)
+    assert all(m.failure and not m.runs for m in result.methods)

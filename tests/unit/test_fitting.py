@@ -90,3 +90,16 @@ def test_fitters_refuse_unfittable_runs() -> None:
         Runs.of([1e9, float("nan")], [1e10, 1e10], [3.0, 3.0])
     with pytest.raises(InvalidInput, match="> 0"):
         Runs.of([1e9, -1.0], [1e10, 1e10], [3.0, 3.0])
+
+
+def test_vpnls_matches_the_published_fit_below_1e21(runs_240: Runs) -> None:
+    """LAWS.md §1.6 (Czech 2026): VPNLS on the 217 points with C < 1e21 gives E 1.9051,
+    alpha 0.3511, beta 0.4587, A_raw ~ 511, B_raw ~ 14,121."""
+    below = runs_240.subset(np.flatnonzero(6 * runs_240.params * runs_240.tokens < 1e21))
+    assert len(below) == 217
+    law = fit_vpnls(below).law
+    assert law.E == pytest.approx(1.9051, abs=1e-4)
+    assert law.alpha == pytest.approx(0.3511, abs=1e-4)
+    assert law.beta == pytest.approx(0.4587, abs=1e-4)
+    assert law.A == pytest.approx(511, rel=2e-3)
+    assert law.B == pytest.approx(14_121, rel=2e-3)
