@@ -173,6 +173,16 @@ def backtest(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, "\n\n".join([head, summary, detail])
 
 
+def plot(client: PlannerClient, args: argparse.Namespace) -> Output:
+    from clients import plots
+
+    try:
+        out = plots.plot(client, args.family, args.kind, Path(args.out))
+    except RuntimeError as error:
+        raise UsageError(str(error)) from None
+    return {"out": str(out), "kind": args.kind}, f"wrote {out}"
+
+
 def predict(client: PlannerClient, args: argparse.Namespace) -> Output:
     result = client.predict(
         args.family, args.params, args.tokens, args.unique_tokens, args.form, args.version
@@ -298,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", action="append", choices=["vpnls", "huber"], help="repeatable; default both"
     )
     back.set_defaults(func=backtest)
+
+    picture = commands.add_parser("plot", help="draw the law: fit, isoflop or frontier (PNG)")
+    picture.add_argument("family")
+    picture.add_argument("--kind", choices=["fit", "isoflop", "frontier"], required=True)
+    picture.add_argument("--out", required=True, help="PNG file to write")
+    picture.set_defaults(func=plot)
 
     pred = commands.add_parser("predict", help="predicted loss of N params on D tokens")
     pred.add_argument("family")

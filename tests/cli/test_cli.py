@@ -210,3 +210,17 @@ def test_backtest_json(server: ServerProcess, tmp_path: Path, shared_data: Path)
     }
     text = planner(server, "backtest", "cli-backtest", "--train-below", "1e21")
     assert text.returncode == 0 and "VPNLS PRED" in text.stdout and "HUBER PRED" in text.stdout
+
+
+@pytest.mark.parametrize("kind", ["fit", "isoflop", "frontier"])
+def test_plots_are_written(
+    server: ServerProcess, tmp_path: Path, shared_data: Path, kind: str
+) -> None:
+    name = f"cli-plot-{kind}"
+    epoch_family(server, tmp_path, shared_data, name)
+    planner_json(server, "fit", name, "--bootstrap", "20")
+    out = tmp_path / f"{kind}.png"
+    result = planner_json(server, "plot", name, "--kind", kind, "--out", str(out))
+    assert result == {"out": str(out), "kind": kind}
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -1,0 +1,150 @@
+"""Pictures of a family's law, drawn from what the API returns (matplotlib, headless).
+
+fit       observed vs fitted loss of every run
+isoflop   loss against N along iso-compute lines, with each line's optimum
+frontier  compute-optimal N*(C) and D*(C), with the bootstrap band when the law has one
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clients.client import PlannerClient
+
+KINDS = ("fit", "isoflop", "frontier")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError(
+            "plots need matplotlib: pip install 'compute-budget-planner[plot]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _si(value: float, unit: str = "") -> str:
+    for factor, prefix in (
+        (1e24, "Y"),
+        (1e21, "Z"),
+        (1e18, "E"),
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+    ):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}"
+
+
+def _si_axis(axis: Any, unit: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _si(v, unit)))
+
+
+def plot(client: PlannerClient, family: str, kind: str, out: Path) -> Path:
+    """Draw `kind` for `family` into `out` (PNG)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    if kind == "fit":
+        _fit(client, family, ax)
+    elif kind == "isoflop":
+        _isoflop(client, family, ax)
+    elif kind == "frontier":
+        _frontier(client, family, ax)
+    else:
+        raise ValueError(f"unknown plot kind {kind!r}; known: {KINDS}")
+    law = client.get_law(family)
+    figure.suptitle(f"{family} — {law.form} v{law.version} ({law.method})", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def _fit(client: PlannerClient, family: str, ax: Any) -> None:
+    runs = list(client.list_runs(family))
+    if not runs:
+        raise RuntimeError(f"family {family!r} has no runs to plot")
+    observed = np.array([r.loss for r in runs])
+    fitted = np.array([client.predict(family, r.params, r.tokens).loss for r in runs])
+    params = np.array([r.params for r in runs])
+    points = ax.scatter(observed, fitted, c=np.log10(params), cmap="viridis", s=18)
+    low, high = min(observed.min(), fitted.min()), max(observed.max(), fitted.max())
+    ax.plot([low, high], [low, high], color="grey", linewidth=1, label="fitted = observed")
+    rmse = float(np.sqrt(np.mean((np.log(fitted) - np.log(observed)) ** 2)))
+    ax.set(
+        xlabel="observed loss (nats/token)",
+        ylabel="fitted loss (nats/token)",
+        title=f"{len(runs)} runs, RMSE on log loss {rmse:.4f}",
+    )
+    bar = ax.figure.colorbar(points, ax=ax)
+    bar.set_label("log10 params")
+    ax.legend(loc="upper left")
+
+
+def _isoflop(client: PlannerClient, family: str, ax: Any) -> None:
+    runs = list(client.list_runs(family))
+    compute = [r.flops or 6 * r.params * r.tokens for r in runs]
+    low, high = (min(compute), max(compute)) if runs else (1e19, 1e23)
+    budgets = np.logspace(np.log10(low), np.log10(high), 5)
+    colours = _pyplot().cm.plasma(np.linspace(0.05, 0.85, len(budgets)))
+    for budget, colour in zip(budgets, colours, strict=True):
+        best = client.plan_compute_optimal(family, compute=float(budget))
+        grid = best.params * np.logspace(-1.2, 1.2, 41)
+        losses = [client.predict(family, n, budget / (6 * n)).loss for n in grid]
+        ax.plot(grid, losses, color=colour, label=f"C = {_si(budget, 'FLOP')}")
+        ax.scatter([best.params], [best.loss], color=colour, marker="*", s=120, zorder=3)
+    near = [(r.params, r.loss) for r in runs]
+    if near:
+        ax.scatter(*zip(*near, strict=True), color="black", s=6, alpha=0.4, label="runs")
+    ax.set_xscale("log")
+    _si_axis(ax.xaxis, "")
+    ax.set(
+        xlabel="parameters N",
+        ylabel="loss (nats/token)",
+        title="IsoFLOP curves (D = C / 6N); stars mark each optimum",
+    )
+    ax.legend(fontsize=8)
+
+
+def _frontier(client: PlannerClient, family: str, ax: Any) -> None:
+    budgets = np.logspace(19, 26, 29)
+    plans = [client.plan_compute_optimal(family, compute=float(c)) for c in budgets]
+    for name, colour, label in (
+        ("params", "tab:blue", "N* (params)"),
+        ("tokens", "tab:orange", "D* (tokens)"),
+    ):
+        values = [getattr(p, name) for p in plans]
+        ax.plot(budgets, values, color=colour, label=label)
+        bands = [p.intervals[name] for p in plans if name in p.intervals]
+        if len(bands) == len(plans):
+            ax.fill_between(
+                budgets,
+                [low for low, _ in bands],
+                [high for _, high in bands],
+                color=colour,
+                alpha=0.2,
+                label=f"{label}, 95% bootstrap band",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _si_axis(ax.xaxis, "FLOP")
+    _si_axis(ax.yaxis, "")
+    ax.set(
+        xlabel="training compute C",
+        ylabel="compute-optimal count",
+        title="Compute-optimal frontier",
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
