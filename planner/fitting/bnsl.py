@@ -1,0 +1,122 @@
+"""Fit a broken power law (LAWS.md §7) to one-variable data, with 0-3 breaks chosen by error
+on the largest-x points held out (the extrapolation the law will be used for).
+
+Residuals are ln(y + 1) - ln(y_hat + 1), as in the authors' code; each break count is fitted by
+trust-region least squares from several starts (breaks spread over the data's range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import least_squares
+
+from planner.errors import Infeasible, InvalidInput, SolverFailed
+from planner.laws.bnsl import MAX_BREAKS, Break, BrokenPowerLaw
+
+Array = NDArray[np.float64]
+HOLDOUT = 0.2
+STARTS = 6
+
+
+def _law(theta: Array, breaks: int) -> BrokenPowerLaw:
+    a, log_b, c0 = theta[:3]
+    rows = theta[3:].reshape(breaks, 3) if breaks else np.empty((0, 3))
+    return BrokenPowerLaw(
+        a=float(a),
+        b=float(np.exp(log_b)),
+        c0=float(c0),
+        breaks=tuple(Break(float(c), float(np.exp(ld)), float(np.exp(lf))) for c, ld, lf in rows),
+    )
+
+
+def _residuals(theta: Array, log_x: Array, target: Array, breaks: int) -> Array:
+    a, log_b, c0 = theta[:3]
+    log_term = log_b - c0 * log_x
+    for c, log_d, log_f in theta[3:].reshape(breaks, 3) if breaks else ():
+        f = np.exp(log_f)
+        log_term = log_term - c * f * np.logaddexp(0.0, (log_x - log_d) / f)
+    with np.errstate(over="ignore", invalid="ignore"):
+        prediction = a + np.exp(np.minimum(log_term, 700.0))
+    return np.asarray(np.log(np.maximum(prediction + 1.0, 1e-12)) - target)
+
+
+def _check(x: Array, y: Array) -> None:
+    if x.size != y.size or x.size == 0:
+        raise InvalidInput("points", "x and y must be non-empty and of the same length")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InvalidInput("points", "x and y must be finite")
+    if np.any(x <= 0) or np.any(y <= -1):
+        raise InvalidInput("points", "x must be > 0 and y > -1")
+
+
+def fit_bnsl(x: ArrayLike, y: ArrayLike, breaks: int, seed: int = 0) -> BrokenPowerLaw:
+    """Least-squares fit with exactly `breaks` breaks."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _check(xs, ys)
+    if not 0 <= breaks <= MAX_BREAKS:
+        raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {breaks}")
+    size = 3 + 3 * breaks
+    if xs.size <= size:
+        raise Infeasible(f"{xs.size} points cannot determine {size} parameters", field="points")
+    order = np.argsort(xs)
+    log_x, target = np.log(xs[order]), np.log(ys[order] + 1.0)
+    slope = -np.polyfit(log_x, np.log(np.maximum(ys[order] - ys.min() * 0.5, 1e-12)), 1)[0]
+    rng = np.random.default_rng(seed)
+    best = None
+    for start in range(STARTS):
+        locations = np.quantile(log_x, (np.arange(breaks) + 1) / (breaks + 1))
+        theta = [ys.min() * 0.5, np.log(max(ys[order][0], 1e-12)) + slope * log_x[0], slope]
+        for location in locations:
+            jitter = 0.0 if start == 0 else rng.normal(scale=0.15 * np.ptp(log_x))
+            theta += [rng.normal(scale=0.3) if start else 0.0, location + jitter, 0.0]
+        try:
+            result = least_squares(
+                _residuals,
+                np.array(theta),
+                args=(log_x, target, breaks),
+                method="trf",
+                x_scale="jac",
+                max_nfev=1500,
+            )
+        except ValueError:
+            continue
+        if np.isfinite(result.cost) and (best is None or result.cost < best.cost):
+            best = result
+    if best is None:
+        raise SolverFailed("no start of the broken-power-law fit converged")
+    law = _law(best.x, breaks)
+    return BrokenPowerLaw(law.a, law.b, law.c0, law.breaks, fitted_up_to=float(xs.max()))
+
+
+@dataclass(frozen=True)
+class BnslChoice:
+    law: BrokenPowerLaw
+    breaks: int
+    held_out_error: dict[int, float]  # mean squared log error on the held-out points, by breaks
+
+
+def fit_bnsl_auto(
+    x: ArrayLike, y: ArrayLike, max_breaks: int = MAX_BREAKS, seed: int = 0
+) -> BnslChoice:
+    """Choose the number of breaks by error on the largest 20% of x, then refit on all points."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _check(xs, ys)
+    order = np.argsort(xs)
+    held = max(2, round(HOLDOUT * xs.size))
+    train, test = order[:-held], order[-held:]
+    errors: dict[int, float] = {}
+    for breaks in range(max_breaks + 1):
+        if train.size <= 3 + 3 * breaks:
+            break
+        law = fit_bnsl(xs[train], ys[train], breaks, seed)
+        predicted = law.predict(xs[test])
+        errors[breaks] = float(
+            np.mean((np.log(np.maximum(predicted + 1, 1e-12)) - np.log(ys[test] + 1)) ** 2)
+        )
+    if not errors:
+        raise Infeasible(f"{xs.size} points are too few to fit even a plain power law")
+    chosen = min(errors, key=lambda n: errors[n])
+    return BnslChoice(fit_bnsl(xs, ys, chosen, seed), chosen, errors)
