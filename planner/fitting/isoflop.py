@@ -1,0 +1,82 @@
+"""Chinchilla Approach 2 (IsoFLOP profiles), offered for comparison, never as the default.
+
+Per compute budget: a parabola of loss against log10 N, its vertex as N_opt(C); then power laws
+N_opt = k_n C^a and D_opt = k_d C^b through the vertices. Known bias (LAWS.md §1.6): exact on
+symmetric surfaces (alpha = beta); otherwise the fitted exponent is unbiased but the intercept
+is off by a factor 10^dw that grows with the grid width and |alpha - beta|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from planner.errors import Infeasible, InvalidInput
+
+MIN_POINTS_PER_BUDGET = 3
+KNOWN_BIAS = (
+    "Approach 2 is biased unless alpha = beta: the intercept (hence tokens per parameter) is off "
+    "by a factor that grows with the sampling grid's width (LAWS.md §1.6)"
+)
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    """Vertices per budget and the power laws through them."""
+
+    budgets: tuple[float, ...]
+    optimal_params: tuple[float, ...]
+    params_exponent: float  # a in N_opt = k_n C^a
+    params_coefficient: float  # k_n
+    tokens_exponent: float  # b in D_opt = k_d C^b
+    tokens_coefficient: float  # k_d
+    caveat: str = KNOWN_BIAS
+
+    def optimal(self, compute: float) -> tuple[float, float]:
+        return (
+            self.params_coefficient * compute**self.params_exponent,
+            self.tokens_coefficient * compute**self.tokens_exponent,
+        )
+
+
+def fit_isoflop(
+    params: ArrayLike,
+    tokens: ArrayLike,
+    loss: ArrayLike,
+    budgets: ArrayLike,
+    flops_per_param_token: float = 6.0,
+) -> IsoflopFit:
+    """Fit Approach 2 to runs grouped by their (nominal) compute budget."""
+    n, d, values, group = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss, budgets))
+    if not (n.size == d.size == values.size == group.size) or n.size == 0:
+        raise InvalidInput("runs", "params, tokens, loss and budgets must be equal, non-empty")
+    vertices: list[tuple[float, float]] = []
+    for budget in np.unique(group):
+        mask = group == budget
+        if mask.sum() < MIN_POINTS_PER_BUDGET:
+            continue
+        x = np.log10(n[mask])
+        curvature, slope, _ = np.polyfit(x, values[mask], 2)
+        if curvature <= 0:
+            continue  # no minimum along this profile
+        vertices.append((float(budget), float(10 ** (-slope / (2 * curvature)))))
+    if len(vertices) < 2:
+        raise Infeasible(
+            "Approach 2 needs at least two budgets with >= 3 runs and a convex profile",
+            field="runs",
+        )
+    c = np.array([v[0] for v in vertices])
+    n_opt = np.array([v[1] for v in vertices])
+    a, log_kn = np.polyfit(np.log(c), np.log(n_opt), 1)
+    d_opt = c / (flops_per_param_token * n_opt)
+    b, log_kd = np.polyfit(np.log(c), np.log(d_opt), 1)
+    return IsoflopFit(
+        budgets=tuple(float(v) for v in c),
+        optimal_params=tuple(float(v) for v in n_opt),
+        params_exponent=float(a),
+        params_coefficient=float(np.exp(log_kn)),
+        tokens_exponent=float(b),
+        tokens_coefficient=float(np.exp(log_kd)),
+    )
