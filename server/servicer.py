@@ -38,7 +38,7 @@ from server.errors import translate_errors
 from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
 from server.store import Store, StoreError
-from server.store.records import FitRecord, LawRecord
+from server.store.records import FitRecord, LawRecord, RunRecord
 
 # grpc ships no type information; handlers take its aio ServicerContext.
 Context: TypeAlias = Any
@@ -177,9 +177,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
                 f"fitting the {request.form!r} form is not supported yet; fit 'chinchilla'",
                 field="form",
             )
-        method = request.method or "vpnls"
-        if method not in fitting.METHODS:
-            raise InvalidInput("method", f"unknown fit method {method!r}; known: {fitting.METHODS}")
+        method = _fit_method("method", request.method or "vpnls")
         resamples = request.bootstrap if request.HasField("bootstrap") else 200
         if not 0 <= resamples <= fitting.MAX_RESAMPLES:
             raise InvalidInput(
@@ -188,9 +186,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         records = await asyncio.to_thread(self.store.all_runs, name)
-        runs = Runs.of(
-            [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
-        )
+        runs = _runs_of(records)
         runs.require_fittable(fitting.FREE_PARAMETERS)
         fit = await self.pool.run(fitting.fit_chinchilla, runs, method)
         ensemble = await self._bootstrap(runs, method, resamples, request.seed, fit.law)
@@ -224,20 +220,16 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         self, request: pb.BacktestLawRequest, context: Context
     ) -> pb.BacktestLawResponse:
         name = validation.family_name("family", request.family)
-        methods = tuple(request.methods) or fitting.METHODS
-        for index, method in enumerate(methods):
-            if method not in fitting.METHODS:
-                raise InvalidInput(
-                    f"methods[{index}]", f"unknown fit method {method!r}; known: {fitting.METHODS}"
-                )
+        methods = (
+            tuple(_fit_method(f"methods[{i}]", m) for i, m in enumerate(request.methods))
+            or fitting.METHODS
+        )
         cut = positive("train_below", request.train_below)
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
         if not records:
             raise Infeasible(f"family {name!r} has no runs to backtest", field="family")
-        runs = Runs.of(
-            [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
-        )
+        runs = _runs_of(records)
         k = family.flops_per_param_token
         compute = np.array(
             [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
@@ -387,6 +379,18 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         if record.fit is not None and record.fit.ensemble and record.form == "chinchilla":
             ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
         return ResolvedLaw(record, law, family.flops_per_param_token, ensemble)
+
+
+def _runs_of(records: list[RunRecord]) -> Runs:
+    return Runs.of(
+        [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
+    )
+
+
+def _fit_method(field: str, method: str) -> str:
+    if method not in fitting.METHODS:
+        raise InvalidInput(field, f"unknown fit method {method!r}; known: {fitting.METHODS}")
+    return method
 
 
 def _summary(record: LawRecord) -> pb.LawSummary:
