@@ -90,13 +90,14 @@ def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
 
 
 def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
-    if sys.stderr.isatty():
-        print(
-            f"fitting {args.family} ({args.method}, {args.bootstrap} bootstrap resamples)...",
-            file=sys.stderr,
-        )
     law = client.fit_law(
-        args.family, args.method, args.bootstrap, args.seed, args.form, timeout=args.fit_timeout
+        args.family,
+        args.method,
+        args.bootstrap,
+        args.seed,
+        args.form,
+        timeout=args.fit_timeout,
+        on_progress=ProgressBar() if sys.stderr.isatty() else None,
     )
     data = {
         "version": law.version,
@@ -105,9 +106,10 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         "intervals": {k: list(v) for k, v in law.intervals.items()},
         "diagnostics": law.diagnostics,
     }
+    order = {name: i for i, name in enumerate(("E", "A", "B", "alpha", "beta"))}
     rows = [
         [name, fmt.number(value), *(fmt.number(v) for v in law.intervals.get(name, (None, None)))]
-        for name, value in law.parameters.items()
+        for name, value in sorted(law.parameters.items(), key=lambda kv: order.get(kv[0], 99))
     ]
     d = law.diagnostics
     text = "\n".join(
@@ -244,6 +246,18 @@ def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
         version=args.version,
     )
     return _plan_output(plan)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: `bootstrap [#####-----]  100/200`."""
+
+    WIDTH = 30
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        end = "\n" if stage == "bootstrap" and done >= total else ""
+        print(f"\r{stage:>9} [{bar}] {done:>4}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 class UsageError(Exception):

@@ -6,7 +6,7 @@ with PlannerClient("localhost:50051") as client:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,15 +261,27 @@ class PlannerClient:
         form: str = "chinchilla",
         expected_revision: int | None = None,
         timeout: float | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> results.Law:
         """Fit the family's runs and store the result as a new version (can take a while:
-        `timeout` defaults to 10 minutes)."""
+        `timeout` defaults to 10 minutes). `on_progress(stage, done, total)` is called as the
+        server reports progress."""
         request = pb.FitLawRequest(family=family, form=form, method=method, seed=seed)
         if bootstrap is not None:
             request.bootstrap = bootstrap
         if expected_revision is not None:
             request.expected_revision = expected_revision
-        return _law(self._call("FitLaw", request, timeout or 600.0).law)
+        try:
+            events = self._stub.FitLaw(request, timeout=timeout or 600.0, metadata=self._metadata)
+            for event in events:
+                if event.HasField("law"):
+                    return _law(event.law)
+                if on_progress is not None:
+                    p = event.progress
+                    on_progress(p.stage, p.done, p.total)
+        except grpc.RpcError as error:
+            raise PlannerClientError.from_rpc_error(error) from None
+        raise PlannerClientError("UNKNOWN", "the fit stream ended without a law", [])
 
     def backtest(
         self,

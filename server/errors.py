@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -77,6 +77,33 @@ def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Re
     async def wrapper(self: Any, request: Request, context: Any) -> Response:
         try:
             return await handler(self, request, context)
+        except (PlannerError, StoreError) as error:
+            reason = error.reason if isinstance(error, InvalidInput) else None
+            await abort(context, status_for(error), error.message, error.field, reason)
+        except SolverPoolUnavailable as error:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("unexpected error in %s (incident %s)", handler.__name__, incident)
+            await abort(
+                context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged"
+            )
+
+    return wrapper
+
+
+def translate_stream_errors(
+    handler: Callable[[Any, Request, Any], AsyncIterator[Response]],
+) -> Callable[[Any, Request, Any], AsyncIterator[Response]]:
+    """translate_errors for server-streaming handlers (async generators)."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Request, context: Any) -> AsyncIterator[Response]:
+        try:
+            async for item in handler(self, request, context):
+                yield item
         except (PlannerError, StoreError) as error:
             reason = error.reason if isinstance(error, InvalidInput) else None
             await abort(context, status_for(error), error.message, error.field, reason)

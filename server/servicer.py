@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
 from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.fitting import chinchilla as fitting
@@ -34,7 +36,7 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server import mapping, validation
 from server.batched_solver import BatchedSolver
-from server.errors import translate_errors
+from server.errors import translate_errors, translate_stream_errors
 from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
 from server.store import Store, StoreError
@@ -169,8 +171,10 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         self.laws.invalidate(name)
         return pb.PutLawResponse(law=mapping.law_message(record))
 
-    @translate_errors
-    async def FitLaw(self, request: pb.FitLawRequest, context: Context) -> pb.FitLawResponse:
+    @translate_stream_errors
+    async def FitLaw(
+        self, request: pb.FitLawRequest, context: Context
+    ) -> AsyncIterator[pb.FitLawEvent]:
         name = validation.family_name("family", request.family)
         if request.form not in ("", "chinchilla"):
             raise Unsupported(
@@ -188,8 +192,16 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         records = await asyncio.to_thread(self.store.all_runs, name)
         runs = _runs_of(records)
         runs.require_fittable(fitting.FREE_PARAMETERS)
+        yield _progress("fit", 0, 1)
         fit = await self.pool.run(fitting.fit_chinchilla, runs, method)
-        ensemble = await self._bootstrap(runs, method, resamples, request.seed, fit.law)
+        yield _progress("fit", 1, 1)
+        parts = []
+        async for done, part in self._bootstrap(runs, method, resamples, request.seed, fit.law):
+            parts.append(part)
+            yield _progress("bootstrap", done, resamples)
+        ensemble = fitting.Ensemble.of(
+            np.concatenate(parts) if parts else np.empty((0, len(fitting.PARAMETER_NAMES)))
+        )
         diagnostics = asdict(fit.diagnostics)
         diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
         diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
@@ -213,7 +225,7 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             record,
         )
         self.laws.invalidate(name)
-        return pb.FitLawResponse(law=mapping.law_message(stored))
+        yield pb.FitLawEvent(law=mapping.law_message(stored))
 
     @translate_errors
     async def BacktestLaw(
@@ -260,16 +272,26 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
 
     async def _bootstrap(
         self, runs: Runs, method: str, resamples: int, seed: int, start: ChinchillaLaw
-    ) -> fitting.Ensemble:
-        """Resample runs with replacement and refit, in chunks spread over the pool."""
+    ) -> AsyncIterator[tuple[int, NDArray[np.float64]]]:
+        """Resample runs with replacement and refit, in chunks spread over the pool; yields
+        (resamples done, that chunk's parameter vectors) as chunks finish."""
         if resamples == 0:
-            return fitting.Ensemble.of(np.empty((0, len(fitting.PARAMETER_NAMES))))
+            return
         indices = fitting.resample_indices(len(runs), resamples, seed)
-        chunks = np.array_split(indices, min(resamples, 4 * self.pool.processes))
-        parts = await asyncio.gather(
-            *(self.pool.run(fitting.bootstrap_fits, runs, method, chunk, start) for chunk in chunks)
-        )
-        return fitting.Ensemble.of(np.concatenate(parts))
+        count = min(resamples, max(4 * self.pool.processes, resamples // 10))
+        pending = [
+            asyncio.ensure_future(self.pool.run(fitting.bootstrap_fits, runs, method, chunk, start))
+            for chunk in np.array_split(indices, count)
+        ]
+        done = 0
+        try:
+            for finished in asyncio.as_completed(pending):
+                part = await finished
+                done += len(part)
+                yield done, part
+        finally:
+            for future in pending:
+                future.cancel()
 
     @translate_errors
     async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:
@@ -391,6 +413,10 @@ def _fit_method(field: str, method: str) -> str:
     if method not in fitting.METHODS:
         raise InvalidInput(field, f"unknown fit method {method!r}; known: {fitting.METHODS}")
     return method
+
+
+def _progress(stage: str, done: int, total: int) -> pb.FitLawEvent:
+    return pb.FitLawEvent(progress=pb.FitProgress(stage=stage, done=done, total=total))
 
 
 def _summary(record: LawRecord) -> pb.LawSummary:

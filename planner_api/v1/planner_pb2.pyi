@@ -987,28 +987,66 @@ class FitLawRequest(_message.Message):
 Global___FitLawRequest: _TypeAlias = FitLawRequest  # noqa: Y015
 
 @_typing.final
-class FitLawResponse(_message.Message):
-    """Output of FitLaw."""
+class FitLawEvent(_message.Message):
+    """One message of the FitLaw stream: progress while fitting, the stored law at the end."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PROGRESS_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
     @_builtins.property
+    def progress(self) -> Global___FitProgress:
+        """How far the fit has got."""
+
+    @_builtins.property
     def law(self) -> Global___Law:
-        """The stored version."""
+        """The stored version (the last event)."""
 
     def __init__(
         self,
         *,
+        progress: Global___FitProgress | None = ...,
         law: Global___Law | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "law", b"law", "progress", b"progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "law", b"law", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "law"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___FitLawEvent: _TypeAlias = FitLawEvent  # noqa: Y015
+
+@_typing.final
+class FitProgress(_message.Message):
+    """Progress of a fit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """"fit" (the fit on all runs) or "bootstrap" (the resamples)."""
+    done: _builtins.int
+    """Units of the stage done so far."""
+    total: _builtins.int
+    """Units of the stage in all."""
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "stage", b"stage", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___FitLawResponse: _TypeAlias = FitLawResponse  # noqa: Y015
+Global___FitProgress: _TypeAlias = FitProgress  # noqa: Y015
 
 @_typing.final
 class BacktestLawRequest(_message.Message):

@@ -70,10 +70,10 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PutLawResponse.FromString,
                 _registered_method=True)
-        self.FitLaw = channel.unary_unary(
+        self.FitLaw = channel.unary_stream(
                 '/planner.v1.PlannerService/FitLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
-                response_deserializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.FitLawEvent.FromString,
                 _registered_method=True)
         self.BacktestLaw = channel.unary_unary(
                 '/planner.v1.PlannerService/BacktestLaw',
@@ -158,7 +158,8 @@ class PlannerServiceServicer:
 
     def FitLaw(self, request, context):
         """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
-        bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+        bootstrap ensemble. Streams progress events while it works, then one event with the stored
+        law. A fit that fails stores nothing (FAILED_PRECONDITION says why).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -239,10 +240,10 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PutLawResponse.SerializeToString,
             ),
-            'FitLaw': grpc.unary_unary_rpc_method_handler(
+            'FitLaw': grpc.unary_stream_rpc_method_handler(
                     servicer.FitLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.FromString,
-                    response_serializer=planner_dot_v1_dot_planner__pb2.FitLawResponse.SerializeToString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.FitLawEvent.SerializeToString,
             ),
             'BacktestLaw': grpc.unary_unary_rpc_method_handler(
                     servicer.BacktestLaw,
@@ -481,12 +482,12 @@ class PlannerService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/planner.v1.PlannerService/FitLaw',
             planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
-            planner_dot_v1_dot_planner__pb2.FitLawResponse.FromString,
+            planner_dot_v1_dot_planner__pb2.FitLawEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,9 +59,10 @@ class PlannerServiceStub:
     """Lists a family's runs in insertion order, paginated."""
     PutLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
-    FitLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawResponse]
+    FitLaw: _grpc.UnaryStreamMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawEvent]
     """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
-    bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+    bootstrap ensemble. Streams progress events while it works, then one event with the stored
+    law. A fit that fails stores nothing (FAILED_PRECONDITION says why).
     """
     BacktestLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.BacktestLawResponse]
     """Fits each method on the runs below a compute cut and scores it on the runs above; stores
@@ -99,9 +100,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """Lists a family's runs in insertion order, paginated."""
     PutLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]  # type: ignore[assignment]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
-    FitLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawResponse]  # type: ignore[assignment]
+    FitLaw: _aio.UnaryStreamMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawEvent]  # type: ignore[assignment]
     """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
-    bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+    bootstrap ensemble. Streams progress events while it works, then one event with the stored
+    law. A fit that fails stores nothing (FAILED_PRECONDITION says why).
     """
     BacktestLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.BacktestLawResponse]  # type: ignore[assignment]
     """Fits each method on the runs below a compute cut and scores it on the runs above; stores
@@ -184,9 +186,10 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _planner_pb2.FitLawRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_planner_pb2.FitLawResponse, _abc.Awaitable[_planner_pb2.FitLawResponse]]:
+    ) -> _typing.Union[_abc.Iterator[_planner_pb2.FitLawEvent], _abc.AsyncIterator[_planner_pb2.FitLawEvent]]:
         """Fits a law to the family's runs and stores it as a new version, with diagnostics and a
-        bootstrap ensemble. A fit that fails stores nothing (FAILED_PRECONDITION says why).
+        bootstrap ensemble. Streams progress events while it works, then one event with the stored
+        law. A fit that fails stores nothing (FAILED_PRECONDITION says why).
         """
 
     @_abc_1.abstractmethod

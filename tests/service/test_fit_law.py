@@ -30,7 +30,17 @@ def test_huber_fit_is_stored_with_intervals(
     client: PlannerClient, family_name: str, data_dir: Path
 ) -> None:
     add_epoch_runs(client, family_name, data_dir)
-    law = client.fit_law(family_name, method="huber", bootstrap=40, seed=3)
+    progress: list[tuple[str, int, int]] = []
+    law = client.fit_law(
+        family_name,
+        method="huber",
+        bootstrap=40,
+        seed=3,
+        on_progress=lambda *event: progress.append(event),
+    )
+    assert progress[:2] == [("fit", 0, 1), ("fit", 1, 1)]
+    bootstrap = [done for stage, done, total in progress if stage == "bootstrap" and total == 40]
+    assert len(bootstrap) >= 4 and bootstrap == sorted(bootstrap) and bootstrap[-1] == 40
     assert (law.form, law.version, law.method) == ("chinchilla", 1, "huber")
     assert law.parameters["E"] == pytest.approx(1.8172, rel=5e-4)
     assert law.parameters["alpha"] == pytest.approx(0.34731, rel=5e-4)
