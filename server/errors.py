@@ -64,6 +64,18 @@ async def abort(
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
+async def abort_for(context: Any, error: Exception, handler_name: str) -> NoReturn:
+    """Abort with the status `error` deserves; unexpected errors are logged and INTERNAL."""
+    if isinstance(error, (PlannerError, StoreError)):
+        reason = error.reason if isinstance(error, InvalidInput) else None
+        await abort(context, status_for(error), error.message, error.field, reason)
+    if isinstance(error, SolverPoolUnavailable):
+        await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+    incident = uuid.uuid4().hex[:12]
+    log.error("unexpected error in %s (incident %s)", handler_name, incident, exc_info=error)
+    await abort(context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged")
+
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 # grpc ships no type information: the servicer and its aio context are typed as Any.
@@ -77,19 +89,10 @@ def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Re
     async def wrapper(self: Any, request: Request, context: Any) -> Response:
         try:
             return await handler(self, request, context)
-        except (PlannerError, StoreError) as error:
-            reason = error.reason if isinstance(error, InvalidInput) else None
-            await abort(context, status_for(error), error.message, error.field, reason)
-        except SolverPoolUnavailable as error:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("unexpected error in %s (incident %s)", handler.__name__, incident)
-            await abort(
-                context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged"
-            )
+        except Exception as error:
+            await abort_for(context, error, handler.__name__)
 
     return wrapper
 
@@ -104,18 +107,9 @@ def translate_stream_errors(
         try:
             async for item in handler(self, request, context):
                 yield item
-        except (PlannerError, StoreError) as error:
-            reason = error.reason if isinstance(error, InvalidInput) else None
-            await abort(context, status_for(error), error.message, error.field, reason)
-        except SolverPoolUnavailable as error:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("unexpected error in %s (incident %s)", handler.__name__, incident)
-            await abort(
-                context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged"
-            )
+        except Exception as error:
+            await abort_for(context, error, handler.__name__)
 
     return wrapper

@@ -157,7 +157,6 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         method = method or "published"
         validation.text("source.citation", source.citation, validation.MAX_SOURCE_TEXT)
         validation.text("source.note", source.note, validation.MAX_SOURCE_TEXT)
-        self.laws.invalidate(name)
         record = await asyncio.to_thread(
             self.store.put_law,
             name,
@@ -212,7 +211,6 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals().items()},
             ensemble=ensemble.vectors.tolist(),
         )
-        self.laws.invalidate(name)
         stored = await asyncio.to_thread(
             self.store.put_law,
             name,
