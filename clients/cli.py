@@ -98,6 +98,7 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         args.form,
         timeout=args.fit_timeout,
         on_progress=ProgressBar() if sys.stderr.isatty() else None,
+        base=args.base,
     )
     data = {
         "version": law.version,
@@ -106,7 +107,9 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         "intervals": {k: list(v) for k, v in law.intervals.items()},
         "diagnostics": law.diagnostics,
     }
-    order = {name: i for i, name in enumerate(("E", "A", "B", "alpha", "beta"))}
+    order = {
+        name: i for i, name in enumerate(("E", "A", "B", "alpha", "beta", "r_d_star", "r_n_star"))
+    }
     rows = [
         [name, fmt.number(value), *(fmt.number(v) for v in law.intervals.get(name, (None, None)))]
         for name, value in sorted(law.parameters.items(), key=lambda kv: order.get(kv[0], 99))
@@ -115,7 +118,8 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
     text = "\n".join(
         [
             f"{args.family}: {law.form} v{law.version} by {law.method} on {d.get('runs')} runs, "
-            f"{law.ensemble_size} bootstrap fits",
+            f"{law.ensemble_size} bootstrap fits"
+            + (f"; Chinchilla part: {law.options['base']}" if "base" in law.options else ""),
             fmt.table(["PARAMETER", "VALUE", "95% LOW", "95% HIGH"], rows),
             f"RMSE on log loss {fmt.number(d.get('rmse_log_loss'))}, max "
             f"{fmt.number(d.get('max_abs_log_loss'))}"
@@ -207,23 +211,28 @@ def _plan_output(plan: ComputeOptimalPlan) -> Output:
         "intervals": {k: list(v) for k, v in plan.intervals.items()},
         "solver": plan.solver,
     }
+    if plan.epochs is not None:
+        data["epochs"] = plan.epochs
 
     def band(name: str) -> str:
         low_high = plan.intervals.get(name)
         return f"  ({fmt.number(low_high[0])} - {fmt.number(low_high[1])})" if low_high else ""
 
-    text = fmt.key_values(
-        [
-            ("params (N)", fmt.number(plan.params) + band("params")),
-            ("tokens (D)", fmt.number(plan.tokens) + band("tokens")),
-            ("loss", fmt.number(plan.loss) + band("loss")),
-            ("FLOPs", fmt.number(plan.flops) + band("flops")),
-            ("tokens/param", f"{plan.tokens_per_param:.4g}"),
-            ("binding", ", ".join(plan.binding)),
-            ("solver", plan.solver),
-            ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
-        ]
-    )
+    rows = [
+        ("params (N)", fmt.number(plan.params) + band("params")),
+        ("tokens (D)", fmt.number(plan.tokens) + band("tokens")),
+        ("loss", fmt.number(plan.loss) + band("loss")),
+        ("FLOPs", fmt.number(plan.flops) + band("flops")),
+        ("tokens/param", f"{plan.tokens_per_param:.4g}"),
+    ]
+    if plan.epochs is not None:
+        rows.append(("epochs", f"{plan.epochs:.4g}" + band("epochs")))
+    rows += [
+        ("binding", ", ".join(plan.binding)),
+        ("solver", plan.solver),
+        ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
+    ]
+    text = fmt.key_values(rows)
     return data, text
 
 
@@ -308,8 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     fitter = commands.add_parser("fit", help="fit a law to the family's runs (new version)")
     fitter.add_argument("family")
-    fitter.add_argument("--form", default="chinchilla", choices=["chinchilla"])
-    fitter.add_argument("--method", default="vpnls", choices=["vpnls", "huber"])
+    fitter.add_argument("--form", default="chinchilla", choices=["chinchilla", "data_constrained"])
+    fitter.add_argument(
+        "--method",
+        default="vpnls",
+        choices=["vpnls", "huber"],
+        help="Chinchilla fitter (for data_constrained: of the single-epoch part)",
+    )
+    fitter.add_argument(
+        "--base",
+        default="",
+        choices=["", "law", "single_epoch", "joint"],
+        help="data_constrained: take E, A, B, alpha, beta from the family's chinchilla law "
+        "(law; the default when it has one), fit them to single-epoch runs, or fit all jointly",
+    )
     fitter.add_argument("--bootstrap", type=int, default=200, help="resamples (0-1000)")
     fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
     fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
@@ -348,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-params", type=float, help="cap on N")
     opt.add_argument("--max-tokens", type=float, help="cap on D")
     opt.add_argument("--unique-tokens", type=float, help="unique tokens available")
-    opt.add_argument("--max-epochs", type=float, help="passes over the unique tokens (default 1)")
+    opt.add_argument(
+        "--max-epochs",
+        type=float,
+        help="passes over the unique tokens (default 1; unlimited on a data_constrained law)",
+    )
     _law_selector(opt)
     opt.set_defaults(func=optimal)
     return parser

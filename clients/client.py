@@ -262,11 +262,13 @@ class PlannerClient:
         expected_revision: int | None = None,
         timeout: float | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
+        base: str = "",
     ) -> results.Law:
         """Fit the family's runs and store the result as a new version (can take a while:
         `timeout` defaults to 10 minutes). `on_progress(stage, done, total)` is called as the
-        server reports progress."""
-        request = pb.FitLawRequest(family=family, form=form, method=method, seed=seed)
+        server reports progress. `base` (data_constrained only): "law", "single_epoch" or
+        "joint", where E, A, B, alpha, beta come from."""
+        request = pb.FitLawRequest(family=family, form=form, method=method, seed=seed, base=base)
         if bootstrap is not None:
             request.bootstrap = bootstrap
         if expected_revision is not None:
@@ -393,4 +395,5 @@ class PlannerClient:
             intervals={k: (v.low, v.high) for k, v in reply.intervals.items()},
             solver=reply.solver,
             law=_law_info(reply.law),
+            epochs=reply.epochs if reply.HasField("epochs") else None,
         )

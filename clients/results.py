@@ -84,6 +84,8 @@ class ComputeOptimalPlan:
     intervals: dict[str, tuple[float, float]]
     solver: str
     law: LawInfo
+    # D / unique tokens, when the plan priced repeated data.
+    epochs: float | None = None
 
 
 @dataclass(frozen=True)

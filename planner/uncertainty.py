@@ -1,17 +1,25 @@
 """Evaluate predictions and compute-optimal plans over a bootstrap ensemble -> intervals.
 
-Each ensemble row is a Chinchilla parameter vector (E, A, B, alpha, beta). The plans are
-evaluated in closed form for all rows at once: with caps, the optimum is the free optimum clamped
-into the interval of N the caps allow (see compute_optimal._clamp), which holds row by row.
-Rows for which the request has no answer (a target at or below that row's E) are left out.
+Each ensemble row is a parameter vector: (E, A, B, alpha, beta) for Chinchilla, with R_D* and
+R_N* appended for the data-constrained form. Chinchilla plans are evaluated in closed form for
+all rows at once: with caps, the optimum is the free optimum clamped into the interval of N the
+caps allow (see compute_optimal._clamp), which holds row by row. Repeated-data plans have no
+closed form and are solved row by row. Rows for which the request has no answer (a target at or
+below that row's E) are left out.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from numpy.typing import NDArray
 
+from planner.errors import PlannerError
+from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
+from planner.laws.data_constrained import DataConstrainedLaw
 from planner.planning.compute_optimal import ComputeOptimalQuery
+from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
 
 Array = NDArray[np.float64]
 # Percentiles of a 95% interval.
@@ -28,17 +36,50 @@ def _interval(values: Array) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-def loss_interval(ensemble: Array, params: float, tokens: float) -> tuple[float, float] | None:
-    """95% interval of the predicted loss of (N, D) over the ensemble."""
-    e, a, b, alpha, beta = ensemble.T
+def loss_interval(
+    ensemble: Array, params: float, tokens: float, unique_tokens: float | None = None
+) -> tuple[float, float] | None:
+    """95% interval of the predicted loss of (N, D) over the ensemble; with U (and R* columns
+    in the ensemble) the repetition-aware loss."""
+    e, a, b, alpha, beta = ensemble.T[:5]
     with np.errstate(all="ignore"):
-        return _interval(e + a * params**-alpha + b * tokens**-beta)
+        if unique_tokens is None or ensemble.shape[1] < 7:
+            return _interval(e + a * params**-alpha + b * tokens**-beta)
+        r_d, r_n = ensemble.T[5:7]
+        u = min(unique_tokens, tokens)  # U_D: the unique tokens the run sees
+        g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
+        supported = np.minimum(params, (u * g) ** (beta / alpha) * g)
+        excess = np.maximum(params / supported - 1.0, 0.0)
+        n_eff = supported * (1.0 + r_n * -np.expm1(-excess / r_n))
+        d_eff = u * (1.0 + r_d * -np.expm1(-max(tokens / u - 1.0, 0.0) / r_d))
+        return _interval(e + a * n_eff**-alpha + b * d_eff**-beta)
+
+
+def repeated_plan_intervals(
+    ensemble: Array, query: RepeatedDataQuery
+) -> dict[str, tuple[float, float]]:
+    """95% intervals of params, tokens, loss, flops and epochs of the repeated-data optimum,
+    solving each row's law (rows the request has no answer for are left out)."""
+    plans = []
+    for row in ensemble:
+        values = dict(zip(DATA_CONSTRAINED_COLUMNS, (float(v) for v in row), strict=True))
+        try:
+            law = DataConstrainedLaw(**values)
+            plans.append(solve_repeated(replace(query, law=law)))
+        except (PlannerError, ValueError):
+            continue
+    intervals = {}
+    for name in ("params", "tokens", "loss", "flops", "epochs"):
+        interval = _interval(np.array([getattr(p, name) for p in plans], dtype=np.float64))
+        if interval is not None:
+            intervals[name] = interval
+    return intervals
 
 
 def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, tuple[float, float]]:
     """95% intervals of params, tokens, loss and flops of the query's optimum per row."""
     query = query.validated()
-    e, a, b, alpha, beta = ensemble.T
+    e, a, b, alpha, beta = ensemble.T[:5]
     k = query.flops_per_param_token
     n_cap = query.caps.max_params
     d_cap_entry = query.caps.tokens_cap()

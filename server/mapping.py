@@ -101,4 +101,5 @@ def plan_message(plan: ComputeOptimalPlan, law: LawRecord) -> pb.PlanComputeOpti
         binding=list(plan.binding),
         solver=plan.solver,
         law=pb.LawSummary(form=law.form, version=law.version, method=law.method),
+        epochs=plan.epochs,
     )

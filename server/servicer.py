@@ -15,10 +15,11 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.errors import Infeasible, InvalidInput, Unsupported
+from planner.errors import Infeasible, InvalidInput
 from planner.fitting import chinchilla as fitting
 from planner.fitting.backtest import backtest
 from planner.fitting.data import Runs
+from planner.fitting.jobs import FitJob
 from planner.laws import (
     DEFAULT_FORM_ORDER,
     FORMS,
@@ -30,7 +31,8 @@ from planner.laws import (
 )
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
-from planner.uncertainty import loss_interval, plan_intervals
+from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
+from planner.uncertainty import loss_interval, plan_intervals, repeated_plan_intervals
 from planner.validation import optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
@@ -39,7 +41,7 @@ from server.batched_solver import BatchedSolver
 from server.errors import translate_errors, translate_stream_errors
 from server.law_cache import LawCache, ResolvedLaw
 from server.solver_pool import SolverPool
-from server.store import Store, StoreError
+from server.store import NotFound, Store, StoreError
 from server.store.records import FitRecord, LawRecord, RunRecord
 
 # grpc ships no type information; handlers take its aio ServicerContext.
@@ -175,12 +177,6 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         self, request: pb.FitLawRequest, context: Context
     ) -> AsyncIterator[pb.FitLawEvent]:
         name = validation.family_name("family", request.family)
-        if request.form not in ("", "chinchilla"):
-            raise Unsupported(
-                f"fitting the {request.form!r} form is not supported yet; fit 'chinchilla'",
-                field="form",
-            )
-        method = _fit_method("method", request.method or "vpnls")
         resamples = request.bootstrap if request.HasField("bootstrap") else 200
         if not 0 <= resamples <= fitting.MAX_RESAMPLES:
             raise InvalidInput(
@@ -188,35 +184,48 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             )
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
+        form = request.form or "chinchilla"
         records = await asyncio.to_thread(self.store.all_runs, name)
-        runs = _runs_of(records)
-        runs.require_fittable(fitting.FREE_PARAMETERS)
+        base_law = None
+        if form == "data_constrained" and request.base in ("", "law"):
+            base_law = await asyncio.to_thread(self._current_chinchilla, name)
+        job = FitJob(
+            runs=_runs_of(records, with_unique=form == "data_constrained"),
+            form=form,
+            method=request.method or "vpnls",
+            base=request.base,
+            chinchilla=base_law[1] if base_law else None,
+        ).validated()
         yield _progress("fit", 0, 1)
-        fit = await self.pool.run(fitting.fit_chinchilla, runs, method)
+        fit = await self.pool.run(job.fit)
         yield _progress("fit", 1, 1)
         parts = []
-        async for done, part in self._bootstrap(runs, method, resamples, request.seed, fit.law):
+        async for done, part in self._bootstrap(job, resamples, request.seed, fit.law):
             parts.append(part)
             yield _progress("bootstrap", done, resamples)
+        names = job.parameter_names
         ensemble = fitting.Ensemble.of(
-            np.concatenate(parts) if parts else np.empty((0, len(fitting.PARAMETER_NAMES)))
+            np.concatenate(parts) if parts else np.empty((0, len(names)))
         )
         diagnostics = asdict(fit.diagnostics)
         diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
         diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
+        options = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
+        if job.base == "law" and base_law is not None:
+            options["base_law"] = f"chinchilla v{base_law[0]}"
         record = FitRecord(
-            options={"bootstrap": str(resamples), "seed": str(request.seed)},
+            options=options,
             run_ids=[r.run_id for r in records],
             diagnostics=diagnostics,
-            intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals().items()},
+            intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals(names).items()},
             ensemble=ensemble.vectors.tolist(),
         )
         stored = await asyncio.to_thread(
             self.store.put_law,
             name,
-            "chinchilla",
+            form,
             fit.law.to_mapping(),
-            method,
+            fit.method,
             "",
             f"fitted to {len(records)} runs",
             _optional(request, "expected_revision"),
@@ -269,16 +278,16 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         return response
 
     async def _bootstrap(
-        self, runs: Runs, method: str, resamples: int, seed: int, start: ChinchillaLaw
+        self, job: FitJob, resamples: int, seed: int, start: Law
     ) -> AsyncIterator[tuple[int, NDArray[np.float64]]]:
         """Resample runs with replacement and refit, in chunks spread over the pool; yields
         (resamples done, that chunk's parameter vectors) as chunks finish."""
         if resamples == 0:
             return
-        indices = fitting.resample_indices(len(runs), resamples, seed)
+        indices = fitting.resample_indices(len(job.runs), resamples, seed)
         count = min(resamples, max(4 * self.pool.processes, resamples // 10))
         pending = [
-            asyncio.ensure_future(self.pool.run(fitting.bootstrap_fits, runs, method, chunk, start))
+            asyncio.ensure_future(self.pool.run(job.bootstrap, chunk, start))
             for chunk in np.array_split(indices, count)
         ]
         done = 0
@@ -290,6 +299,18 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         finally:
             for future in pending:
                 future.cancel()
+
+    def _current_chinchilla(self, name: str) -> tuple[int, ChinchillaLaw] | None:
+        """(version, law) of the family's current chinchilla law, or None if it has none."""
+        try:
+            record = self.store.get_law(name, ("chinchilla",), 0)
+        except NotFound as exc:
+            if exc.field == "family":
+                raise
+            return None
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        assert isinstance(law, ChinchillaLaw)
+        return record.version, law
 
     @translate_errors
     async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:
@@ -323,7 +344,12 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             )
         response = pb.PredictResponse(loss=loss, law=_summary(resolved.record))
         if resolved.ensemble is not None:
-            interval = loss_interval(resolved.ensemble, params, tokens)
+            interval = loss_interval(
+                resolved.ensemble,
+                params,
+                tokens,
+                unique if isinstance(resolved.law, DataConstrainedLaw) else None,
+            )
             if interval is not None:
                 response.interval.CopyFrom(pb.Interval(low=interval[0], high=interval[1]))
         return response
@@ -344,7 +370,8 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             max_epochs=_optional(request, "max_epochs"),
         ).validated()
         resolved = await self._resolve(request.law)
-        _check_plannable(resolved.law, caps)
+        if isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None:
+            return await self._plan_repeated(resolved, compute, target, caps)
         query = ComputeOptimalQuery(
             law=resolved.law.as_chinchilla(),
             compute=compute,
@@ -358,6 +385,27 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         response = mapping.plan_message(plan, resolved.record)
         if resolved.ensemble is not None:
             for name, (low, high) in plan_intervals(resolved.ensemble, query).items():
+                response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
+        return response
+
+    async def _plan_repeated(
+        self, resolved: ResolvedLaw, compute: float | None, target: float | None, caps: Caps
+    ) -> pb.PlanComputeOptimalResponse:
+        """Repeated data on a data_constrained law: a bounded scalar solve in a worker."""
+        assert isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None
+        query = RepeatedDataQuery(
+            law=resolved.law,
+            unique_tokens=caps.unique_tokens,
+            compute=compute,
+            target_loss=target,
+            caps=caps,
+            flops_per_param_token=resolved.flops_per_param_token,
+        )
+        plan = await self.pool.run(solve_repeated, query)
+        response = mapping.plan_message(plan, resolved.record)
+        if resolved.ensemble is not None and resolved.ensemble.shape[1] >= 7:
+            intervals = await self.pool.run(repeated_plan_intervals, resolved.ensemble, query)
+            for name, (low, high) in intervals.items():
                 response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
         return response
 
@@ -396,14 +444,28 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
         family = self.store.get_family(record.family)
         law = parse_law(record.form, record.parameters, "law.parameters")
         ensemble = None
-        if record.fit is not None and record.fit.ensemble and record.form == "chinchilla":
+        if record.fit is not None and record.fit.ensemble:
             ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
         return ResolvedLaw(record, law, family.flops_per_param_token, ensemble)
 
 
-def _runs_of(records: list[RunRecord]) -> Runs:
+def _runs_of(records: list[RunRecord], with_unique: bool = False) -> Runs:
+    """The runs as arrays; `with_unique` requires every run's unique_tokens."""
+    unique: list[float] | None = None
+    if with_unique:
+        missing = [r.run_id for r in records if r.unique_tokens is None]
+        if missing:
+            raise Infeasible(
+                f"{len(missing)} runs lack unique_tokens (e.g. {missing[0]!r}); the "
+                "data_constrained law needs U for every run",
+                field="runs",
+            )
+        unique = [r.unique_tokens for r in records if r.unique_tokens is not None]
     return Runs.of(
-        [r.params for r in records], [r.tokens for r in records], [r.loss for r in records]
+        [r.params for r in records],
+        [r.tokens for r in records],
+        [r.loss for r in records],
+        unique,
     )
 
 
@@ -419,12 +481,3 @@ def _progress(stage: str, done: int, total: int) -> pb.FitLawEvent:
 
 def _summary(record: LawRecord) -> pb.LawSummary:
     return pb.LawSummary(form=record.form, version=record.version, method=record.method)
-
-
-def _check_plannable(law: Law, caps: Caps) -> None:
-    if isinstance(law, DataConstrainedLaw) and caps.unique_tokens is not None:
-        raise Unsupported(
-            "compute-optimal planning with unique_tokens on a data_constrained law (repeated "
-            "data) is not supported yet; omit unique_tokens to plan with unlimited unique data",
-            field="unique_tokens",
-        )

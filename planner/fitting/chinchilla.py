@@ -64,11 +64,9 @@ class Ensemble:
         ok = np.all(np.isfinite(vectors), axis=1)
         return cls(vectors=vectors[ok], failed=int((~ok).sum()))
 
-    def intervals(self) -> dict[str, tuple[float, float]]:
+    def intervals(self, names: tuple[str, ...] = PARAMETER_NAMES) -> dict[str, tuple[float, float]]:
+        """95% percentile interval of each parameter, by name (`names`: the columns)."""
         if len(self.vectors) == 0:
             return {}
         low, high = np.percentile(self.vectors, [2.5, 97.5], axis=0)
-        return {
-            name: (float(lo), float(hi))
-            for name, lo, hi in zip(PARAMETER_NAMES, low, high, strict=True)
-        }
+        return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, low, high, strict=True)}

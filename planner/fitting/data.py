@@ -19,17 +19,28 @@ class Runs:
     params: Array
     tokens: Array
     loss: Array
+    # Unique tokens U per run; None when the runs do not say (unlimited data).
+    unique: Array | None = None
 
     @classmethod
-    def of(cls, params: ArrayLike, tokens: ArrayLike, loss: ArrayLike) -> Runs:
-        arrays = [np.asarray(v, dtype=np.float64).ravel() for v in (params, tokens, loss)]
-        for name, values in zip(("params", "tokens", "loss"), arrays, strict=True):
+    def of(
+        cls,
+        params: ArrayLike,
+        tokens: ArrayLike,
+        loss: ArrayLike,
+        unique_tokens: ArrayLike | None = None,
+    ) -> Runs:
+        columns = {"params": params, "tokens": tokens, "loss": loss}
+        if unique_tokens is not None:
+            columns["unique_tokens"] = unique_tokens
+        arrays = [np.asarray(v, dtype=np.float64).ravel() for v in columns.values()]
+        for name, values in zip(columns, arrays, strict=True):
             if not np.all(np.isfinite(values)):
                 raise InvalidInput(f"runs.{name}", "must all be finite numbers")
             if np.any(values <= 0):
                 raise InvalidInput(f"runs.{name}", "must all be > 0")
         if len({a.size for a in arrays}) != 1:
-            raise InvalidInput("runs", "params, tokens and loss must have the same length")
+            raise InvalidInput("runs", f"{', '.join(columns)} must have the same length")
         return cls(*arrays)
 
     def __len__(self) -> int:
@@ -51,5 +62,12 @@ class Runs:
                     field=f"runs.{name}",
                 )
 
-    def subset(self, index: NDArray[np.intp]) -> Runs:
-        return Runs(self.params[index], self.tokens[index], self.loss[index])
+    def subset(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> Runs:
+        unique = None if self.unique is None else self.unique[index]
+        return Runs(self.params[index], self.tokens[index], self.loss[index], unique)
+
+    def single_epoch(self) -> Runs:
+        """The runs that saw each token at most once (all of them when U is unknown)."""
+        if self.unique is None:
+            return self
+        return self.subset(self.tokens <= self.unique * (1 + 1e-9))

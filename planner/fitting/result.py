@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from planner.fitting.data import Runs
 from planner.laws import ChinchillaLaw
@@ -31,7 +32,13 @@ class ChinchillaFit:
 
 
 def diagnose(law: ChinchillaLaw, runs: Runs, on_bound: tuple[str, ...] = ()) -> Diagnostics:
-    residuals = np.log(law.predict(runs.params, runs.tokens)) - np.log(runs.loss)
+    return diagnose_predictions(law.predict(runs.params, runs.tokens), runs, on_bound)
+
+
+def diagnose_predictions(
+    predicted: NDArray[np.float64], runs: Runs, on_bound: tuple[str, ...] = ()
+) -> Diagnostics:
+    residuals = np.log(predicted) - np.log(runs.loss)
     return Diagnostics(
         rmse_log_loss=float(np.sqrt(np.mean(residuals**2))),
         max_abs_log_loss=float(np.max(np.abs(residuals))),

@@ -69,6 +69,8 @@ class ComputeOptimalPlan:
     flops: float
     binding: tuple[str, ...]
     solver: str
+    # Passes over the unique data, D / U; set when the plan priced repetition.
+    epochs: float | None = None
 
     @property
     def tokens_per_param(self) -> float:

@@ -949,18 +949,30 @@ class FitLawRequest(_message.Message):
     BOOTSTRAP_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    BASE_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name; its stored runs are the data."""
     form: _builtins.str
-    """Law form to fit; only "chinchilla" so far (empty means chinchilla)."""
+    """Law form to fit: "chinchilla" (empty means chinchilla) or "data_constrained" (Muennighoff;
+    every run must carry unique_tokens and some must repeat data).
+    """
     method: _builtins.str
-    """"vpnls" (default: variable projection with NNLS) or "huber" (Hoffmann's recipe)."""
+    """"vpnls" (default: variable projection with NNLS) or "huber" (Hoffmann's recipe). For
+    data_constrained it fits the Chinchilla part when that part is fitted to single-epoch runs;
+    R_D* and R_N* are always fitted by Huber (delta 1e-3) on log loss.
+    """
     bootstrap: _builtins.int
     """Bootstrap resamples over runs, 0 to 1000; 200 when not set."""
     seed: _builtins.int
     """Seed of the resampling, for reproducible ensembles."""
     expected_revision: _builtins.int
     """If set, stored only at this family revision (ABORTED otherwise)."""
+    base: _builtins.str
+    """data_constrained only: where E, A, B, alpha, beta come from. "law": the family's current
+    chinchilla law, held fixed (the published procedure); "single_epoch": fitted by `method` to
+    the runs with tokens <= unique_tokens; "joint": all seven fitted together, started from
+    "single_epoch". Empty: "law" when the family has a chinchilla law, else "single_epoch".
+    """
     def __init__(
         self,
         *,
@@ -970,10 +982,11 @@ class FitLawRequest(_message.Message):
         bootstrap: _builtins.int | None = ...,
         seed: _builtins.int = ...,
         expected_revision: _builtins.int | None = ...,
+        base: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "method", b"method", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "base", b"base", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "method", b"method", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bootstrap: _TypeAlias = _typing.Literal["bootstrap"]  # noqa: Y015
     _WhichOneofArgType__bootstrap: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap"]  # noqa: Y015
@@ -1448,9 +1461,15 @@ class PlanComputeOptimalRequest(_message.Message):
     max_tokens: _builtins.float
     """Cap on training tokens D (> 0)."""
     unique_tokens: _builtins.float
-    """Unique tokens available (> 0); D is capped at unique_tokens x max_epochs."""
+    """Unique tokens available (> 0). For a law without a repetition model (chinchilla,
+    overtraining) D is capped at unique_tokens x max_epochs. For a data_constrained law the data
+    may be repeated and the law prices each extra epoch (LAWS.md §4.1): the optimum is found by a
+    bounded scalar solve and D is capped only when max_epochs is set.
+    """
     max_epochs: _builtins.float
-    """Passes over the unique data allowed (> 0; needs unique_tokens); 1 when not set."""
+    """Passes over the unique data allowed (> 0; needs unique_tokens). Not set: 1 for laws without
+    a repetition model, unlimited for data_constrained laws.
+    """
     @_builtins.property
     def law(self) -> Global___LawSelector:
         """The law to use."""
@@ -1533,6 +1552,7 @@ class PlanComputeOptimalResponse(_message.Message):
     INTERVALS_FIELD_NUMBER: _builtins.int
     SOLVER_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
+    EPOCHS_FIELD_NUMBER: _builtins.int
     params: _builtins.float
     """Optimal parameters N."""
     tokens: _builtins.float
@@ -1544,13 +1564,19 @@ class PlanComputeOptimalResponse(_message.Message):
     tokens_per_param: _builtins.float
     """D / N."""
     solver: _builtins.str
-    """What answered: "closed_form", or "gp/<SOLVER>" for the cvxpy geometric program (the point is
-    then finished exactly on the face the solver reported active).
+    """What answered: "closed_form"; "gp/<SOLVER>" for the cvxpy geometric program (the point is
+    then finished exactly on the face the solver reported active); "scalar/bounded" for the
+    repeated-data problem of a data_constrained law, which is not a GP.
+    """
+    epochs: _builtins.float
+    """Passes over the unique data, D / unique_tokens; set when the plan priced repetition
+    (a data_constrained law with unique_tokens).
     """
     @_builtins.property
     def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Constraints active at the optimum: "compute", "target_loss", "max_params", "max_tokens",
-        "unique_tokens" (the unique_tokens x max_epochs cap).
+        "unique_tokens" (the unique_tokens x max_epochs cap of a law without a repetition model),
+        "max_epochs" (the same cap on a data_constrained law).
         """
 
     @_builtins.property
@@ -1575,11 +1601,14 @@ class PlanComputeOptimalResponse(_message.Message):
         intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
         solver: _builtins.str = ...,
         law: Global___LawSummary | None = ...,
+        epochs: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "epochs", b"epochs", "law", b"law"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "params", b"params", "solver", b"solver", "tokens", b"tokens", "tokens_per_param", b"tokens_per_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "binding", b"binding", "epochs", b"epochs", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "params", b"params", "solver", b"solver", "tokens", b"tokens", "tokens_per_param", b"tokens_per_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__epochs: _TypeAlias = _typing.Literal["epochs"]  # noqa: Y015
+    _WhichOneofArgType__epochs: _TypeAlias = _typing.Literal["_epochs", b"_epochs"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__epochs) -> _WhichOneofReturnType__epochs | None: ...
 
 Global___PlanComputeOptimalResponse: _TypeAlias = PlanComputeOptimalResponse  # noqa: Y015

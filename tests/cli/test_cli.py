@@ -85,6 +85,26 @@ def test_families_and_runs_from_csv(
     entry = next(f for f in listed["families"] if f["name"] == "chinchilla-epoch-2024")
     assert set(entry) == {"name", "description", "laws"}
     assert entry["laws"] == [{"form": "chinchilla", "version": 1, "method": "published"}]
+    # The family has no chinchilla law: the Chinchilla part is fitted to single-epoch runs.
+    fitted = planner_json(server, "fit", "cli-c4", "--form", "data_constrained", "--bootstrap", "0")
+    assert fitted["form"] == "data_constrained" and fitted["version"] == 1
+    assert fitted["diagnostics"]["runs"] == distinct
+    assert {"r_d_star", "r_n_star", "E", "alpha"} <= set(fitted["params"])
+    text = planner(
+        server, "fit", "cli-c4", "--form", "data_constrained", "--base", "joint", "--bootstrap", "4"
+    )
+    assert text.returncode == 0 and "Chinchilla part: joint" in text.stdout
+    assert "r_d_star" in text.stdout
+
+
+def test_optimal_with_repeated_data_reports_epochs(server: ServerProcess) -> None:
+    args = ["optimal", "data-constrained-muennighoff-2023", "--compute", "1e22"]
+    out = planner_json(server, *args, "--unique-tokens", "25e9")
+    assert out["params"] == pytest.approx(7.02616e9, rel=2e-6)
+    assert out["epochs"] == pytest.approx(9.4884, rel=1e-4)
+    assert out["solver"] == "scalar/bounded"
+    text = planner(server, *args, "--unique-tokens", "25e9", "--max-epochs", "4")
+    assert text.returncode == 0 and "max_epochs" in text.stdout and "epochs" in text.stdout
 
 
 def test_predict_json(server: ServerProcess) -> None:

@@ -184,15 +184,21 @@ def test_stale_expected_revision_is_aborted(client: PlannerClient, family_name: 
     assert client.get_family(family_name).run_count == 1
 
 
-def test_repetition_planning_on_data_constrained_law_is_unimplemented(
-    client: PlannerClient,
-) -> None:
+def test_repetition_planning_refusals(client: PlannerClient) -> None:
+    family = "data-constrained-muennighoff-2023"
+    fails(
+        lambda: client.plan_compute_optimal(family, target_loss=2.0, unique_tokens=25e9),
+        "FAILED_PRECONDITION",
+        "target_loss",
+        "cannot go below",
+    )
     fails(
         lambda: client.plan_compute_optimal(
-            "data-constrained-muennighoff-2023", compute=1e22, unique_tokens=25e9
+            family, compute=1e24, unique_tokens=25e9, max_params=1e9, max_epochs=2
         ),
-        "UNIMPLEMENTED",
-        "unique_tokens",
+        "FAILED_PRECONDITION",
+        "max_params",
+        "allow at most",
     )
 
 

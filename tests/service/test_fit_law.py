@@ -8,6 +8,7 @@ import pytest
 
 from clients import PlannerClient, PlannerClientError
 from clients.results import Run
+from tests.unit.test_fit_data_constrained import C4, PUBLISHED_OBJECTIVE, STAGE2, muennighoff_runs
 from tests.unit.test_fitting import epoch_240
 
 # Epoch's bootstrap 95% intervals on the same data (shared/data/README.md).
@@ -125,3 +126,51 @@ def test_backtest_refusals(client: PlannerClient, family_name: str, data_dir: Pa
     # Too few runs below the cut for a method: that method reports why, the call succeeds.
     result = client.backtest(family_name, 2e18)
     assert all(m.failure and not m.runs for m in result.methods)
+
+
+def test_data_constrained_fit_on_the_published_runs(
+    client: PlannerClient, family_name: str, data_dir: Path
+) -> None:
+    """Muennighoff's 182 runs with the C4 Chinchilla part as the family's law: the stored
+    data_constrained version fits R_D*, R_N* with it held fixed, and plans repeated data."""
+    runs = muennighoff_runs(data_dir, STAGE2)
+    client.create_family(family_name)
+    assert runs.unique is not None
+    client.add_runs(
+        family_name,
+        [
+            Run(f"m{i}", float(n), float(d), float(loss), unique_tokens=float(u))
+            for i, (n, d, loss, u) in enumerate(
+                zip(runs.params, runs.tokens, runs.loss, runs.unique, strict=True)
+            )
+        ],
+    )
+    with pytest.raises(PlannerClientError) as caught:
+        client.fit_law(family_name, form="data_constrained", base="law", bootstrap=0)
+    assert caught.value.code == "FAILED_PRECONDITION" and "needs a chinchilla law" in str(
+        caught.value.message
+    )
+    client.put_law(family_name, "chinchilla", C4.to_mapping())
+    law = client.fit_law(family_name, form="data_constrained", bootstrap=12, seed=1)
+    assert (law.form, law.version) == ("data_constrained", 1)
+    assert law.options["base"] == "law" and law.options["base_law"] == "chinchilla v1"
+    for name, value in C4.to_mapping().items():
+        assert law.parameters[name] == pytest.approx(value, rel=1e-12)
+    assert law.diagnostics["objective"] < PUBLISHED_OBJECTIVE
+    assert law.ensemble_size + law.diagnostics["failed_resamples"] == 12
+    assert set(law.intervals) == {"E", "A", "B", "alpha", "beta", "r_d_star", "r_n_star"}
+    plan = client.plan_compute_optimal(
+        family_name, form="data_constrained", compute=1e22, unique_tokens=25e9
+    )
+    assert plan.solver == "scalar/bounded" and plan.epochs is not None
+    assert set(plan.intervals) == {"params", "tokens", "loss", "flops", "epochs"}
+    prediction = client.predict(family_name, 6.34e9, 242e9, 25e9, form="data_constrained")
+    assert prediction.interval is not None
+    assert prediction.interval[0] <= prediction.loss <= prediction.interval[1]
+    # Runs without unique tokens cannot be fitted by this form.
+    client.add_runs(family_name, [Run("no-u", 1e9, 2e10, 3.0)])
+    with pytest.raises(PlannerClientError) as caught:
+        client.fit_law(family_name, form="data_constrained", bootstrap=0)
+    assert caught.value.code == "FAILED_PRECONDITION" and "lack unique_tokens" in str(
+        caught.value.message
+    )

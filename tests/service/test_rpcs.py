@@ -137,6 +137,26 @@ def test_predict_data_constrained_with_unique_tokens(client: PlannerClient) -> N
     assert prediction.loss == pytest.approx(2.2256440889984477, rel=1e-12)
 
 
+def test_plan_with_repeated_data(client: PlannerClient) -> None:
+    """LAWS.md §11.7: C = 1e22, U = 25e9 -> N = 7.02616e9, D = 2.37209e11 (9.49 epochs)."""
+    plan = client.plan_compute_optimal(
+        "data-constrained-muennighoff-2023", compute=1e22, unique_tokens=25e9
+    )
+    assert plan.params == pytest.approx(7.02616e9, rel=2e-6)
+    assert plan.tokens == pytest.approx(2.37209e11, rel=2e-6)
+    assert plan.epochs == pytest.approx(2.37209e11 / 25e9, rel=2e-6)
+    assert plan.binding == ["compute"] and plan.solver == "scalar/bounded"
+    capped = client.plan_compute_optimal(
+        "data-constrained-muennighoff-2023", compute=1e22, unique_tokens=25e9, max_epochs=4
+    )
+    assert capped.tokens == pytest.approx(1e11, rel=1e-12)
+    assert capped.binding == ["compute", "max_epochs"] and capped.epochs == pytest.approx(4.0)
+    # Without U the same law plans as Chinchilla, with no epochs.
+    free = client.plan_compute_optimal("data-constrained-muennighoff-2023", compute=1e22)
+    assert free.solver == "closed_form" and free.epochs is None
+    assert free.params == pytest.approx(9.22e9, rel=1e-3)
+
+
 def test_plan_compute_optimal_closed_form(client: PlannerClient) -> None:
     plan = client.plan_compute_optimal("chinchilla-epoch-2024", compute=5.76e23)
     assert plan.params == pytest.approx(7.22487e10, rel=1e-5)

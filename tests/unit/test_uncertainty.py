@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from planner.errors import Infeasible
+from planner.fitting.data_constrained import PARAMETER_NAMES as COLUMNS
 from planner.laws import ChinchillaLaw
+from planner.laws.data_constrained import DataConstrainedLaw
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery, solve
-from planner.uncertainty import loss_interval, plan_intervals
+from planner.planning.repeated_data import RepeatedDataQuery
+from planner.uncertainty import loss_interval, plan_intervals, repeated_plan_intervals
+from tests.unit.test_repeated_data import brute_force, reference_loss
 
 
 def ensemble(rows: int = 60, seed: int = 1) -> np.ndarray:
@@ -70,3 +74,46 @@ def test_loss_interval_brackets_the_point_prediction() -> None:
     interval = loss_interval(vectors, 7e10, 1.4e12)
     assert interval == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
     assert loss_interval(vectors[:5], 7e10, 1.4e12) is None  # too few rows to say
+
+
+def data_constrained_ensemble(rows: int = 12) -> np.ndarray:
+    """Rows around Muennighoff's fit: the Chinchilla part as above, R* spread by ~30%."""
+    rng = np.random.default_rng(5)
+    centre = np.array([1.869, 520.8, 1487.7, 0.3527, 0.3527, 15.39, 5.31])
+    noise = rng.normal(size=(rows, 7)) * np.array([0.01, 0.1, 0.1, 0.01, 0.01, 0.3, 0.3])
+    vectors = centre * np.exp(noise)
+    vectors[:, 3:5] = centre[3:5] + noise[:, 3:5]
+    return vectors
+
+
+def test_data_constrained_loss_interval_matches_each_rows_law() -> None:
+    vectors = data_constrained_ensemble(40)
+    losses = [
+        float(reference_loss(DataConstrainedLaw(**dict(zip(COLUMNS, row, strict=True))),
+                             np.array([6.34e9]), np.array([242e9]), 25e9)[0])
+        for row in vectors
+    ]  # fmt: skip
+    interval = loss_interval(vectors, 6.34e9, 242e9, 25e9)
+    assert interval == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
+    # Without U the Chinchilla part alone answers.
+    chinchilla = loss_interval(vectors[:, :5], 6.34e9, 242e9)
+    assert loss_interval(vectors, 6.34e9, 242e9) == chinchilla
+    assert interval is not None and chinchilla is not None and interval[0] > chinchilla[0]
+
+
+def test_repeated_plan_intervals_match_brute_force_per_row() -> None:
+    vectors = data_constrained_ensemble()
+    query = RepeatedDataQuery(
+        DataConstrainedLaw(**dict(zip(COLUMNS, vectors[0], strict=True))), 25e9, compute=1e22
+    )
+    intervals = repeated_plan_intervals(vectors, query)
+    params = []
+    for row in vectors:
+        law = DataConstrainedLaw(**dict(zip(COLUMNS, row, strict=True)))
+        params.append(brute_force(law, 1e22, 25e9)[0])
+    expected = np.percentile(params, [2.5, 97.5])
+    assert intervals["params"] == pytest.approx(tuple(expected), rel=1e-4)
+    assert intervals["flops"] == pytest.approx((1e22, 1e22), rel=1e-9)
+    low, high = intervals["epochs"]
+    assert low < 1e22 / (6 * expected[0]) / 25e9 * (1 + 1e-3)
+    assert high > 1e22 / (6 * expected[1]) / 25e9 * (1 - 1e-3)

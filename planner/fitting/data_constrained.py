@@ -1,0 +1,255 @@
+"""Fit Muennighoff's data-constrained law (LAWS.md §4.1) to runs that carry unique tokens U.
+
+The published procedure has two stages: the Chinchilla part (E, A, B, alpha, beta) comes from a
+fit without repetition, then R_D* and R_N* are fitted with it held fixed, by Huber (delta 1e-3,
+summed) on log loss, L-BFGS from a grid of starts. Here the Chinchilla part comes from the
+family's own Chinchilla law (`base="law"`), from a fit to the runs that saw each token once
+(`base="single_epoch"`), or is refitted together with R_D* and R_N* (`base="joint"`, started
+from the single-epoch answer). R* are fitted in log space: they are positive scales.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
+from planner.fitting.chinchilla import FREE_PARAMETERS as CHINCHILLA_FREE
+from planner.fitting.chinchilla import fit_chinchilla
+from planner.fitting.data import Array, Runs
+from planner.fitting.result import Diagnostics, diagnose_predictions
+from planner.laws import ChinchillaLaw
+from planner.laws.data_constrained import DataConstrainedLaw
+
+DELTA = 1e-3
+BASES = ("law", "single_epoch", "joint")
+PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta", "r_d_star", "r_n_star")
+# R* beyond these are not identified by any realistic set of runs: a fit ending there says so.
+LOG_R_BOUNDS = (np.log(1e-2), np.log(1e4))
+R_STARTS = (1.0, 4.0, 16.0, 64.0)
+EXPONENT_BOUNDS = (1e-3, 5.0)
+
+
+@dataclass(frozen=True)
+class DataConstrainedFit:
+    """The fitted law, where its Chinchilla part came from, the Huber objective, diagnostics."""
+
+    law: DataConstrainedLaw
+    method: str
+    base: str
+    objective: float
+    diagnostics: Diagnostics
+
+
+def _huber(residual: Array) -> Array:
+    size = np.abs(residual)
+    return np.where(size <= DELTA, 0.5 * residual**2, DELTA * (size - 0.5 * DELTA))
+
+
+def _log_prediction(theta: Array, runs: Runs) -> Array:
+    """ln L for theta = (ln A, ln B, ln E, alpha, beta, ln R_D*, ln R_N*), log-sum-exp form."""
+    a, b, e, alpha, beta, log_rd, log_rn = theta
+    assert runs.unique is not None
+    r_d, r_n = np.exp(log_rd), np.exp(log_rn)
+    u = np.minimum(runs.unique, runs.tokens)  # U_D: the unique tokens the run saw
+    # N_opt(U) of the Chinchilla part: (U G)^(beta/alpha) G, G = (alpha A / (beta B))^(1/(a+b)).
+    log_g = (np.log(alpha / beta) + a - b) / (alpha + beta)
+    log_supported = (beta / alpha) * (np.log(u) + log_g) + log_g
+    supported = np.minimum(runs.params, np.exp(log_supported))
+    excess = np.maximum(runs.params / supported - 1.0, 0.0)
+    n_eff = supported * (1.0 + r_n * -np.expm1(-excess / r_n))
+    repeats = np.maximum(runs.tokens / u - 1.0, 0.0)
+    d_eff = u * (1.0 + r_d * -np.expm1(-repeats / r_d))
+    terms = np.stack([a - alpha * np.log(n_eff), b - beta * np.log(d_eff), np.full_like(n_eff, e)])
+    return np.asarray(np.logaddexp.reduce(terms, axis=0))
+
+
+def _objective(theta: Array, runs: Runs) -> float:
+    with np.errstate(all="ignore"):
+        value = float(_huber(_log_prediction(theta, runs) - np.log(runs.loss)).sum())
+    return value if np.isfinite(value) else float("inf")
+
+
+def _theta(base: ChinchillaLaw, r_d: float, r_n: float) -> Array:
+    return np.array(
+        [np.log(base.A), np.log(base.B), np.log(max(base.E, 1e-12)), base.alpha, base.beta,
+         np.log(r_d), np.log(r_n)]
+    )  # fmt: skip
+
+
+def _minimise(
+    objective: Callable[[Array], float], starts: list[Array], bounds: list[tuple[float, float]]
+) -> tuple[Array, float]:
+    best: tuple[Array, float] | None = None
+    for start in starts:
+        result = minimize(
+            objective,
+            start,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 5_000, "ftol": 1e-15, "gtol": 1e-12},
+        )
+        if np.all(np.isfinite(result.x)) and (best is None or result.fun < best[1]):
+            best = (np.asarray(result.x), float(result.fun))
+    if best is None or not np.isfinite(best[1]):
+        raise SolverFailed("no L-BFGS start reached a finite fit of the data-constrained law")
+    return best
+
+
+def _fit_decay(runs: Runs, base: ChinchillaLaw, start: tuple[float, float] | None) -> Array:
+    """(ln R_D*, ln R_N*) with the Chinchilla part fixed; returns the full theta."""
+    fixed = _theta(base, 1.0, 1.0)[:5]
+
+    def objective(log_r: Array) -> float:
+        return _objective(np.concatenate([fixed, log_r]), runs)
+
+    grid = [np.log(np.array(p)) for p in itertools.product(R_STARTS, R_STARTS)]
+    starts = grid if start is None else [np.log(np.array(start))]
+    log_r, _ = _minimise(objective, starts, [LOG_R_BOUNDS, LOG_R_BOUNDS])
+    return np.concatenate([fixed, log_r])
+
+
+def _fit_joint(runs: Runs, start: Array) -> Array:
+    bounds = [(-50.0, 50.0)] * 3 + [EXPONENT_BOUNDS] * 2 + [LOG_R_BOUNDS] * 2
+    theta, _ = _minimise(lambda t: _objective(t, runs), [start], bounds)
+    return theta
+
+
+def _supported_params(law: ChinchillaLaw, unique: Array) -> Array:
+    """N_opt(U): the size for which U tokens are compute-optimal; params beyond are excess."""
+    g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
+    return np.asarray((unique * g) ** (law.beta / law.alpha) * g)
+
+
+def fit_chinchilla_part(
+    runs: Runs, method: str, start: ChinchillaLaw | None = None
+) -> ChinchillaLaw:
+    """E, A, B, alpha, beta from the runs where the data-constrained law is plain Chinchilla:
+    no repeated tokens (D <= U) and no excess parameters (N <= N_opt(U)). N_opt depends on the
+    fit, so the selection and the fit alternate until the selection stops changing."""
+    assert runs.unique is not None
+    candidates = runs.tokens <= runs.unique * (1 + 1e-9)
+    chosen = candidates
+    law: ChinchillaLaw | None = None
+    for _ in range(8):
+        try:
+            law = fit_chinchilla(runs.subset(chosen), method, start).law
+        except Infeasible as exc:
+            if law is not None:
+                break  # keep the last selection that could be fitted
+            raise Infeasible(
+                "the Chinchilla part is fitted to the runs without repeated data or excess "
+                f"parameters: {exc.message}",
+                field="runs",
+            ) from exc
+        seen = np.minimum(runs.unique, runs.tokens)
+        within = candidates & (runs.params <= _supported_params(law, seen) * (1 + 1e-9))
+        if np.array_equal(within, chosen):
+            break
+        chosen = within
+    assert law is not None
+    return law
+
+
+def fit_data_constrained(
+    runs: Runs,
+    base: str = "single_epoch",
+    method: str = "vpnls",
+    chinchilla: ChinchillaLaw | None = None,
+    start: DataConstrainedLaw | None = None,
+) -> DataConstrainedFit:
+    """Fit R_D* and R_N* (and, with base="joint", the Chinchilla part too).
+
+    base="law" takes the Chinchilla part from `chinchilla`; "single_epoch" fits it by `method`
+    to the runs with D <= U. `start` (the full-data fit, for bootstrap resamples) replaces the
+    grid of starts.
+    """
+    if base not in BASES:
+        raise InvalidInput("base", f"unknown base {base!r}; known: {list(BASES)}")
+    if runs.unique is None:
+        raise Infeasible(
+            "the data-constrained law needs the unique tokens U of every run", field="runs"
+        )
+    free = 2 + (CHINCHILLA_FREE if base == "joint" else 0)
+    runs.require_fittable(free)
+    if np.all(runs.tokens <= runs.unique * (1 + 1e-9)):
+        raise Infeasible(
+            "no run repeats data (every run has tokens <= unique_tokens), so R_D* and R_N* are "
+            "not determined; add runs trained for more than one epoch",
+            field="runs",
+        )
+    if base == "law":
+        if chinchilla is None:
+            raise Infeasible(
+                "base 'law' needs a chinchilla law in the family to take E, A, B, alpha and "
+                "beta from; fit or put one first, or use base 'single_epoch'",
+                field="base",
+            )
+        part = chinchilla
+    elif base == "joint" and start is not None:
+        part = start.as_chinchilla()
+    else:
+        part = fit_chinchilla_part(runs, method)
+    decay_start = None if start is None else (start.r_d_star, start.r_n_star)
+    theta = _fit_decay(runs, part, decay_start)
+    if base == "joint":
+        theta = _fit_joint(runs, theta)
+    return _result(runs, theta, base, method)
+
+
+def _result(runs: Runs, theta: Array, base: str, method: str) -> DataConstrainedFit:
+    a, b, e, alpha, beta, log_rd, log_rn = (float(v) for v in theta)
+    try:
+        law = DataConstrainedLaw(
+            E=float(np.exp(e)),
+            A=float(np.exp(a)),
+            B=float(np.exp(b)),
+            alpha=alpha,
+            beta=beta,
+            r_d_star=float(np.exp(log_rd)),
+            r_n_star=float(np.exp(log_rn)),
+        )
+    except (PlannerError, ValueError) as exc:
+        raise SolverFailed(f"the data-constrained fit ended at an invalid law: {exc}") from exc
+    on_bound = tuple(
+        name
+        for name, value in (("r_d_star", log_rd), ("r_n_star", log_rn))
+        if min(abs(value - LOG_R_BOUNDS[0]), abs(value - LOG_R_BOUNDS[1])) < 1e-6
+    )
+    predicted = law.predict(runs.params, runs.tokens, runs.unique)
+    return DataConstrainedFit(
+        law=law,
+        method=method,
+        base=base,
+        objective=_objective(theta, runs),
+        diagnostics=diagnose_predictions(predicted, runs, on_bound),
+    )
+
+
+def bootstrap_fits(
+    runs: Runs,
+    indices: np.ndarray,
+    base: str,
+    method: str,
+    chinchilla: ChinchillaLaw | None,
+    start: DataConstrainedLaw,
+) -> Array:
+    """One (E, A, B, alpha, beta, R_D*, R_N*) row per row of `indices`; NaN where a resample
+    could not be fitted. The single-epoch Chinchilla part is refitted on each resample."""
+    vectors = np.full((indices.shape[0], len(PARAMETER_NAMES)), np.nan)
+    for row, index in enumerate(indices):
+        sample = runs.subset(index)
+        try:
+            if base == "single_epoch":
+                part = fit_chinchilla_part(sample, method, start.as_chinchilla())
+                law = fit_data_constrained(sample, "law", method, part, start).law
+            else:
+                law = fit_data_constrained(sample, base, method, chinchilla, start).law
+        except PlannerError:
+            continue
+        vectors[row] = [getattr(law, name) for name in PARAMETER_NAMES]
+    return vectors
