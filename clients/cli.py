@@ -90,6 +90,8 @@ def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
 
 
 def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
+    if args.method == "isoflop":
+        return _isoflop(client, args)
     law = client.fit_law(
         args.family,
         args.method,
@@ -127,6 +129,63 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         ]
     )
     return data, text
+
+
+def _isoflop(client: PlannerClient, args: argparse.Namespace) -> Output:
+    if args.form != "chinchilla" or args.base:
+        raise UsageError("--method isoflop takes no --form or --base")
+    result = client.fit_isoflop(args.family)
+    data = {"method": "isoflop", **result.as_dict()}
+    text = "\n".join(
+        [
+            f"{args.family}: Chinchilla Approach 2 over {len(result.vertices)} budgets "
+            "(for comparison; not stored)",
+            fmt.table(
+                ["BUDGET (FLOPs)", "RUNS", "N AT VERTEX", "D = C / kN"],
+                [
+                    [fmt.number(v.flops), str(v.runs), fmt.number(v.params), fmt.number(v.tokens)]
+                    for v in result.vertices
+                ],
+            ),
+            f"N_opt = {fmt.number(result.params_coefficient)} C^{result.params_exponent:.4f}, "
+            f"D_opt = {fmt.number(result.tokens_coefficient)} C^{result.tokens_exponent:.4f}",
+            f"caveat: {result.caveat}",
+        ]
+    )
+    return data, text
+
+
+def bnsl(client: PlannerClient, args: argparse.Namespace) -> Output:
+    result = client.fit_broken_power_law(
+        args.family, args.against, args.breaks, args.predict or (), args.seed
+    )
+    data = result.as_dict()
+    data["held_out_error"] = {str(k): v for k, v in result.held_out_error.items()}
+    lines = [
+        f"{args.family}: loss against {args.against}, {result.breaks} breaks, "
+        f"{result.runs} runs up to {fmt.number(result.fitted_up_to)}",
+        fmt.table(
+            ["PARAMETER", "VALUE"], [[k, fmt.number(v)] for k, v in result.parameters.items()]
+        ),
+    ]
+    if result.held_out_error:
+        errors = ", ".join(f"{k}: {v:.3g}" for k, v in sorted(result.held_out_error.items()))
+        lines.append(f"held-out error by breaks: {errors}")
+    if result.predictions:
+        lines.append(
+            fmt.table(
+                [args.against.upper(), "PREDICTED LOSS", "NOTE"],
+                [
+                    [
+                        fmt.number(p.x),
+                        fmt.number(p.value),
+                        "extrapolation" if p.extrapolation else "",
+                    ]
+                    for p in result.predictions
+                ],
+            )
+        )
+    return data, "\n".join(lines)
 
 
 def backtest(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -321,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitter.add_argument(
         "--method",
         default="vpnls",
-        choices=["vpnls", "huber"],
-        help="Chinchilla fitter (for data_constrained: of the single-epoch part)",
+        choices=["vpnls", "huber", "isoflop"],
+        help="Chinchilla fitter (for data_constrained: of the single-epoch part); isoflop runs "
+        "Approach 2 for comparison and stores nothing",
     )
     fitter.add_argument(
         "--base",
@@ -335,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
     fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
     fitter.set_defaults(func=fit)
+
+    curve = commands.add_parser(
+        "bnsl", help="broken power law of the runs' loss against one variable (not stored)"
+    )
+    curve.add_argument("family")
+    curve.add_argument("--against", default="compute", choices=["compute", "params", "tokens"])
+    curve.add_argument(
+        "--breaks", type=int, help="0-3 (default: chosen by error on the largest 20%% of x)"
+    )
+    curve.add_argument(
+        "--predict", type=float, nargs="+", metavar="X", help="x values to predict the loss at"
+    )
+    curve.add_argument("--seed", type=int, default=0, help="seed of the random restarts")
+    curve.set_defaults(func=bnsl)
 
     back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
     back.add_argument("family")

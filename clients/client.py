@@ -318,6 +318,49 @@ class PlannerClient:
             ],
         )
 
+    def fit_isoflop(self, family: str) -> results.IsoflopFit:
+        """Chinchilla Approach 2 on the family's runs (biased unless alpha = beta; stored
+        nowhere), for comparison with the fitted laws."""
+        reply = self._call("FitIsoFLOP", pb.FitIsoFLOPRequest(family=family))
+        return results.IsoflopFit(
+            vertices=[
+                results.IsoflopVertex(v.flops, v.params, v.tokens, v.runs) for v in reply.vertices
+            ],
+            params_exponent=reply.params_exponent,
+            params_coefficient=reply.params_coefficient,
+            tokens_exponent=reply.tokens_exponent,
+            tokens_coefficient=reply.tokens_coefficient,
+            caveat=reply.caveat,
+        )
+
+    def fit_broken_power_law(
+        self,
+        family: str,
+        against: str = "compute",
+        breaks: int | None = None,
+        predict_at: Iterable[float] = (),
+        seed: int = 0,
+        timeout: float | None = None,
+    ) -> results.BrokenPowerLawFit:
+        """A broken power law of the runs' loss against compute, params or tokens; `breaks`
+        None chooses 0-3 by held-out error. Predictions beyond the data are flagged."""
+        request = pb.FitBrokenPowerLawRequest(
+            family=family, against=against, predict_at=list(predict_at), seed=seed
+        )
+        if breaks is not None:
+            request.breaks = breaks
+        reply = self._call("FitBrokenPowerLaw", request, timeout or 120.0)
+        return results.BrokenPowerLawFit(
+            parameters=dict(reply.parameters),
+            breaks=reply.breaks,
+            held_out_error=dict(reply.held_out_error),
+            fitted_up_to=reply.fitted_up_to,
+            predictions=[
+                results.CurvePoint(p.x, p.value, p.extrapolation) for p in reply.predictions
+            ],
+            runs=reply.runs,
+        )
+
     def get_law(self, family: str, form: str = "", version: int = 0) -> results.Law:
         request = pb.GetLawRequest(family=family, form=form, version=version)
         return _law(self._call("GetLaw", request).law)

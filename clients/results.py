@@ -115,3 +115,46 @@ class Backtest:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class IsoflopVertex:
+    flops: float
+    params: float
+    tokens: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    """Approach 2: vertices per budget, N_opt = k_n C^a and D_opt = k_d C^b, and its caveat."""
+
+    vertices: list[IsoflopVertex]
+    params_exponent: float
+    params_coefficient: float
+    tokens_exponent: float
+    tokens_coefficient: float
+    caveat: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    x: float
+    value: float
+    extrapolation: bool
+
+
+@dataclass(frozen=True)
+class BrokenPowerLawFit:
+    parameters: dict[str, float]
+    breaks: int
+    held_out_error: dict[int, float]
+    fitted_up_to: float
+    predictions: list[CurvePoint]
+    runs: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 from planner.errors import Infeasible, InvalidInput
 from planner.fitting import chinchilla as fitting
 from planner.fitting.backtest import backtest
+from planner.fitting.bnsl import fit_bnsl, fit_bnsl_auto
 from planner.fitting.data import Runs
+from planner.fitting.isoflop import fit_isoflop, nominal_budgets
 from planner.fitting.jobs import FitJob
 from planner.laws import (
     DEFAULT_FORM_ORDER,
@@ -29,6 +31,7 @@ from planner.laws import (
     parse_law,
     predict_loss,
 )
+from planner.laws.bnsl import MAX_BREAKS
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
@@ -275,6 +278,77 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
                     predicted_loss=float(scored.predicted[i]),
                     relative_error=float(scored.relative_error[i]),
                 )
+        return response
+
+    @translate_errors
+    async def FitIsoFLOP(
+        self, request: pb.FitIsoFLOPRequest, context: Context
+    ) -> pb.FitIsoFLOPResponse:
+        name = validation.family_name("family", request.family)
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        runs = _runs_of(records)
+        k = family.flops_per_param_token
+        if records and all(r.flops is not None for r in records):
+            budgets = np.array([r.flops for r in records], dtype=np.float64)
+        else:
+            budgets = nominal_budgets(k * runs.params * runs.tokens)
+        fit = await self.pool.run(fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k)
+        response = pb.FitIsoFLOPResponse(
+            params_exponent=fit.params_exponent,
+            params_coefficient=fit.params_coefficient,
+            tokens_exponent=fit.tokens_exponent,
+            tokens_coefficient=fit.tokens_coefficient,
+            caveat=fit.caveat,
+        )
+        for budget, params in zip(fit.budgets, fit.optimal_params, strict=True):
+            response.vertices.add(
+                flops=budget,
+                params=params,
+                tokens=budget / (k * params),
+                runs=int(np.sum(budgets == budget)),
+            )
+        return response
+
+    @translate_errors
+    async def FitBrokenPowerLaw(
+        self, request: pb.FitBrokenPowerLawRequest, context: Context
+    ) -> pb.FitBrokenPowerLawResponse:
+        name = validation.family_name("family", request.family)
+        against = request.against or "compute"
+        if against not in ("compute", "params", "tokens"):
+            raise InvalidInput("against", f"must be compute, params or tokens, got {against!r}")
+        breaks = request.breaks if request.HasField("breaks") else None
+        if breaks is not None and not 0 <= breaks <= MAX_BREAKS:
+            raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {breaks}")
+        points = [positive(f"predict_at[{i}]", x) for i, x in enumerate(request.predict_at)]
+        if request.seed < 0:
+            raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        runs = _runs_of(records)
+        if against == "compute":
+            k = family.flops_per_param_token
+            x = np.array(
+                [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
+            )
+        else:
+            x = runs.params if against == "params" else runs.tokens
+        response = pb.FitBrokenPowerLawResponse(runs=len(records))
+        if breaks is None:
+            choice = await self.pool.run(fit_bnsl_auto, x, runs.loss, MAX_BREAKS, request.seed)
+            law = choice.law
+            for count, error in choice.held_out_error.items():
+                response.held_out_error[count] = error
+        else:
+            law = await self.pool.run(fit_bnsl, x, runs.loss, breaks, request.seed)
+        response.parameters.update(law.to_mapping())
+        response.breaks = len(law.breaks)
+        response.fitted_up_to = float(law.fitted_up_to or x.max())
+        for point, value in zip(points, law.predict(points) if points else [], strict=True):
+            response.predictions.add(
+                x=point, value=float(value), extrapolation=law.extrapolates(point)
+            )
         return response
 
     async def _bootstrap(

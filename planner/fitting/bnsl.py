@@ -18,6 +18,7 @@ from planner.laws.bnsl import MAX_BREAKS, Break, BrokenPowerLaw
 
 Array = NDArray[np.float64]
 HOLDOUT = 0.2
+PARSIMONY = 1.1
 STARTS = 6
 
 
@@ -118,5 +119,8 @@ def fit_bnsl_auto(
         )
     if not errors:
         raise Infeasible(f"{xs.size} points are too few to fit even a plain power law")
-    chosen = min(errors, key=lambda n: errors[n])
+    # Parsimony: the fewest breaks whose held-out error is within 10% of the best (an extra
+    # break that fits the held-out points no better is noise, not structure).
+    best = min(errors.values())
+    chosen = min(n for n, error in errors.items() if error <= best * PARSIMONY + 1e-12)
     return BnslChoice(fit_bnsl(xs, ys, chosen, seed), chosen, errors)

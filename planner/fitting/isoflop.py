@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from planner.errors import Infeasible, InvalidInput
 
@@ -39,6 +39,23 @@ class IsoflopFit:
             self.params_coefficient * compute**self.params_exponent,
             self.tokens_coefficient * compute**self.tokens_exponent,
         )
+
+
+# Runs whose compute lies within this many decades of the previous one share a profile.
+BUDGET_GAP_DECADES = 0.1
+
+
+def nominal_budgets(flops: ArrayLike) -> NDArray[np.float64]:
+    """Each run's budget when runs report only their compute: sorted in log10, a gap wider than
+    0.1 decade (26%) starts a new profile; a profile's budget is its geometric mean. IsoFLOP
+    grids space budgets by >= 1.5x, while one profile's k N D scatters by a few percent."""
+    values = np.asarray(flops, dtype=np.float64)
+    logs = np.log10(values)
+    order = np.argsort(logs)
+    group = np.empty(values.size, dtype=np.intp)
+    group[order] = np.concatenate([[0], np.cumsum(np.diff(logs[order]) > BUDGET_GAP_DECADES)])
+    means = np.array([logs[group == g].mean() for g in range(int(group.max()) + 1)])
+    return np.asarray(10 ** means[group])
 
 
 def fit_isoflop(

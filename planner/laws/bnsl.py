@@ -60,6 +60,13 @@ class BrokenPowerLaw:
             log_term -= brk.c * brk.f * np.logaddexp(0.0, log_ratio)
         return np.asarray(self.a + np.exp(log_term))
 
+    def to_mapping(self) -> dict[str, float]:
+        """a, b, c0, then c_i, d_i, f_i for each break i = 1..n."""
+        values = {"a": self.a, "b": self.b, "c0": self.c0}
+        for i, brk in enumerate(self.breaks, start=1):
+            values.update({f"c{i}": brk.c, f"d{i}": brk.d, f"f{i}": brk.f})
+        return values
+
     def extrapolates(self, x: float) -> bool:
         """Whether x lies beyond the fitted data (the answer is then a guess, flagged)."""
         return self.fitted_up_to is not None and x > self.fitted_up_to

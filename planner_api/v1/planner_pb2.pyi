@@ -1232,6 +1232,269 @@ class HeldOutRun(_message.Message):
 Global___HeldOutRun: _TypeAlias = HeldOutRun  # noqa: Y015
 
 @_typing.final
+class FitIsoFLOPRequest(_message.Message):
+    """Input of FitIsoFLOP."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name. Its runs are grouped by compute budget: their `flops` when every run has it,
+    else k N D rounded to two significant figures. Budgets with fewer than 3 runs or no
+    minimum along the profile are skipped.
+    """
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitIsoFLOPRequest: _TypeAlias = FitIsoFLOPRequest  # noqa: Y015
+
+@_typing.final
+class FitIsoFLOPResponse(_message.Message):
+    """Output of FitIsoFLOP."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERTICES_FIELD_NUMBER: _builtins.int
+    PARAMS_EXPONENT_FIELD_NUMBER: _builtins.int
+    PARAMS_COEFFICIENT_FIELD_NUMBER: _builtins.int
+    TOKENS_EXPONENT_FIELD_NUMBER: _builtins.int
+    TOKENS_COEFFICIENT_FIELD_NUMBER: _builtins.int
+    CAVEAT_FIELD_NUMBER: _builtins.int
+    params_exponent: _builtins.float
+    """a in N_opt = k_n C^a."""
+    params_coefficient: _builtins.float
+    """k_n."""
+    tokens_exponent: _builtins.float
+    """b in D_opt = k_d C^b."""
+    tokens_coefficient: _builtins.float
+    """k_d."""
+    caveat: _builtins.str
+    """The method's known bias, in words."""
+    @_builtins.property
+    def vertices(self) -> _containers.RepeatedCompositeFieldContainer[Global___IsoFLOPVertex]:
+        """The vertex of each budget's parabola, ascending in compute."""
+
+    def __init__(
+        self,
+        *,
+        vertices: _abc.Iterable[Global___IsoFLOPVertex] | None = ...,
+        params_exponent: _builtins.float = ...,
+        params_coefficient: _builtins.float = ...,
+        tokens_exponent: _builtins.float = ...,
+        tokens_coefficient: _builtins.float = ...,
+        caveat: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caveat", b"caveat", "params_coefficient", b"params_coefficient", "params_exponent", b"params_exponent", "tokens_coefficient", b"tokens_coefficient", "tokens_exponent", b"tokens_exponent", "vertices", b"vertices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitIsoFLOPResponse: _TypeAlias = FitIsoFLOPResponse  # noqa: Y015
+
+@_typing.final
+class IsoFLOPVertex(_message.Message):
+    """The compute-optimal point of one IsoFLOP profile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLOPS_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    flops: _builtins.float
+    """The budget, FLOPs."""
+    params: _builtins.float
+    """N at the parabola's vertex."""
+    tokens: _builtins.float
+    """D = flops / (k N)."""
+    runs: _builtins.int
+    """Runs on this profile."""
+    def __init__(
+        self,
+        *,
+        flops: _builtins.float = ...,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flops", b"flops", "params", b"params", "runs", b"runs", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IsoFLOPVertex: _TypeAlias = IsoFLOPVertex  # noqa: Y015
+
+@_typing.final
+class FitBrokenPowerLawRequest(_message.Message):
+    """Input of FitBrokenPowerLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    AGAINST_FIELD_NUMBER: _builtins.int
+    BREAKS_FIELD_NUMBER: _builtins.int
+    PREDICT_AT_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name; its runs' losses are the data."""
+    against: _builtins.str
+    """The x variable: "compute" (run flops, else k N D; the default), "params" or "tokens"."""
+    breaks: _builtins.int
+    """Number of breaks, 0 to 3; when not set, chosen by error on the largest 20% of x."""
+    seed: _builtins.int
+    """Seed of the random restarts."""
+    @_builtins.property
+    def predict_at(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Values of x (> 0) to predict the loss at."""
+
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        against: _builtins.str = ...,
+        breaks: _builtins.int | None = ...,
+        predict_at: _abc.Iterable[_builtins.float] | None = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_breaks", b"_breaks", "breaks", b"breaks"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breaks", b"_breaks", "against", b"against", "breaks", b"breaks", "family", b"family", "predict_at", b"predict_at", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__breaks: _TypeAlias = _typing.Literal["breaks"]  # noqa: Y015
+    _WhichOneofArgType__breaks: _TypeAlias = _typing.Literal["_breaks", b"_breaks"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__breaks) -> _WhichOneofReturnType__breaks | None: ...
+
+Global___FitBrokenPowerLawRequest: _TypeAlias = FitBrokenPowerLawRequest  # noqa: Y015
+
+@_typing.final
+class FitBrokenPowerLawResponse(_message.Message):
+    """Output of FitBrokenPowerLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class HeldOutErrorEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    BREAKS_FIELD_NUMBER: _builtins.int
+    HELD_OUT_ERROR_FIELD_NUMBER: _builtins.int
+    FITTED_UP_TO_FIELD_NUMBER: _builtins.int
+    PREDICTIONS_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    breaks: _builtins.int
+    """Breaks in the returned law."""
+    fitted_up_to: _builtins.float
+    """The largest x fitted; predictions beyond it extrapolate."""
+    runs: _builtins.int
+    """Runs fitted."""
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """a, b, c0, then c_i, d_i, f_i per break (LAWS.md §7)."""
+
+    @_builtins.property
+    def held_out_error(self) -> _containers.ScalarMap[_builtins.int, _builtins.float]:
+        """Held-out mean squared log error by number of breaks tried (empty when `breaks` was given)."""
+
+    @_builtins.property
+    def predictions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurvePoint]:
+        """One per predict_at value, in the order given."""
+
+    def __init__(
+        self,
+        *,
+        parameters: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        breaks: _builtins.int = ...,
+        held_out_error: _abc.Mapping[_builtins.int, _builtins.float] | None = ...,
+        fitted_up_to: _builtins.float = ...,
+        predictions: _abc.Iterable[Global___CurvePoint] | None = ...,
+        runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaks", b"breaks", "fitted_up_to", b"fitted_up_to", "held_out_error", b"held_out_error", "parameters", b"parameters", "predictions", b"predictions", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitBrokenPowerLawResponse: _TypeAlias = FitBrokenPowerLawResponse  # noqa: Y015
+
+@_typing.final
+class CurvePoint(_message.Message):
+    """A prediction of a one-variable law."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    X_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    EXTRAPOLATION_FIELD_NUMBER: _builtins.int
+    x: _builtins.float
+    """The x value."""
+    value: _builtins.float
+    """Predicted loss."""
+    extrapolation: _builtins.bool
+    """True when x lies beyond the fitted data."""
+    def __init__(
+        self,
+        *,
+        x: _builtins.float = ...,
+        value: _builtins.float = ...,
+        extrapolation: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extrapolation", b"extrapolation", "value", b"value", "x", b"x"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurvePoint: _TypeAlias = CurvePoint  # noqa: Y015
+
+@_typing.final
 class GetLawRequest(_message.Message):
     """Input of GetLaw."""
 

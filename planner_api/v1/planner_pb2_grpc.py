@@ -80,6 +80,16 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.BacktestLawResponse.FromString,
                 _registered_method=True)
+        self.FitIsoFLOP = channel.unary_unary(
+                '/planner.v1.PlannerService/FitIsoFLOP',
+                request_serializer=planner_dot_v1_dot_planner__pb2.FitIsoFLOPRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.FitIsoFLOPResponse.FromString,
+                _registered_method=True)
+        self.FitBrokenPowerLaw = channel.unary_unary(
+                '/planner.v1.PlannerService/FitBrokenPowerLaw',
+                request_serializer=planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawResponse.FromString,
+                _registered_method=True)
         self.GetLaw = channel.unary_unary(
                 '/planner.v1.PlannerService/GetLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.GetLawRequest.SerializeToString,
@@ -173,6 +183,24 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FitIsoFLOP(self, request, context):
+        """Chinchilla Approach 2 on the family's runs, for comparison with the fitted laws: a parabola
+        of loss against log10 N per compute budget, power laws through the vertices. Known to be
+        biased unless alpha = beta (LAWS.md §1.6); nothing is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FitBrokenPowerLaw(self, request, context):
+        """A one-variable broken power law (LAWS.md §7, 0-3 breaks chosen by held-out error) of the
+        runs' loss against compute, params or tokens, with predictions flagged when they extrapolate;
+        nothing is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLaw(self, request, context):
         """Returns one law version (the current one of a form unless a version is given).
         """
@@ -249,6 +277,16 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.BacktestLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.BacktestLawResponse.SerializeToString,
+            ),
+            'FitIsoFLOP': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitIsoFLOP,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.FitIsoFLOPRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.FitIsoFLOPResponse.SerializeToString,
+            ),
+            'FitBrokenPowerLaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitBrokenPowerLaw,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawResponse.SerializeToString,
             ),
             'GetLaw': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLaw,
@@ -515,6 +553,60 @@ class PlannerService:
             '/planner.v1.PlannerService/BacktestLaw',
             planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.BacktestLawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitIsoFLOP(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/FitIsoFLOP',
+            planner_dot_v1_dot_planner__pb2.FitIsoFLOPRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.FitIsoFLOPResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitBrokenPowerLaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/FitBrokenPowerLaw',
+            planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.FitBrokenPowerLawResponse.FromString,
             options,
             channel_credentials,
             insecure,

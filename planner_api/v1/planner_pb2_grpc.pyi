@@ -68,6 +68,16 @@ class PlannerServiceStub:
     """Fits each method on the runs below a compute cut and scores it on the runs above; stores
     nothing. How well a law extrapolates, before anyone bets a cluster on it.
     """
+    FitIsoFLOP: _grpc.UnaryUnaryMultiCallable[_planner_pb2.FitIsoFLOPRequest, _planner_pb2.FitIsoFLOPResponse]
+    """Chinchilla Approach 2 on the family's runs, for comparison with the fitted laws: a parabola
+    of loss against log10 N per compute budget, power laws through the vertices. Known to be
+    biased unless alpha = beta (LAWS.md §1.6); nothing is stored.
+    """
+    FitBrokenPowerLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.FitBrokenPowerLawRequest, _planner_pb2.FitBrokenPowerLawResponse]
+    """A one-variable broken power law (LAWS.md §7, 0-3 breaks chosen by held-out error) of the
+    runs' loss against compute, params or tokens, with predictions flagged when they extrapolate;
+    nothing is stored.
+    """
     GetLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]
     """Returns one law version (the current one of a form unless a version is given)."""
     ListLawVersions: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]
@@ -108,6 +118,16 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     BacktestLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.BacktestLawResponse]  # type: ignore[assignment]
     """Fits each method on the runs below a compute cut and scores it on the runs above; stores
     nothing. How well a law extrapolates, before anyone bets a cluster on it.
+    """
+    FitIsoFLOP: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitIsoFLOPRequest, _planner_pb2.FitIsoFLOPResponse]  # type: ignore[assignment]
+    """Chinchilla Approach 2 on the family's runs, for comparison with the fitted laws: a parabola
+    of loss against log10 N per compute budget, power laws through the vertices. Known to be
+    biased unless alpha = beta (LAWS.md §1.6); nothing is stored.
+    """
+    FitBrokenPowerLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitBrokenPowerLawRequest, _planner_pb2.FitBrokenPowerLawResponse]  # type: ignore[assignment]
+    """A one-variable broken power law (LAWS.md §7, 0-3 breaks chosen by held-out error) of the
+    runs' loss against compute, params or tokens, with predictions flagged when they extrapolate;
+    nothing is stored.
     """
     GetLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]  # type: ignore[assignment]
     """Returns one law version (the current one of a form unless a version is given)."""
@@ -200,6 +220,28 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_planner_pb2.BacktestLawResponse, _abc.Awaitable[_planner_pb2.BacktestLawResponse]]:
         """Fits each method on the runs below a compute cut and scores it on the runs above; stores
         nothing. How well a law extrapolates, before anyone bets a cluster on it.
+        """
+
+    @_abc_1.abstractmethod
+    def FitIsoFLOP(
+        self,
+        request: _planner_pb2.FitIsoFLOPRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.FitIsoFLOPResponse, _abc.Awaitable[_planner_pb2.FitIsoFLOPResponse]]:
+        """Chinchilla Approach 2 on the family's runs, for comparison with the fitted laws: a parabola
+        of loss against log10 N per compute budget, power laws through the vertices. Known to be
+        biased unless alpha = beta (LAWS.md §1.6); nothing is stored.
+        """
+
+    @_abc_1.abstractmethod
+    def FitBrokenPowerLaw(
+        self,
+        request: _planner_pb2.FitBrokenPowerLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.FitBrokenPowerLawResponse, _abc.Awaitable[_planner_pb2.FitBrokenPowerLawResponse]]:
+        """A one-variable broken power law (LAWS.md §7, 0-3 breaks chosen by held-out error) of the
+        runs' loss against compute, params or tokens, with predictions flagged when they extrapolate;
+        nothing is stored.
         """
 
     @_abc_1.abstractmethod

@@ -244,3 +244,29 @@ def test_plots_are_written(
     assert result == {"out": str(out), "kind": kind}
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_isoflop_and_bnsl_commands(
+    server: ServerProcess, tmp_path: Path, shared_data: Path
+) -> None:
+    """Runs with their nominal budget in the flops column: Approach 2 groups by it exactly."""
+    csv_path = tmp_path / "iso.csv"
+    with (shared_data / "chinchilla_isoflops_ml_scalefit.csv").open() as source:
+        rows = list(csv.DictReader(source))
+    with csv_path.open("w") as out:
+        writer = csv.writer(out)
+        writer.writerow(["params", "tokens", "loss", "flops"])
+        writer.writerows([r["params"], r["tokens"], r["loss"], r["budget"]] for r in rows)
+    planner_json(server, "families", "create", "cli-iso")
+    planner_json(server, "runs", "add", "cli-iso", str(csv_path))
+    iso = planner_json(server, "fit", "cli-iso", "--method", "isoflop")
+    assert iso["method"] == "isoflop" and "biased" in iso["caveat"]
+    assert [v["flops"] for v in iso["vertices"]] == sorted({float(r["budget"]) for r in rows})
+    assert 0.462 <= iso["params_exponent"] <= 0.534
+    text = planner(server, "fit", "cli-iso", "--method", "isoflop")
+    assert text.returncode == 0 and "caveat" in text.stdout and "not stored" in text.stdout
+    curve = planner_json(server, "bnsl", "cli-iso", "--predict", "1e20", "1e24")
+    assert curve["runs"] == len(rows) and 0 <= curve["breaks"] <= 3
+    assert [p["extrapolation"] for p in curve["predictions"]] == [False, True]
+    assert curve["fitted_up_to"] == pytest.approx(3e21)
+    assert 1.5 < curve["predictions"][1]["value"] < curve["predictions"][0]["value"]
