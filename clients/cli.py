@@ -316,6 +316,60 @@ def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
     return _plan_output(plan)
 
 
+def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
+    result = client.plan_inference(
+        args.family,
+        args.inference_tokens,
+        target_loss=args.target_loss,
+        lifetime_budget=args.compute,
+        max_params=args.max_params,
+        max_tokens=args.max_tokens,
+        training_weight=args.training_weight,
+        inference_weight=args.inference_weight,
+        training_mfu=args.training_mfu,
+        inference_mfu=args.inference_mfu,
+        form=args.form,
+        version=args.version,
+    )
+    chinchilla = asdict(result.chinchilla)
+    data = {
+        **asdict(result.plan),
+        "chinchilla": chinchilla,
+        "saving_flops": result.saving_flops,
+        "saving_cost": result.saving_cost,
+        "overtraining_ratio": result.overtraining_ratio,
+        "binding": result.binding,
+        "solver": result.solver,
+    }
+    fields = [
+        ("params (N)", "params"),
+        ("tokens (D)", "tokens"),
+        ("loss", "loss"),
+        ("training FLOPs", "training_flops"),
+        ("inference FLOPs", "inference_flops"),
+        ("total FLOPs", "total_flops"),
+        ("tokens/param", "tokens_per_param"),
+        ("cost", "cost"),
+    ]
+    table = fmt.table(
+        ["", "INFERENCE-AWARE", "CHINCHILLA-OPTIMAL"],
+        [
+            [label, fmt.number(getattr(result.plan, key)), fmt.number(chinchilla[key])]
+            for label, key in fields
+        ],
+    )
+    share = result.saving_flops / result.chinchilla.total_flops
+    text = "\n".join(
+        [
+            table,
+            f"saves {fmt.number(result.saving_flops)} FLOPs ({share:.1%}); over-trains "
+            f"{result.overtraining_ratio:.3g}x the Chinchilla tokens per parameter",
+            f"binding: {', '.join(result.binding)}; solver: {result.solver}",
+        ]
+    )
+    return data, text
+
+
 class ProgressBar:
     """A one-line progress bar on stderr: `bootstrap [#####-----]  100/200`."""
 
@@ -409,6 +463,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     curve.add_argument("--seed", type=int, default=0, help="seed of the random restarts")
     curve.set_defaults(func=bnsl)
+
+    infer = commands.add_parser(
+        "inference", help="inference-aware plan: least lifetime cost (training + serving)"
+    )
+    infer.add_argument("family")
+    infer.add_argument(
+        "--inference-tokens", type=float, required=True, help="tokens served over the lifetime"
+    )
+    infer_goal = infer.add_mutually_exclusive_group(required=True)
+    infer_goal.add_argument("--target-loss", type=float, help="loss to reach (nats/token)")
+    infer_goal.add_argument("--compute", type=float, help="lifetime budget (FLOPs at weight 1)")
+    infer.add_argument("--max-params", type=float, help="cap on parameters")
+    infer.add_argument("--max-tokens", type=float, help="cap on training tokens")
+    infer.add_argument("--training-weight", type=float, help="price per training FLOP")
+    infer.add_argument("--inference-weight", type=float, help="price per inference FLOP")
+    infer.add_argument("--training-mfu", type=float, help="training MFU, (0, 1]")
+    infer.add_argument("--inference-mfu", type=float, help="inference MFU, (0, 1]")
+    _law_selector(infer)
+    infer.set_defaults(func=inference)
 
     back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
     back.add_argument("family")

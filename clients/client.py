@@ -391,6 +391,52 @@ class PlannerClient:
         interval = (reply.interval.low, reply.interval.high) if reply.HasField("interval") else None
         return results.Prediction(loss=reply.loss, interval=interval, law=_law_info(reply.law))
 
+    def plan_inference(
+        self,
+        family: str,
+        inference_tokens: float,
+        target_loss: float | None = None,
+        lifetime_budget: float | None = None,
+        max_params: float | None = None,
+        max_tokens: float | None = None,
+        training_weight: float | None = None,
+        inference_weight: float | None = None,
+        training_mfu: float | None = None,
+        inference_mfu: float | None = None,
+        form: str = "",
+        version: int = 0,
+    ) -> results.InferencePlan:
+        """Least lifetime cost for `target_loss`, or lowest loss within `lifetime_budget`."""
+        request = pb.PlanInferenceRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            inference_tokens=inference_tokens,
+        )
+        if target_loss is not None:
+            request.target_loss = target_loss
+        elif lifetime_budget is not None:
+            request.lifetime_budget = lifetime_budget
+        for name, value in (
+            ("max_params", max_params),
+            ("max_tokens", max_tokens),
+            ("training_weight", training_weight),
+            ("inference_weight", inference_weight),
+            ("training_mfu", training_mfu),
+            ("inference_mfu", inference_mfu),
+        ):
+            if value is not None:
+                setattr(request, name, value)
+        reply = self._call("PlanInference", request)
+        return results.InferencePlan(
+            plan=_lifetime(reply.plan),
+            chinchilla=_lifetime(reply.chinchilla),
+            saving_flops=reply.saving_flops,
+            saving_cost=reply.saving_cost,
+            overtraining_ratio=reply.overtraining_ratio,
+            binding=list(reply.binding),
+            solver=reply.solver,
+            law=_law_info(reply.law),
+        )
+
     def plan_compute_optimal(
         self,
         family: str,
@@ -440,3 +486,16 @@ class PlannerClient:
             law=_law_info(reply.law),
             epochs=reply.epochs if reply.HasField("epochs") else None,
         )
+
+
+def _lifetime(plan: pb.LifetimePlan) -> results.LifetimePlan:
+    return results.LifetimePlan(
+        params=plan.params,
+        tokens=plan.tokens,
+        loss=plan.loss,
+        training_flops=plan.training_flops,
+        inference_flops=plan.inference_flops,
+        total_flops=plan.total_flops,
+        tokens_per_param=plan.tokens_per_param,
+        cost=plan.cost,
+    )

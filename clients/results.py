@@ -158,3 +158,27 @@ class BrokenPowerLawFit:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LifetimePlan:
+    params: float
+    tokens: float
+    loss: float
+    training_flops: float
+    inference_flops: float
+    total_flops: float
+    tokens_per_param: float
+    cost: float
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    plan: LifetimePlan
+    chinchilla: LifetimePlan
+    saving_flops: float
+    saving_cost: float
+    overtraining_ratio: float
+    binding: list[str]
+    solver: str
+    law: LawInfo

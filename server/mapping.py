@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from planner.budget import flops_from_accelerator_hours
 from planner.errors import InvalidInput
 from planner.planning.compute_optimal import ComputeOptimalPlan
+from planner.planning.inference import LifetimePlan
 from planner.validation import positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import FamilyRecord, LawRecord, LawRef, RunRecord
@@ -102,4 +103,17 @@ def plan_message(plan: ComputeOptimalPlan, law: LawRecord) -> pb.PlanComputeOpti
         solver=plan.solver,
         law=pb.LawSummary(form=law.form, version=law.version, method=law.method),
         epochs=plan.epochs,
+    )
+
+
+def lifetime_message(plan: LifetimePlan) -> pb.LifetimePlan:
+    return pb.LifetimePlan(
+        params=plan.params,
+        tokens=plan.tokens,
+        loss=plan.loss,
+        training_flops=plan.training_flops,
+        inference_flops=plan.inference_flops,
+        total_flops=plan.total_flops,
+        tokens_per_param=plan.tokens_per_param,
+        cost=plan.cost,
     )

@@ -34,6 +34,7 @@ from planner.laws import (
 from planner.laws.bnsl import MAX_BREAKS
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
+from planner.planning.inference import Costs, InferenceQuery, plan_inference
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
 from planner.uncertainty import loss_interval, plan_intervals, repeated_plan_intervals
 from planner.validation import optional_positive, positive
@@ -461,6 +462,45 @@ class PlannerService(pb_grpc.PlannerServiceServicer):
             for name, (low, high) in plan_intervals(resolved.ensemble, query).items():
                 response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
         return response
+
+    @translate_errors
+    async def PlanInference(
+        self, request: pb.PlanInferenceRequest, context: Context
+    ) -> pb.PlanInferenceResponse:
+        goal = request.WhichOneof("goal")
+        if goal is None:
+            raise InvalidInput("goal", "set either target_loss or lifetime_budget")
+        costs = Costs(
+            training_weight=_optional(request, "training_weight") or 1.0,
+            inference_weight=_optional(request, "inference_weight") or 1.0,
+            training_mfu=_optional(request, "training_mfu") or 1.0,
+            inference_mfu=_optional(request, "inference_mfu") or 1.0,
+        )
+        for name in ("training_weight", "inference_weight", "training_mfu", "inference_mfu"):
+            if request.HasField(name):
+                positive(name, getattr(request, name))  # 0 and NaN are errors, not defaults
+        resolved = await self._resolve(request.law)
+        query = InferenceQuery(
+            law=resolved.law.as_chinchilla(),
+            inference_tokens=request.inference_tokens,
+            target_loss=request.target_loss if goal == "target_loss" else None,
+            compute=request.lifetime_budget if goal == "lifetime_budget" else None,
+            max_params=_optional(request, "max_params"),
+            max_tokens=_optional(request, "max_tokens"),
+            costs=costs,
+            flops_per_param_token=resolved.flops_per_param_token,
+        ).validated()
+        result = await self.pool.run(plan_inference, query)
+        return pb.PlanInferenceResponse(
+            plan=mapping.lifetime_message(result.plan),
+            chinchilla=mapping.lifetime_message(result.chinchilla),
+            saving_flops=result.saving_flops,
+            saving_cost=result.saving_cost,
+            overtraining_ratio=result.overtraining_ratio,
+            binding=list(result.binding),
+            solver=result.solver,
+            law=_summary(resolved.record),
+        )
 
     async def _plan_repeated(
         self, resolved: ResolvedLaw, compute: float | None, target: float | None, caps: Caps

@@ -29,9 +29,10 @@ T = TypeVar("T")
 
 
 def _initialise_worker() -> None:
-    from planner.planning.geometric_program import warm_up
+    from planner.planning import geometric_program, inference
 
-    warm_up()
+    geometric_program.warm_up()
+    inference.warm_up()
 
 
 def _ready(hold_seconds: float) -> int:

@@ -75,7 +75,7 @@ class InferenceQuery:
             target_loss=None
             if self.target_loss is None
             else positive("target_loss", self.target_loss),
-            compute=None if self.compute is None else positive("compute", self.compute),
+            compute=None if self.compute is None else positive("lifetime_budget", self.compute),
             max_params=optional_positive("max_params", self.max_params),
             max_tokens=optional_positive("max_tokens", self.max_tokens),
             costs=self.costs.validated(),
@@ -188,7 +188,7 @@ def _solve(query: InferenceQuery) -> InferencePlan:
         params = query.max_params if "max_params" in binding else math.exp(log_n)
         assert params is not None
         tokens = (query.compute - ci * params) / (ct * params)
-        binding = ("compute", *binding)
+        binding = ("lifetime_budget", *binding)
     plan = _lifetime(query, params, tokens)
     solver = "closed_form"
     if ci > 0:
@@ -378,3 +378,13 @@ def compiled_inference_gp(
     target_goal: bool, has_params_cap: bool, has_tokens_cap: bool
 ) -> CompiledInferenceGP:
     return CompiledInferenceGP(target_goal, has_params_cap, has_tokens_cap)
+
+
+def warm_up() -> None:
+    """Compile every shape once, so the first real request is fast."""
+    law = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.336, beta=0.283)
+    for target in (2.1, None):
+        for n_cap in (None, 1e11):
+            for d_cap in (None, 1e14):
+                query = InferenceQuery(law, 1e12, target, None if target else 1e23, n_cap, d_cap)
+                plan_inference(query)

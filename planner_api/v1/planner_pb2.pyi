@@ -1875,3 +1875,202 @@ class PlanComputeOptimalResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__epochs) -> _WhichOneofReturnType__epochs | None: ...
 
 Global___PlanComputeOptimalResponse: _TypeAlias = PlanComputeOptimalResponse  # noqa: Y015
+
+@_typing.final
+class PlanInferenceRequest(_message.Message):
+    """Input of PlanInference."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    INFERENCE_TOKENS_FIELD_NUMBER: _builtins.int
+    TARGET_LOSS_FIELD_NUMBER: _builtins.int
+    LIFETIME_BUDGET_FIELD_NUMBER: _builtins.int
+    MAX_PARAMS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    TRAINING_WEIGHT_FIELD_NUMBER: _builtins.int
+    INFERENCE_WEIGHT_FIELD_NUMBER: _builtins.int
+    TRAINING_MFU_FIELD_NUMBER: _builtins.int
+    INFERENCE_MFU_FIELD_NUMBER: _builtins.int
+    inference_tokens: _builtins.float
+    """Tokens to be served over the model's lifetime (>= 0)."""
+    target_loss: _builtins.float
+    """Reach this loss (nats/token, above E) at the least lifetime cost."""
+    lifetime_budget: _builtins.float
+    """Lowest loss whose lifetime cost (training + inference, weighted as below) fits this
+    (> 0; in FLOPs when the weights and MFUs are 1).
+    """
+    max_params: _builtins.float
+    """Cap on parameters N (> 0): memory or latency."""
+    max_tokens: _builtins.float
+    """Cap on training tokens D (> 0)."""
+    training_weight: _builtins.float
+    """Price per training FLOP relative to an inference FLOP (> 0; 1 when not set)."""
+    inference_weight: _builtins.float
+    """Price per inference FLOP (> 0; 1 when not set)."""
+    training_mfu: _builtins.float
+    """MFU reached in training, (0, 1]; 1 when not set (cost counts FLOPs done, not FLOPs paid)."""
+    inference_mfu: _builtins.float
+    """MFU reached in inference, (0, 1]; 1 when not set."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law to use (its Chinchilla form)."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        inference_tokens: _builtins.float = ...,
+        target_loss: _builtins.float = ...,
+        lifetime_budget: _builtins.float = ...,
+        max_params: _builtins.float | None = ...,
+        max_tokens: _builtins.float | None = ...,
+        training_weight: _builtins.float | None = ...,
+        inference_weight: _builtins.float | None = ...,
+        training_mfu: _builtins.float | None = ...,
+        inference_mfu: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "inference_mfu", b"inference_mfu", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "inference_mfu", b"inference_mfu", "inference_tokens", b"inference_tokens", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__inference_mfu: _TypeAlias = _typing.Literal["inference_mfu"]  # noqa: Y015
+    _WhichOneofArgType__inference_mfu: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu"]  # noqa: Y015
+    _WhichOneofReturnType__inference_weight: _TypeAlias = _typing.Literal["inference_weight"]  # noqa: Y015
+    _WhichOneofArgType__inference_weight: _TypeAlias = _typing.Literal["_inference_weight", b"_inference_weight"]  # noqa: Y015
+    _WhichOneofReturnType__max_params: _TypeAlias = _typing.Literal["max_params"]  # noqa: Y015
+    _WhichOneofArgType__max_params: _TypeAlias = _typing.Literal["_max_params", b"_max_params"]  # noqa: Y015
+    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__training_mfu: _TypeAlias = _typing.Literal["training_mfu"]  # noqa: Y015
+    _WhichOneofArgType__training_mfu: _TypeAlias = _typing.Literal["_training_mfu", b"_training_mfu"]  # noqa: Y015
+    _WhichOneofReturnType__training_weight: _TypeAlias = _typing.Literal["training_weight"]  # noqa: Y015
+    _WhichOneofArgType__training_weight: _TypeAlias = _typing.Literal["_training_weight", b"_training_weight"]  # noqa: Y015
+    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["target_loss", "lifetime_budget"]  # noqa: Y015
+    _WhichOneofArgType_goal: _TypeAlias = _typing.Literal["goal", b"goal"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__inference_mfu) -> _WhichOneofReturnType__inference_mfu | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__inference_weight) -> _WhichOneofReturnType__inference_weight | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_params) -> _WhichOneofReturnType__max_params | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__training_mfu) -> _WhichOneofReturnType__training_mfu | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__training_weight) -> _WhichOneofReturnType__training_weight | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_goal) -> _WhichOneofReturnType_goal | None: ...
+
+Global___PlanInferenceRequest: _TypeAlias = PlanInferenceRequest  # noqa: Y015
+
+@_typing.final
+class LifetimePlan(_message.Message):
+    """One lifetime plan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    TRAINING_FLOPS_FIELD_NUMBER: _builtins.int
+    INFERENCE_FLOPS_FIELD_NUMBER: _builtins.int
+    TOTAL_FLOPS_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_PARAM_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    params: _builtins.float
+    """Parameters N."""
+    tokens: _builtins.float
+    """Training tokens D."""
+    loss: _builtins.float
+    """Predicted loss, nats/token."""
+    training_flops: _builtins.float
+    """k N D."""
+    inference_flops: _builtins.float
+    """2 N x inference_tokens."""
+    total_flops: _builtins.float
+    """training_flops + inference_flops."""
+    tokens_per_param: _builtins.float
+    """D / N."""
+    cost: _builtins.float
+    """Weighted lifetime cost: training and inference FLOPs / MFU x weight."""
+    def __init__(
+        self,
+        *,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        loss: _builtins.float = ...,
+        training_flops: _builtins.float = ...,
+        inference_flops: _builtins.float = ...,
+        total_flops: _builtins.float = ...,
+        tokens_per_param: _builtins.float = ...,
+        cost: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "inference_flops", b"inference_flops", "loss", b"loss", "params", b"params", "tokens", b"tokens", "tokens_per_param", b"tokens_per_param", "total_flops", b"total_flops", "training_flops", b"training_flops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LifetimePlan: _TypeAlias = LifetimePlan  # noqa: Y015
+
+@_typing.final
+class PlanInferenceResponse(_message.Message):
+    """Output of PlanInference."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    CHINCHILLA_FIELD_NUMBER: _builtins.int
+    SAVING_FLOPS_FIELD_NUMBER: _builtins.int
+    SAVING_COST_FIELD_NUMBER: _builtins.int
+    OVERTRAINING_RATIO_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    saving_flops: _builtins.float
+    """chinchilla.total_flops - plan.total_flops."""
+    saving_cost: _builtins.float
+    """chinchilla.cost - plan.cost."""
+    overtraining_ratio: _builtins.float
+    """plan.tokens_per_param / chinchilla.tokens_per_param: how far the plan over-trains."""
+    solver: _builtins.str
+    """"gp/CLARABEL" (the point finished exactly by a bounded scalar solve on the active face), or
+    "closed_form" when there is no inference demand.
+    """
+    @_builtins.property
+    def plan(self) -> Global___LifetimePlan:
+        """The inference-aware plan."""
+
+    @_builtins.property
+    def chinchilla(self) -> Global___LifetimePlan:
+        """The Chinchilla-optimal plan reaching the same loss, with the same inference demand."""
+
+    @_builtins.property
+    def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Constraints active: "target_loss" or "lifetime_budget", "max_params", "max_tokens"."""
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        plan: Global___LifetimePlan | None = ...,
+        chinchilla: Global___LifetimePlan | None = ...,
+        saving_flops: _builtins.float = ...,
+        saving_cost: _builtins.float = ...,
+        overtraining_ratio: _builtins.float = ...,
+        binding: _abc.Iterable[_builtins.str] | None = ...,
+        solver: _builtins.str = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chinchilla", b"chinchilla", "law", b"law", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "chinchilla", b"chinchilla", "law", b"law", "overtraining_ratio", b"overtraining_ratio", "plan", b"plan", "saving_cost", b"saving_cost", "saving_flops", b"saving_flops", "solver", b"solver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanInferenceResponse: _TypeAlias = PlanInferenceResponse  # noqa: Y015

@@ -110,6 +110,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalResponse.FromString,
                 _registered_method=True)
+        self.PlanInference = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanInference',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -230,6 +235,15 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanInference(self, request, context):
+        """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
+        training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
+        within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -307,6 +321,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.PlanComputeOptimal,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalResponse.SerializeToString,
+            ),
+            'PlanInference': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanInference,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -715,6 +734,33 @@ class PlannerService:
             '/planner.v1.PlannerService/PlanComputeOptimal',
             planner_dot_v1_dot_planner__pb2.PlanComputeOptimalRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.PlanComputeOptimalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanInference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanInference',
+            planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.FromString,
             options,
             channel_credentials,
             insecure,

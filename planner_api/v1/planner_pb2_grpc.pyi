@@ -88,6 +88,11 @@ class PlannerServiceStub:
     """The compute-optimal N and D for a budget (or the least compute for a loss target), under
     optional caps on params, tokens and unique tokens x epochs.
     """
+    PlanInference: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanInferenceRequest, _planner_pb2.PlanInferenceResponse]
+    """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
+    training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
+    within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
+    """
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -138,6 +143,11 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     PlanComputeOptimal: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanComputeOptimalRequest, _planner_pb2.PlanComputeOptimalResponse]  # type: ignore[assignment]
     """The compute-optimal N and D for a budget (or the least compute for a loss target), under
     optional caps on params, tokens and unique tokens x epochs.
+    """
+    PlanInference: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanInferenceRequest, _planner_pb2.PlanInferenceResponse]  # type: ignore[assignment]
+    """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
+    training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
+    within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
     """
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -276,6 +286,17 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_planner_pb2.PlanComputeOptimalResponse, _abc.Awaitable[_planner_pb2.PlanComputeOptimalResponse]]:
         """The compute-optimal N and D for a budget (or the least compute for a loss target), under
         optional caps on params, tokens and unique tokens x epochs.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanInference(
+        self,
+        request: _planner_pb2.PlanInferenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanInferenceResponse, _abc.Awaitable[_planner_pb2.PlanInferenceResponse]]:
+        """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
+        training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
+        within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
         """
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

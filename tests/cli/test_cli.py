@@ -270,3 +270,17 @@ def test_isoflop_and_bnsl_commands(
     assert [p["extrapolation"] for p in curve["predictions"]] == [False, True]
     assert curve["fitted_up_to"] == pytest.approx(3e21)
     assert 1.5 < curve["predictions"][1]["value"] < curve["predictions"][0]["value"]
+
+
+def test_inference_json_has_the_contract_keys(server: ServerProcess) -> None:
+    args = ["inference", "inference-sardana-2023", "--inference-tokens", "1e14"]
+    out = planner_json(server, *args, "--target-loss", "1.89")
+    contract = {"params", "tokens", "loss", "training_flops", "inference_flops", "total_flops"}
+    assert contract | {"tokens_per_param", "chinchilla", "saving_flops"} <= set(out)
+    assert contract <= set(out["chinchilla"])
+    assert out["params"] == pytest.approx(2.347e10, rel=2e-4)
+    assert out["total_flops"] == pytest.approx(8.131e24, rel=2e-4)
+    text = planner(server, *args, "--target-loss", "1.89")
+    assert text.returncode == 0 and "INFERENCE-AWARE" in text.stdout and "saves" in text.stdout
+    missing = planner(server, "inference", "inference-sardana-2023", "--target-loss", "2")
+    assert missing.returncode == 2

@@ -66,7 +66,7 @@ def test_lifetime_budget_is_the_dual_of_the_target() -> None:
     assert budget.plan.params == pytest.approx(target.plan.params, rel=1e-5)
     assert budget.plan.loss == pytest.approx(2.05, abs=1e-9)
     assert budget.plan.cost == pytest.approx(target.plan.cost, rel=1e-12)
-    assert budget.binding == ("compute",)
+    assert budget.binding == ("lifetime_budget",)
 
 
 def test_caps_bind_exactly() -> None:
