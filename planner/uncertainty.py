@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from planner.errors import PlannerError
 from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
-from planner.laws.data_constrained import DataConstrainedLaw
+from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
 from planner.planning.compute_optimal import ComputeOptimalQuery
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
 
@@ -46,12 +46,10 @@ def loss_interval(
         if unique_tokens is None or ensemble.shape[1] < 7:
             return _interval(e + a * params**-alpha + b * tokens**-beta)
         r_d, r_n = ensemble.T[5:7]
-        u = min(unique_tokens, tokens)  # U_D: the unique tokens the run sees
-        g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
-        supported = np.minimum(params, (u * g) ** (beta / alpha) * g)
-        excess = np.maximum(params / supported - 1.0, 0.0)
-        n_eff = supported * (1.0 + r_n * -np.expm1(-excess / r_n))
-        d_eff = u * (1.0 + r_d * -np.expm1(-max(tokens / u - 1.0, 0.0) / r_d))
+        seen = min(unique_tokens, tokens)  # U_D: the unique tokens the run sees
+        supported = params_supported(seen, a, b, alpha, beta)
+        n_eff = decayed_amount(params, np.minimum(params, supported), r_n)
+        d_eff = decayed_amount(tokens, seen, r_d)
         return _interval(e + a * n_eff**-alpha + b * d_eff**-beta)
 
 

@@ -23,7 +23,7 @@ from planner.fitting.chinchilla import fit_chinchilla
 from planner.fitting.data import Array, Runs
 from planner.fitting.result import Diagnostics, diagnose_predictions
 from planner.laws import ChinchillaLaw
-from planner.laws.data_constrained import DataConstrainedLaw
+from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
 
 DELTA = 1e-3
 BASES = ("law", "single_epoch", "joint")
@@ -54,16 +54,10 @@ def _log_prediction(theta: Array, runs: Runs) -> Array:
     """ln L for theta = (ln A, ln B, ln E, alpha, beta, ln R_D*, ln R_N*), log-sum-exp form."""
     a, b, e, alpha, beta, log_rd, log_rn = theta
     assert runs.unique is not None
-    r_d, r_n = np.exp(log_rd), np.exp(log_rn)
-    u = np.minimum(runs.unique, runs.tokens)  # U_D: the unique tokens the run saw
-    # N_opt(U) of the Chinchilla part: (U G)^(beta/alpha) G, G = (alpha A / (beta B))^(1/(a+b)).
-    log_g = (np.log(alpha / beta) + a - b) / (alpha + beta)
-    log_supported = (beta / alpha) * (np.log(u) + log_g) + log_g
-    supported = np.minimum(runs.params, np.exp(log_supported))
-    excess = np.maximum(runs.params / supported - 1.0, 0.0)
-    n_eff = supported * (1.0 + r_n * -np.expm1(-excess / r_n))
-    repeats = np.maximum(runs.tokens / u - 1.0, 0.0)
-    d_eff = u * (1.0 + r_d * -np.expm1(-repeats / r_d))
+    seen = np.minimum(runs.unique, runs.tokens)  # U_D: the unique tokens the run saw
+    supported = params_supported(seen, np.exp(a), np.exp(b), alpha, beta)
+    n_eff = decayed_amount(runs.params, np.minimum(runs.params, supported), np.exp(log_rn))
+    d_eff = decayed_amount(runs.tokens, seen, np.exp(log_rd))
     terms = np.stack([a - alpha * np.log(n_eff), b - beta * np.log(d_eff), np.full_like(n_eff, e)])
     return np.asarray(np.logaddexp.reduce(terms, axis=0))
 
@@ -119,12 +113,6 @@ def _fit_joint(runs: Runs, start: Array) -> Array:
     return theta
 
 
-def _supported_params(law: ChinchillaLaw, unique: Array) -> Array:
-    """N_opt(U): the size for which U tokens are compute-optimal; params beyond are excess."""
-    g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
-    return np.asarray((unique * g) ** (law.beta / law.alpha) * g)
-
-
 def fit_chinchilla_part(
     runs: Runs, method: str, start: ChinchillaLaw | None = None
 ) -> ChinchillaLaw:
@@ -147,7 +135,8 @@ def fit_chinchilla_part(
                 field="runs",
             ) from exc
         seen = np.minimum(runs.unique, runs.tokens)
-        within = candidates & (runs.params <= _supported_params(law, seen) * (1 + 1e-9))
+        supported = params_supported(seen, law.A, law.B, law.alpha, law.beta)
+        within = candidates & (runs.params <= supported * (1 + 1e-9))
         if np.array_equal(within, chosen):
             break
         chosen = within

@@ -36,9 +36,9 @@ class DataConstrainedLaw(LawParams):
     def effective_tokens(self, tokens: ArrayLike, unique_tokens: ArrayLike) -> NDArray[np.float64]:
         """D' = U_D + U_D R_D* (1 - exp(-R_D / R_D*)), R_D = max(D/U_D - 1, 0)."""
         d = np.asarray(tokens, dtype=np.float64)
-        u = np.minimum(np.asarray(unique_tokens, dtype=np.float64), d)
-        repeats = np.maximum(d / u - 1.0, 0.0)
-        return np.asarray(u + u * self.r_d_star * (1.0 - np.exp(-repeats / self.r_d_star)))
+        return decayed_amount(
+            d, np.minimum(np.asarray(unique_tokens, dtype=np.float64), d), self.r_d_star
+        )
 
     def effective_params(
         self, params: ArrayLike, tokens: ArrayLike, unique_tokens: ArrayLike
@@ -46,13 +46,9 @@ class DataConstrainedLaw(LawParams):
         """N' with U_N = min(N, N_opt(U_D)): params beyond the data's optimum decay like
         repeats."""
         n = np.asarray(params, dtype=np.float64)
-        u = np.minimum(np.asarray(unique_tokens, dtype=np.float64), np.asarray(tokens))
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-        supported = np.minimum(n, (u * g) ** (self.beta / self.alpha) * g)
-        excess = np.maximum(n / supported - 1.0, 0.0)
-        return np.asarray(
-            supported + supported * self.r_n_star * (1.0 - np.exp(-excess / self.r_n_star))
-        )
+        seen = np.minimum(np.asarray(unique_tokens, dtype=np.float64), np.asarray(tokens))
+        supported = params_supported(seen, self.A, self.B, self.alpha, self.beta)
+        return decayed_amount(n, np.minimum(n, supported), self.r_n_star)
 
     def predict(
         self, params: ArrayLike, tokens: ArrayLike, unique_tokens: ArrayLike | None = None
@@ -63,3 +59,21 @@ class DataConstrainedLaw(LawParams):
         n_eff = self.effective_params(params, tokens, unique_tokens)
         d_eff = self.effective_tokens(tokens, unique_tokens)
         return np.asarray(self.E + self.A * n_eff**-self.alpha + self.B * d_eff**-self.beta)
+
+
+def decayed_amount(total: ArrayLike, unique: ArrayLike, r_star: ArrayLike) -> NDArray[np.float64]:
+    """U + U R* (1 - exp(-R / R*)), R = total / U - 1 (unique <= total): the effective size of
+    `total` tokens (or params) of which only `unique` are new. One rule for D' and N'."""
+    t, u = np.asarray(total, dtype=np.float64), np.asarray(unique, dtype=np.float64)
+    r = np.asarray(r_star, dtype=np.float64)
+    repeats = np.maximum(t / u - 1.0, 0.0)
+    return np.asarray(u + u * r * -np.expm1(-repeats / r))
+
+
+def params_supported(
+    unique: ArrayLike, A: ArrayLike, B: ArrayLike, alpha: ArrayLike, beta: ArrayLike
+) -> NDArray[np.float64]:
+    """N_opt(U): the size for which U tokens are compute-optimal (the repo's D_to_N,
+    (U G)^(beta/alpha) G with G = (alpha A / (beta B))^(1/(alpha+beta)))."""
+    g = (np.multiply(alpha, A) / np.multiply(beta, B)) ** (1.0 / np.add(alpha, beta))
+    return np.asarray((np.asarray(unique) * g) ** (np.divide(beta, alpha)) * g)

@@ -195,6 +195,21 @@ def _budget(
     inside = (n_cap is None or n0 <= n_cap) and (d_cap is None or d0 <= d_cap[0])
     if inside and not force_gp:
         return _plan(law, n0, d0, k, ["compute"], CLOSED_FORM)
+    check_budget_spendable(compute, k, n_cap, d_cap)
+    if not allow_gp:
+        return None
+    gp = compiled_gp("budget", n_cap is not None, d_cap is not None)
+    solution = gp.solve(law, (n0, d0), 0.0, n_cap, None if d_cap is None else d_cap[0])
+    return _finish_budget(law, compute, k, n_cap, d_cap, solution)
+
+
+def check_budget_spendable(
+    compute: float,
+    k: float,
+    n_cap: float | None,
+    d_cap: tuple[float, tuple[str, ...]] | None,
+) -> None:
+    """Raise Infeasible when the caps on N and D together allow less than the budget."""
     if n_cap is not None and d_cap is not None and k * n_cap * d_cap[0] < compute * (1 - 1e-9):
         usable = k * n_cap * d_cap[0]
         raise Infeasible(
@@ -203,11 +218,6 @@ def _budget(
             f"{compute:.6g}; raise a cap or lower the budget",
             field="max_params",
         )
-    if not allow_gp:
-        return None
-    gp = compiled_gp("budget", n_cap is not None, d_cap is not None)
-    solution = gp.solve(law, (n0, d0), 0.0, n_cap, None if d_cap is None else d_cap[0])
-    return _finish_budget(law, compute, k, n_cap, d_cap, solution)
 
 
 def _finish_budget(

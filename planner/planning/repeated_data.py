@@ -17,9 +17,9 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from planner.errors import Infeasible, InvalidInput, PlannerError
-from planner.laws.data_constrained import DataConstrainedLaw
+from planner.laws.data_constrained import DataConstrainedLaw, params_supported
 from planner.planning import closed_form
-from planner.planning.compute_optimal import Caps, ComputeOptimalPlan
+from planner.planning.compute_optimal import Caps, ComputeOptimalPlan, check_budget_spendable
 from planner.validation import positive
 
 SOLVER = "scalar/bounded"
@@ -101,14 +101,7 @@ def _budget(query: RepeatedDataQuery, compute: float) -> ComputeOptimalPlan:
     k = query.flops_per_param_token
     n_cap = query.caps.max_params
     d_cap = query.tokens_cap()
-    if n_cap is not None and d_cap is not None and k * n_cap * d_cap[0] < compute * (1 - 1e-9):
-        usable = k * n_cap * d_cap[0]
-        raise Infeasible(
-            f"the caps max_params = {n_cap:g} and {'/'.join(d_cap[1])} = {d_cap[0]:g} allow at "
-            f"most {k:g} N D = {usable:.6g} FLOPs, {compute / usable:.4g}x less than the budget "
-            f"{compute:.6g}; raise a cap or lower the budget",
-            field="max_params",
-        )
+    check_budget_spendable(compute, k, n_cap, d_cap)
     n_free, _ = closed_form.optimal_allocation(query.law.as_chinchilla(), compute, k)
     low = math.log(n_free / SCAN_FACTOR)
     high = math.log(n_free * SCAN_FACTOR)
@@ -169,8 +162,7 @@ def _floor(query: RepeatedDataQuery) -> tuple[float, list[str]]:
     d_cap = query.tokens_cap()
     # The unique tokens a run can see: all of U, or fewer when D is capped below U.
     u = query.unique_tokens if d_cap is None else min(query.unique_tokens, d_cap[0])
-    g = closed_form.frontier_constants(law.as_chinchilla()).g
-    supported = (u * g) ** (law.beta / law.alpha) * g
+    supported = float(params_supported(u, law.A, law.B, law.alpha, law.beta))
     limits = []
     if query.caps.max_params is not None:
         n_eff = float(law.effective_params(query.caps.max_params, u, u))
