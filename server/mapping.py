@@ -24,7 +24,7 @@ def timestamp(seconds: float) -> Timestamp:
     return stamp
 
 
-def law_summary(ref: LawRef) -> pb.LawSummary:
+def law_summary(ref: LawRef | LawRecord) -> pb.LawSummary:
     return pb.LawSummary(form=ref.form, version=ref.version, method=ref.method)
 
 

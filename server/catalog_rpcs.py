@@ -1,0 +1,143 @@
+"""Families, runs and stored laws: validate, call the store (in a thread), map back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from planner.errors import InvalidInput
+from planner.laws import (
+    FORMS,
+    parse_law,
+)
+from planner_api.v1 import planner_pb2 as pb
+from server import mapping, validation
+from server.errors import translate_errors
+from server.rpc_base import Context, RpcBase, optional_field
+
+
+class CatalogRpcs(RpcBase):
+    """CreateFamily ... ListRuns, PutLaw, GetLaw, ListLawVersions."""
+
+    # -- families -----------------------------------------------------------------------------
+
+    @translate_errors
+    async def CreateFamily(
+        self, request: pb.CreateFamilyRequest, context: Context
+    ) -> pb.CreateFamilyResponse:
+        family = request.family
+        name = validation.family_name("family.name", family.name)
+        text = validation.description("family.description", family.description)
+        conv = validation.convention("family.param_convention", family.param_convention)
+        k = validation.flops_per_param_token(
+            "family.flops_per_param_token", family.flops_per_param_token
+        )
+        record = await asyncio.to_thread(self.store.create_family, name, text, conv, k)
+        self.laws.invalidate(name)
+        return pb.CreateFamilyResponse(family=mapping.family_message(record))
+
+    @translate_errors
+    async def GetFamily(
+        self, request: pb.GetFamilyRequest, context: Context
+    ) -> pb.GetFamilyResponse:
+        name = validation.family_name("name", request.name)
+        record = await asyncio.to_thread(self.store.get_family, name)
+        return pb.GetFamilyResponse(family=mapping.family_message(record))
+
+    @translate_errors
+    async def ListFamilies(
+        self, request: pb.ListFamiliesRequest, context: Context
+    ) -> pb.ListFamiliesResponse:
+        size = validation.page_size("page_size", request.page_size, 100, 1000)
+        after = validation.decode_page_token("page_token", request.page_token)
+        if after is not None and not isinstance(after, str):
+            raise InvalidInput("page_token", "is not a token of ListFamilies")
+        records = await asyncio.to_thread(self.store.list_families, size + 1, after)
+        more = len(records) > size
+        records = records[:size]
+        token = validation.encode_page_token(records[-1].name) if more else ""
+        return pb.ListFamiliesResponse(
+            families=[mapping.family_message(r) for r in records], next_page_token=token
+        )
+
+    @translate_errors
+    async def DeleteFamily(
+        self, request: pb.DeleteFamilyRequest, context: Context
+    ) -> pb.DeleteFamilyResponse:
+        name = validation.family_name("name", request.name)
+        expected = optional_field(request, "expected_revision")
+        try:
+            await asyncio.to_thread(self.store.delete_family, name, expected)
+        finally:
+            self.laws.invalidate(name)
+        return pb.DeleteFamilyResponse()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @translate_errors
+    async def AddRuns(self, request: pb.AddRunsRequest, context: Context) -> pb.AddRunsResponse:
+        name = validation.family_name("family", request.family)
+        records = validation.runs_batch("runs", list(request.runs), self.max_runs)
+        expected = optional_field(request, "expected_revision")
+        added, unchanged, family = await asyncio.to_thread(
+            self.store.add_runs, name, records, expected
+        )
+        return pb.AddRunsResponse(
+            added=added,
+            unchanged=unchanged + len(request.runs) - len(records),
+            family=mapping.family_message(family),
+        )
+
+    @translate_errors
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        name = validation.family_name("family", request.family)
+        size = validation.page_size("page_size", request.page_size, 1000, 10_000)
+        after = validation.decode_page_token("page_token", request.page_token) or 0
+        if not isinstance(after, int):
+            raise InvalidInput("page_token", "is not a token of ListRuns")
+        rows = await asyncio.to_thread(self.store.list_runs, name, size + 1, after)
+        page = rows[:size]
+        token = validation.encode_page_token(page[-1][0]) if len(rows) > size else ""
+        return pb.ListRunsResponse(
+            runs=[mapping.run_message(run) for _, run in page], next_page_token=token
+        )
+
+    # -- laws ---------------------------------------------------------------------------------
+
+    @translate_errors
+    async def PutLaw(self, request: pb.PutLawRequest, context: Context) -> pb.PutLawResponse:
+        name = validation.family_name("family", request.family)
+        values = validation.law_parameters("parameters", dict(request.parameters))
+        law = parse_law(request.form, values)
+        source = request.source
+        method = validation.text("source.method", source.method, validation.MAX_METHOD)
+        method = method or "published"
+        validation.text("source.citation", source.citation, validation.MAX_SOURCE_TEXT)
+        validation.text("source.note", source.note, validation.MAX_SOURCE_TEXT)
+        record = await asyncio.to_thread(
+            self.store.put_law,
+            name,
+            law.form,
+            law.to_mapping(),
+            method,
+            source.citation,
+            source.note,
+            optional_field(request, "expected_revision"),
+        )
+        self.laws.invalidate(name)
+        return pb.PutLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:
+        selector = pb.LawSelector(family=request.family, form=request.form, version=request.version)
+        record = await asyncio.to_thread(self._law_record, selector, "")
+        return pb.GetLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def ListLawVersions(
+        self, request: pb.ListLawVersionsRequest, context: Context
+    ) -> pb.ListLawVersionsResponse:
+        name = validation.family_name("family", request.family)
+        if request.form and request.form not in FORMS:
+            raise InvalidInput("form", f"unknown law form {request.form!r}; known: {sorted(FORMS)}")
+        records = await asyncio.to_thread(self.store.list_law_versions, name, request.form or None)
+        return pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records])

@@ -1,0 +1,279 @@
+"""Fitting RPCs: laws fitted to a family's runs (stored), and comparison fits (not stored).
+
+Fits and bootstrap chunks run in the warm process pool; progress streams as chunks finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.errors import Infeasible, InvalidInput
+from planner.fitting import chinchilla as fitting
+from planner.fitting.backtest import backtest
+from planner.fitting.bnsl import fit_bnsl, fit_bnsl_auto
+from planner.fitting.data import Runs
+from planner.fitting.isoflop import fit_isoflop, nominal_budgets
+from planner.fitting.jobs import FitJob
+from planner.laws import (
+    ChinchillaLaw,
+    Law,
+    parse_law,
+)
+from planner.laws.bnsl import MAX_BREAKS
+from planner.validation import positive
+from planner_api.v1 import planner_pb2 as pb
+from server import mapping, validation
+from server.errors import translate_errors, translate_stream_errors
+from server.rpc_base import Context, RpcBase, optional_field
+from server.store import NotFound
+from server.store.records import FitRecord, RunRecord
+
+
+class FittingRpcs(RpcBase):
+    """FitLaw, BacktestLaw, FitIsoFLOP, FitBrokenPowerLaw."""
+
+    @translate_stream_errors
+    async def FitLaw(
+        self, request: pb.FitLawRequest, context: Context
+    ) -> AsyncIterator[pb.FitLawEvent]:
+        name = validation.family_name("family", request.family)
+        resamples = request.bootstrap if request.HasField("bootstrap") else 200
+        if not 0 <= resamples <= fitting.MAX_RESAMPLES:
+            raise InvalidInput(
+                "bootstrap", f"must be 0 to {fitting.MAX_RESAMPLES}, got {resamples}"
+            )
+        if request.seed < 0:
+            raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
+        form = request.form or "chinchilla"
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        base_law = None
+        if form == "data_constrained" and request.base in ("", "law"):
+            base_law = await asyncio.to_thread(self._current_chinchilla, name)
+        job = FitJob(
+            runs=_runs_of(records, with_unique=form == "data_constrained"),
+            form=form,
+            method=request.method or "vpnls",
+            base=request.base,
+            chinchilla=base_law[1] if base_law else None,
+        ).validated()
+        yield _progress("fit", 0, 1)
+        fit = await self.pool.run(job.fit)
+        yield _progress("fit", 1, 1)
+        parts = []
+        async for done, part in self._bootstrap(job, resamples, request.seed, fit.law):
+            parts.append(part)
+            yield _progress("bootstrap", done, resamples)
+        names = job.parameter_names
+        ensemble = fitting.Ensemble.of(
+            np.concatenate(parts) if parts else np.empty((0, len(names)))
+        )
+        diagnostics = asdict(fit.diagnostics)
+        diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
+        diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
+        options = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
+        if job.base == "law" and base_law is not None:
+            options["base_law"] = f"chinchilla v{base_law[0]}"
+        record = FitRecord(
+            options=options,
+            run_ids=[r.run_id for r in records],
+            diagnostics=diagnostics,
+            intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals(names).items()},
+            ensemble=ensemble.vectors.tolist(),
+        )
+        stored = await asyncio.to_thread(
+            self.store.put_law,
+            name,
+            form,
+            fit.law.to_mapping(),
+            fit.method,
+            "",
+            f"fitted to {len(records)} runs",
+            optional_field(request, "expected_revision"),
+            record,
+        )
+        self.laws.invalidate(name)
+        yield pb.FitLawEvent(law=mapping.law_message(stored))
+
+    @translate_errors
+    async def BacktestLaw(
+        self, request: pb.BacktestLawRequest, context: Context
+    ) -> pb.BacktestLawResponse:
+        name = validation.family_name("family", request.family)
+        methods = (
+            tuple(_fit_method(f"methods[{i}]", m) for i, m in enumerate(request.methods))
+            or fitting.METHODS
+        )
+        cut = positive("train_below", request.train_below)
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to backtest", field="family")
+        runs = _runs_of(records)
+        k = family.flops_per_param_token
+        compute = np.array(
+            [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
+        )
+        result = await self.pool.run(backtest, runs, compute, cut, methods)
+        order = result.test[np.argsort(compute[result.test])]
+        position = {int(index): i for i, index in enumerate(result.test)}
+        response = pb.BacktestLawResponse(
+            train_runs=int(result.train.size), test_runs=int(result.test.size)
+        )
+        for scored in result.methods:
+            entry = response.methods.add(method=scored.method, failure=scored.failure)
+            if scored.law is None:
+                continue
+            entry.parameters.update(scored.law.to_mapping())
+            entry.mean_abs_relative_error = scored.mean_abs_relative_error
+            entry.max_abs_relative_error = scored.max_abs_relative_error
+            for index in order:
+                i = position[int(index)]
+                entry.runs.add(
+                    run_id=records[index].run_id,
+                    flops=float(compute[index]),
+                    observed_loss=records[index].loss,
+                    predicted_loss=float(scored.predicted[i]),
+                    relative_error=float(scored.relative_error[i]),
+                )
+        return response
+
+    @translate_errors
+    async def FitIsoFLOP(
+        self, request: pb.FitIsoFLOPRequest, context: Context
+    ) -> pb.FitIsoFLOPResponse:
+        name = validation.family_name("family", request.family)
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        runs = _runs_of(records)
+        k = family.flops_per_param_token
+        if records and all(r.flops is not None for r in records):
+            budgets = np.array([r.flops for r in records], dtype=np.float64)
+        else:
+            budgets = nominal_budgets(k * runs.params * runs.tokens)
+        fit = await self.pool.run(fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k)
+        response = pb.FitIsoFLOPResponse(
+            params_exponent=fit.params_exponent,
+            params_coefficient=fit.params_coefficient,
+            tokens_exponent=fit.tokens_exponent,
+            tokens_coefficient=fit.tokens_coefficient,
+            caveat=fit.caveat,
+        )
+        for budget, params in zip(fit.budgets, fit.optimal_params, strict=True):
+            response.vertices.add(
+                flops=budget,
+                params=params,
+                tokens=budget / (k * params),
+                runs=int(np.sum(budgets == budget)),
+            )
+        return response
+
+    @translate_errors
+    async def FitBrokenPowerLaw(
+        self, request: pb.FitBrokenPowerLawRequest, context: Context
+    ) -> pb.FitBrokenPowerLawResponse:
+        name = validation.family_name("family", request.family)
+        against = request.against or "compute"
+        if against not in ("compute", "params", "tokens"):
+            raise InvalidInput("against", f"must be compute, params or tokens, got {against!r}")
+        breaks = request.breaks if request.HasField("breaks") else None
+        if breaks is not None and not 0 <= breaks <= MAX_BREAKS:
+            raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {breaks}")
+        points = [positive(f"predict_at[{i}]", x) for i, x in enumerate(request.predict_at)]
+        if request.seed < 0:
+            raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        runs = _runs_of(records)
+        if against == "compute":
+            k = family.flops_per_param_token
+            x = np.array(
+                [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
+            )
+        else:
+            x = runs.params if against == "params" else runs.tokens
+        response = pb.FitBrokenPowerLawResponse(runs=len(records))
+        if breaks is None:
+            choice = await self.pool.run(fit_bnsl_auto, x, runs.loss, MAX_BREAKS, request.seed)
+            law = choice.law
+            for count, error in choice.held_out_error.items():
+                response.held_out_error[count] = error
+        else:
+            law = await self.pool.run(fit_bnsl, x, runs.loss, breaks, request.seed)
+        response.parameters.update(law.to_mapping())
+        response.breaks = len(law.breaks)
+        response.fitted_up_to = float(law.fitted_up_to or x.max())
+        for point, value in zip(points, law.predict(points) if points else [], strict=True):
+            response.predictions.add(
+                x=point, value=float(value), extrapolation=law.extrapolates(point)
+            )
+        return response
+
+    async def _bootstrap(
+        self, job: FitJob, resamples: int, seed: int, start: Law
+    ) -> AsyncIterator[tuple[int, NDArray[np.float64]]]:
+        """Resample runs with replacement and refit, in chunks spread over the pool; yields
+        (resamples done, that chunk's parameter vectors) as chunks finish."""
+        if resamples == 0:
+            return
+        indices = fitting.resample_indices(len(job.runs), resamples, seed)
+        count = min(resamples, max(4 * self.pool.processes, resamples // 10))
+        pending = [
+            asyncio.ensure_future(self.pool.run(job.bootstrap, chunk, start))
+            for chunk in np.array_split(indices, count)
+        ]
+        done = 0
+        try:
+            for finished in asyncio.as_completed(pending):
+                part = await finished
+                done += len(part)
+                yield done, part
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _current_chinchilla(self, name: str) -> tuple[int, ChinchillaLaw] | None:
+        """(version, law) of the family's current chinchilla law, or None if it has none."""
+        try:
+            record = self.store.get_law(name, ("chinchilla",), 0)
+        except NotFound as exc:
+            if exc.field == "family":
+                raise
+            return None
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        assert isinstance(law, ChinchillaLaw)
+        return record.version, law
+
+
+def _runs_of(records: list[RunRecord], with_unique: bool = False) -> Runs:
+    """The runs as arrays; `with_unique` requires every run's unique_tokens."""
+    unique: list[float] | None = None
+    if with_unique:
+        missing = [r.run_id for r in records if r.unique_tokens is None]
+        if missing:
+            raise Infeasible(
+                f"{len(missing)} runs lack unique_tokens (e.g. {missing[0]!r}); the "
+                "data_constrained law needs U for every run",
+                field="runs",
+            )
+        unique = [r.unique_tokens for r in records if r.unique_tokens is not None]
+    return Runs.of(
+        [r.params for r in records],
+        [r.tokens for r in records],
+        [r.loss for r in records],
+        unique,
+    )
+
+
+def _fit_method(field: str, method: str) -> str:
+    if method not in fitting.METHODS:
+        raise InvalidInput(field, f"unknown fit method {method!r}; known: {fitting.METHODS}")
+    return method
+
+
+def _progress(stage: str, done: int, total: int) -> pb.FitLawEvent:
+    return pb.FitLawEvent(progress=pb.FitProgress(stage=stage, done=done, total=total))

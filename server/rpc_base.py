@@ -1,0 +1,80 @@
+"""What every group of RPCs shares: the store, the solver pool, the law cache and law lookup."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from planner.errors import InvalidInput
+from planner.laws import (
+    DEFAULT_FORM_ORDER,
+    FORMS,
+    parse_law,
+)
+from planner_api.v1 import planner_pb2 as pb
+from server import validation
+from server.batched_solver import BatchedSolver
+from server.law_cache import LawCache, ResolvedLaw
+from server.solver_pool import SolverPool
+from server.store import Store, StoreError
+from server.store.records import LawRecord
+
+# grpc ships no type information; handlers take its aio ServicerContext.
+Context: TypeAlias = Any
+
+
+def optional_field(message: Any, name: str) -> Any:
+    """The field's value when the request sets it, else None."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
+class RpcBase:
+    """State and law lookup shared by the RPC groups that make up PlannerService."""
+
+    def __init__(
+        self, store: Store, pool: SolverPool, max_runs_per_request: int, laws: LawCache
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.max_runs = max_runs_per_request
+        self.laws = laws
+        self.solver = BatchedSolver(pool)
+
+    def _law_record(self, selector: pb.LawSelector, prefix: str) -> LawRecord:
+        name = validation.family_name(f"{prefix}family", selector.family)
+        if selector.form and selector.form not in FORMS:
+            raise InvalidInput(
+                f"{prefix}form", f"unknown law form {selector.form!r}; known: {sorted(FORMS)}"
+            )
+        if selector.version < 0:
+            raise InvalidInput(f"{prefix}version", f"must be >= 0, got {selector.version}")
+        forms = (selector.form,) if selector.form else DEFAULT_FORM_ORDER
+        try:
+            return self.store.get_law(name, forms, selector.version)
+        except StoreError as error:
+            # The store names selector fields; the request nests them under `prefix`.
+            if error.field is not None:
+                error.field = prefix + error.field
+            raise
+
+    async def _resolve(self, selector: pb.LawSelector) -> ResolvedLaw:
+        """The selected law, from the cache when fresh, else from the store (in a thread)."""
+        key = (selector.family, selector.form, selector.version)
+        cached = self.laws.get(key)
+        if cached is not None:
+            return cached
+        generation = self.laws.generation(selector.family)
+        resolved = await asyncio.to_thread(self._load_law, selector)
+        self.laws.put(key, resolved, generation)
+        return resolved
+
+    def _load_law(self, selector: pb.LawSelector) -> ResolvedLaw:
+        record = self._law_record(selector, "law.")
+        family = self.store.get_family(record.family)
+        law = parse_law(record.form, record.parameters, "law.parameters")
+        ensemble = None
+        if record.fit is not None and record.fit.ensemble:
+            ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
+        return ResolvedLaw(record, law, family.flops_per_param_token, ensemble)
