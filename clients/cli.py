@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from clients import formatting as fmt
+from clients import planning_commands
 from clients.client import PlannerClient, PlannerClientError
+from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
 from clients.csv_runs import CsvError, read_runs
 from clients.results import ComputeOptimalPlan, Family
-
-Output = tuple[dict[str, Any], str]  # (JSON object, human-readable text)
 
 
 def _laws_json(family: Family) -> list[dict[str, Any]]:
@@ -267,15 +267,14 @@ def _plan_output(plan: ComputeOptimalPlan) -> Output:
         "flops": plan.flops,
         "tokens_per_param": plan.tokens_per_param,
         "binding": plan.binding,
-        "intervals": {k: list(v) for k, v in plan.intervals.items()},
+        "intervals": bands_json(plan.intervals),
         "solver": plan.solver,
     }
     if plan.epochs is not None:
         data["epochs"] = plan.epochs
 
     def band(name: str) -> str:
-        low_high = plan.intervals.get(name)
-        return f"  ({fmt.number(low_high[0])} - {fmt.number(low_high[1])})" if low_high else ""
+        return band_text(plan.intervals, name)
 
     rows = [
         ("params (N)", fmt.number(plan.params) + band("params")),
@@ -340,6 +339,7 @@ def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
         "overtraining_ratio": result.overtraining_ratio,
         "binding": result.binding,
         "solver": result.solver,
+        "intervals": bands_json(result.intervals),
     }
     fields = [
         ("params (N)", "params"),
@@ -366,6 +366,10 @@ def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
             f"{result.overtraining_ratio:.3g}x the Chinchilla tokens per parameter",
             f"binding: {', '.join(result.binding)}; solver: {result.solver}",
         ]
+        + [
+            f"{name} over the ensemble:{band_text(result.intervals, name)}"
+            for name in result.intervals
+        ]
     )
     return data, text
 
@@ -380,15 +384,6 @@ class ProgressBar:
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         end = "\n" if stage == "bootstrap" and done >= total else ""
         print(f"\r{stage:>9} [{bar}] {done:>4}/{total}", end=end, file=sys.stderr, flush=True)
-
-
-class UsageError(Exception):
-    """A problem with the command line itself."""
-
-
-def _law_selector(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--form", default="", help="law form (default: the family's first)")
-    parser.add_argument("--version", type=int, default=0, help="law version (default: current)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--inference-weight", type=float, help="price per inference FLOP")
     infer.add_argument("--training-mfu", type=float, help="training MFU, (0, 1]")
     infer.add_argument("--inference-mfu", type=float, help="inference MFU, (0, 1]")
-    _law_selector(infer)
+    law_selector(infer)
     infer.set_defaults(func=inference)
 
     back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
@@ -502,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--params", type=float, required=True, help="parameters N")
     pred.add_argument("--tokens", type=float, required=True, help="training tokens D")
     pred.add_argument("--unique-tokens", type=float, help="unique tokens U (repetition laws)")
-    _law_selector(pred)
+    law_selector(pred)
     pred.set_defaults(func=predict)
 
     opt = commands.add_parser("optimal", help="compute-optimal N and D for a budget")
@@ -521,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="passes over the unique tokens (default 1; unlimited on a data_constrained law)",
     )
-    _law_selector(opt)
+    law_selector(opt)
     opt.set_defaults(func=optimal)
+    planning_commands.register(commands)
     return parser
 
 

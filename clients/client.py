@@ -435,6 +435,126 @@ class PlannerClient:
             binding=list(reply.binding),
             solver=reply.solver,
             law=_law_info(reply.law),
+            intervals=_bands(reply.intervals),
+        )
+
+    def plan_overtraining(
+        self,
+        family: str,
+        compute: float | None = None,
+        target_loss: float | None = None,
+        target_error: float | None = None,
+        multiplier: float | None = None,
+        version: int = 0,
+    ) -> results.OvertrainingPlan:
+        """Give exactly one of compute, target_loss or target_error; multiplier (tokens per
+        parameter) defaults to the law's best at fixed compute."""
+        request = pb.PlanOvertrainingRequest(
+            law=pb.LawSelector(family=family, form="overtraining", version=version)
+        )
+        if compute is not None:
+            request.budget.flops = compute
+        elif target_loss is not None:
+            request.target_loss = target_loss
+        elif target_error is not None:
+            request.target_error = target_error
+        if multiplier is not None:
+            request.multiplier = multiplier
+        reply = self._call("PlanOvertraining", request)
+        return results.OvertrainingPlan(
+            multiplier=reply.multiplier,
+            params=reply.params,
+            tokens=reply.tokens,
+            flops=reply.flops,
+            loss=reply.loss,
+            downstream_error=(
+                reply.downstream_error if reply.HasField("downstream_error") else None
+            ),
+            best_multiplier=reply.best_multiplier,
+            loss_penalty=reply.loss_penalty,
+            compute_ratio=reply.compute_ratio,
+            law=_law_info(reply.law),
+        )
+
+    def plan_data_mix(
+        self,
+        pools: list[results.DataPool],
+        samples: float,
+        a: float | None = None,
+        d: float | None = None,
+        compare_at: list[float] | None = None,
+    ) -> results.DataMixPlan:
+        """Which pools to train on for `samples` seen; every top-K candidate's error."""
+        request = pb.PlanDataMixRequest(
+            pools=[
+                pb.DataPool(name=p.name, size=p.size, utility=p.utility, half_life=p.half_life)
+                for p in pools
+            ],
+            samples=samples,
+            compare_at=compare_at or [],
+        )
+        if a is not None:
+            request.a = a
+        if d is not None:
+            request.d = d
+        reply = self._call("PlanDataMix", request)
+        return results.DataMixPlan(
+            pools=[results.PoolShare(p.name, p.samples, p.epochs) for p in reply.pools],
+            predicted_error=reply.predicted_error,
+            candidates=[
+                results.DataMixCandidate(list(c.pools), c.predicted_error, list(c.compare_errors))
+                for c in reply.candidates
+            ],
+            solver=reply.solver,
+        )
+
+    def plan_sparsity(
+        self,
+        family: str,
+        compute: float,
+        final_sparsity: float | None = None,
+        final_params: float | None = None,
+        prune_start: float | None = None,
+        prune_end: float | None = None,
+        prunable_fraction: float | None = None,
+        dense_flops: bool = False,
+        form: str = "",
+        version: int = 0,
+    ) -> results.SparsityPlan:
+        """Sparse pre-training plan for a budget and a final sparsity or deployed size."""
+        request = pb.PlanSparsityRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            dense_flops=dense_flops,
+        )
+        request.budget.flops = compute
+        if final_sparsity is not None:
+            request.final_sparsity = final_sparsity
+        elif final_params is not None:
+            request.final_params = final_params
+        for name, value in (
+            ("prune_start", prune_start),
+            ("prune_end", prune_end),
+            ("prunable_fraction", prunable_fraction),
+        ):
+            if value is not None:
+                setattr(request, name, value)
+        reply = self._call("PlanSparsity", request)
+        dense = reply.dense_same_size
+        return results.SparsityPlan(
+            dense_params=reply.dense_params,
+            average_params=reply.average_params,
+            final_params=reply.final_params,
+            final_sparsity=reply.final_sparsity,
+            tokens=reply.tokens,
+            loss=reply.loss,
+            flops=reply.flops,
+            schedule=[(step.fraction, step.sparsity) for step in reply.schedule],
+            dense_same_size=results.DenseModel(dense.params, dense.tokens, dense.loss),
+            binding=list(reply.binding),
+            notes=list(reply.notes),
+            solver=reply.solver,
+            law=_law_info(reply.law),
+            intervals=_bands(reply.intervals),
         )
 
     def plan_compute_optimal(
@@ -481,11 +601,16 @@ class PlannerClient:
             flops=reply.flops,
             tokens_per_param=reply.tokens_per_param,
             binding=list(reply.binding),
-            intervals={k: (v.low, v.high) for k, v in reply.intervals.items()},
+            intervals=_bands(reply.intervals),
             solver=reply.solver,
             law=_law_info(reply.law),
             epochs=reply.epochs if reply.HasField("epochs") else None,
         )
+
+
+def _bands(intervals: Any) -> dict[str, results.Band]:
+    """A plan's p5/p50/p95 bands (the server sets the median of every plan interval)."""
+    return {name: results.Band(v.low, v.median, v.high) for name, v in intervals.items()}
 
 
 def _lifetime(plan: pb.LifetimePlan) -> results.LifetimePlan:

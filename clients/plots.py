@@ -131,11 +131,11 @@ def _frontier(client: PlannerClient, family: str, ax: Any) -> None:
         if len(bands) == len(plans):
             ax.fill_between(
                 budgets,
-                [low for low, _ in bands],
-                [high for _, high in bands],
+                [b.p5 for b in bands],
+                [b.p95 for b in bands],
                 color=colour,
                 alpha=0.2,
-                label=f"{label}, 95% bootstrap band",
+                label=f"{label}, p5-p95 over the bootstrap",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")

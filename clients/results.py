@@ -7,6 +7,15 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Band:
+    """p5, p50 and p95 of a plan's field over the law version's bootstrap ensemble."""
+
+    p5: float
+    p50: float
+    p95: float
+
+
+@dataclass(frozen=True)
 class LawInfo:
     form: str
     version: int
@@ -81,7 +90,7 @@ class ComputeOptimalPlan:
     flops: float
     tokens_per_param: float
     binding: list[str]
-    intervals: dict[str, tuple[float, float]]
+    intervals: dict[str, Band]
     solver: str
     law: LawInfo
     # D / unique tokens, when the plan priced repeated data.
@@ -182,3 +191,75 @@ class InferencePlan:
     binding: list[str]
     solver: str
     law: LawInfo
+    intervals: dict[str, Band] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OvertrainingPlan:
+    multiplier: float
+    params: float
+    tokens: float
+    flops: float
+    loss: float
+    downstream_error: float | None
+    best_multiplier: float
+    loss_penalty: float
+    compute_ratio: float
+    law: LawInfo
+
+
+@dataclass(frozen=True)
+class DataPool:
+    """A data pool offered to PlanDataMix (Goyal form)."""
+
+    name: str
+    size: float
+    utility: float
+    half_life: float
+
+
+@dataclass(frozen=True)
+class PoolShare:
+    name: str
+    samples: float
+    epochs: float
+
+
+@dataclass(frozen=True)
+class DataMixCandidate:
+    pools: list[str]
+    predicted_error: float
+    compare_errors: list[float]
+
+
+@dataclass(frozen=True)
+class DataMixPlan:
+    pools: list[PoolShare]
+    predicted_error: float
+    candidates: list[DataMixCandidate]
+    solver: str
+
+
+@dataclass(frozen=True)
+class DenseModel:
+    params: float
+    tokens: float
+    loss: float
+
+
+@dataclass(frozen=True)
+class SparsityPlan:
+    dense_params: float
+    average_params: float
+    final_params: float
+    final_sparsity: float
+    tokens: float
+    loss: float
+    flops: float
+    schedule: list[tuple[float, float]]
+    dense_same_size: DenseModel
+    binding: list[str]
+    notes: list[str]
+    solver: str
+    law: LawInfo
+    intervals: dict[str, Band]

@@ -1,4 +1,6 @@
-"""Evaluate predictions and compute-optimal plans over a bootstrap ensemble -> intervals.
+"""Evaluate predictions and plans over a bootstrap ensemble -> intervals.
+
+A prediction gets a 95% interval; a plan gets its p5/p50/p95 band (DESIGN.md §3), field by field.
 
 Each ensemble row is a parameter vector: (E, A, B, alpha, beta) for Chinchilla, with R_D* and
 R_N* appended for the data-constrained form. Chinchilla plans are evaluated in closed form for
@@ -17,13 +19,20 @@ from numpy.typing import NDArray
 
 from planner.errors import PlannerError
 from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
+from planner.laws.chinchilla import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
 from planner.planning.compute_optimal import ComputeOptimalQuery
+from planner.planning.inference import InferenceQuery, plan_inference
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
+from planner.planning.sparsity import SparsityQuery, plan_sparsity
 
 Array = NDArray[np.float64]
 # Percentiles of a 95% interval.
 LOW, HIGH = 2.5, 97.5
+# Percentiles of a plan's band.
+BAND = (5.0, 50.0, 95.0)
+# (p5, p50, p95) of one field of a plan over the ensemble.
+Band = tuple[float, float, float]
 # Fewer usable rows than this give no interval rather than a misleading one.
 MIN_ROWS = 10
 
@@ -34,6 +43,24 @@ def _interval(values: Array) -> tuple[float, float] | None:
         return None
     low, high = np.percentile(finite, [LOW, HIGH])
     return float(low), float(high)
+
+
+def _band(values: Array) -> Band | None:
+    finite = values[np.isfinite(values)]
+    if finite.size < MIN_ROWS:
+        return None
+    low, median, high = np.percentile(finite, BAND)
+    return float(low), float(median), float(high)
+
+
+def bands_of(plans: list[object], names: tuple[str, ...]) -> dict[str, Band]:
+    """The band of each named attribute over the plans that have it."""
+    bands = {}
+    for name in names:
+        band = _band(np.array([getattr(p, name) for p in plans], dtype=np.float64))
+        if band is not None:
+            bands[name] = band
+    return bands
 
 
 def loss_interval(
@@ -53,11 +80,9 @@ def loss_interval(
         return _interval(e + a * n_eff**-alpha + b * d_eff**-beta)
 
 
-def repeated_plan_intervals(
-    ensemble: Array, query: RepeatedDataQuery
-) -> dict[str, tuple[float, float]]:
-    """95% intervals of params, tokens, loss, flops and epochs of the repeated-data optimum,
-    solving each row's law (rows the request has no answer for are left out)."""
+def repeated_plan_intervals(ensemble: Array, query: RepeatedDataQuery) -> dict[str, Band]:
+    """Bands of params, tokens, loss, flops and epochs of the repeated-data optimum, solving
+    each row's law (rows the request has no answer for are left out)."""
     plans = []
     for row in ensemble:
         values = dict(zip(DATA_CONSTRAINED_COLUMNS, (float(v) for v in row), strict=True))
@@ -66,16 +91,46 @@ def repeated_plan_intervals(
             plans.append(solve_repeated(replace(query, law=law)))
         except (PlannerError, ValueError):
             continue
-    intervals = {}
-    for name in ("params", "tokens", "loss", "flops", "epochs"):
-        interval = _interval(np.array([getattr(p, name) for p in plans], dtype=np.float64))
-        if interval is not None:
-            intervals[name] = interval
-    return intervals
+    return bands_of(list(plans), ("params", "tokens", "loss", "flops", "epochs"))
 
 
-def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, tuple[float, float]]:
-    """95% intervals of params, tokens, loss and flops of the query's optimum per row."""
+def chinchilla_rows(ensemble: Array) -> list[ChinchillaLaw]:
+    """Each row's Chinchilla part as a law; rows that are not valid laws are left out."""
+    laws = []
+    for e, a, b, alpha, beta in ensemble[:, :5]:
+        try:
+            laws.append(ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta))
+        except ValueError:
+            continue
+    return laws
+
+
+def inference_intervals(ensemble: Array, query: InferenceQuery) -> dict[str, Band]:
+    """Bands of the inference-aware plan's params, tokens, loss, total FLOPs and cost, each
+    row solved exactly on its own (the scalar finish alone; no GP per row)."""
+    plans = []
+    for law in chinchilla_rows(ensemble):
+        try:
+            plans.append(plan_inference(replace(query, law=law), check_with_gp=False).plan)
+        except PlannerError:
+            continue
+    return bands_of(list(plans), ("params", "tokens", "loss", "total_flops", "cost"))
+
+
+def sparsity_intervals(ensemble: Array, query: SparsityQuery) -> dict[str, Band]:
+    """Bands of the sparse pre-training plan, each row's law planned on its own."""
+    plans = []
+    for law in chinchilla_rows(ensemble):
+        try:
+            plans.append(plan_sparsity(replace(query, law=law)))
+        except PlannerError:
+            continue
+    names = ("dense_params", "average_params", "final_params", "final_sparsity", "tokens", "loss")
+    return bands_of(list(plans), names)
+
+
+def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Band]:
+    """Bands of params, tokens, loss and flops of the query's optimum per row."""
     query = query.validated()
     e, a, b, alpha, beta = ensemble.T[:5]
     k = query.flops_per_param_token
@@ -114,12 +169,12 @@ def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, tup
     usable = np.ones_like(e, dtype=bool)
     for values in fields.values():
         usable &= np.isfinite(values) & (values > 0)
-    intervals = {}
+    bands = {}
     for name, values in fields.items():
-        interval = _interval(values[usable])
-        if interval is not None:
-            intervals[name] = interval
-    return intervals
+        band = _band(values[usable])
+        if band is not None:
+            bands[name] = band
+    return bands
 
 
 def _clip(values: Array, low: Array | float | None, high: float | None) -> Array:

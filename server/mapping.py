@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from planner.budget import flops_from_accelerator_hours
 from planner.errors import InvalidInput
 from planner.planning.compute_optimal import ComputeOptimalPlan
+from planner.planning.data_mix import DataMixPlan
 from planner.planning.inference import LifetimePlan
+from planner.planning.overtraining import OvertrainingPlan
+from planner.planning.sparsity import SparsityPlan
 from planner.validation import positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import FamilyRecord, LawRecord, LawRef, RunRecord
@@ -101,7 +107,7 @@ def plan_message(plan: ComputeOptimalPlan, law: LawRecord) -> pb.PlanComputeOpti
         tokens_per_param=plan.tokens_per_param,
         binding=list(plan.binding),
         solver=plan.solver,
-        law=pb.LawSummary(form=law.form, version=law.version, method=law.method),
+        law=law_summary(law),
         epochs=plan.epochs,
     )
 
@@ -116,4 +122,60 @@ def lifetime_message(plan: LifetimePlan) -> pb.LifetimePlan:
         total_flops=plan.total_flops,
         tokens_per_param=plan.tokens_per_param,
         cost=plan.cost,
+    )
+
+
+def add_bands(target: Any, bands: Mapping[str, tuple[float, float, float]]) -> None:
+    """Copy p5/p50/p95 bands into a response's `intervals` map."""
+    for name, (low, median, high) in bands.items():
+        target[name].CopyFrom(pb.Interval(low=low, high=high, median=median))
+
+
+def overtraining_message(plan: OvertrainingPlan, law: LawRecord) -> pb.PlanOvertrainingResponse:
+    return pb.PlanOvertrainingResponse(
+        multiplier=plan.multiplier,
+        params=plan.params,
+        tokens=plan.tokens,
+        flops=plan.flops,
+        loss=plan.loss,
+        downstream_error=plan.downstream_error,
+        best_multiplier=plan.best_multiplier,
+        loss_penalty=plan.loss_penalty,
+        compute_ratio=plan.compute_ratio,
+        law=law_summary(law),
+    )
+
+
+def data_mix_message(plan: DataMixPlan) -> pb.PlanDataMixResponse:
+    return pb.PlanDataMixResponse(
+        pools=[pb.PoolShare(name=p.name, samples=p.samples, epochs=p.epochs) for p in plan.pools],
+        predicted_error=plan.predicted_error,
+        candidates=[
+            pb.DataMixCandidate(
+                pools=list(c.pools),
+                predicted_error=c.predicted_error,
+                compare_errors=list(c.compare_errors),
+            )
+            for c in plan.candidates
+        ],
+        solver=plan.solver,
+    )
+
+
+def sparsity_message(plan: SparsityPlan, law: LawRecord) -> pb.PlanSparsityResponse:
+    dense = plan.dense_same_size
+    return pb.PlanSparsityResponse(
+        dense_params=plan.dense_params,
+        average_params=plan.average_params,
+        final_params=plan.final_params,
+        final_sparsity=plan.final_sparsity,
+        tokens=plan.tokens,
+        loss=plan.loss,
+        flops=plan.flops,
+        schedule=[pb.SparsityStep(fraction=f, sparsity=s) for f, s in plan.schedule],
+        dense_same_size=pb.DenseModel(params=dense.params, tokens=dense.tokens, loss=dense.loss),
+        binding=list(plan.binding),
+        solver=plan.solver,
+        law=law_summary(law),
+        notes=list(plan.notes),
     )

@@ -10,23 +10,38 @@ import math
 from planner.errors import Infeasible, InvalidInput
 from planner.laws import (
     DataConstrainedLaw,
+    OvertrainingLaw,
+    SparseAvgParamsLaw,
     predict_loss,
 )
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
+from planner.planning.data_mix import DataMixQuery, Pool, plan_data_mix
 from planner.planning.inference import Costs, InferenceQuery, plan_inference
+from planner.planning.overtraining import OvertrainingQuery, plan_overtraining
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
-from planner.uncertainty import loss_interval, plan_intervals, repeated_plan_intervals
+from planner.planning.sparsity import PruningSchedule, SparsityQuery, plan_sparsity
+from planner.uncertainty import (
+    inference_intervals,
+    loss_interval,
+    plan_intervals,
+    repeated_plan_intervals,
+    sparsity_intervals,
+)
 from planner.validation import optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
-from server import mapping
+from server import mapping, validation
 from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
 from server.rpc_base import Context, RpcBase, optional_field
+from server.store import NotFound
+
+# Pools per PlanDataMix request; the enumeration costs pools x epochs.
+MAX_POOLS = 1000
 
 
 class PlanningRpcs(RpcBase):
-    """Predict, PlanComputeOptimal, PlanInference."""
+    """Predict, PlanComputeOptimal, PlanInference, PlanOvertraining, PlanDataMix, PlanSparsity."""
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -84,8 +99,7 @@ class PlanningRpcs(RpcBase):
             plan = await self.solver.solve(query)
         response = mapping.plan_message(plan, resolved.record)
         if resolved.ensemble is not None:
-            for name, (low, high) in plan_intervals(resolved.ensemble, query).items():
-                response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
+            mapping.add_bands(response.intervals, plan_intervals(resolved.ensemble, query))
         return response
 
     @translate_errors
@@ -116,7 +130,7 @@ class PlanningRpcs(RpcBase):
             flops_per_param_token=resolved.flops_per_param_token,
         ).validated()
         result = await self.pool.run(plan_inference, query)
-        return pb.PlanInferenceResponse(
+        response = pb.PlanInferenceResponse(
             plan=mapping.lifetime_message(result.plan),
             chinchilla=mapping.lifetime_message(result.chinchilla),
             saving_flops=result.saving_flops,
@@ -126,6 +140,35 @@ class PlanningRpcs(RpcBase):
             solver=result.solver,
             law=mapping.law_summary(resolved.record),
         )
+        if resolved.ensemble is not None:
+            bands = await self.pool.run(inference_intervals, resolved.ensemble, query)
+            mapping.add_bands(response.intervals, bands)
+        return response
+
+    @translate_errors
+    async def PlanOvertraining(
+        self, request: pb.PlanOvertrainingRequest, context: Context
+    ) -> pb.PlanOvertrainingResponse:
+        goal = request.WhichOneof("goal")
+        if goal is None:
+            raise InvalidInput("goal", "set one of budget, target_loss or target_error")
+        selector = pb.LawSelector()
+        selector.CopyFrom(request.law)
+        selector.form = selector.form or OvertrainingLaw.form
+        resolved = await self._resolve(selector)
+        if not isinstance(resolved.law, OvertrainingLaw):
+            raise InvalidInput(
+                "law.form", f"PlanOvertraining needs an overtraining law, not {resolved.law.form}"
+            )
+        query = OvertrainingQuery(
+            law=resolved.law,
+            compute=mapping.budget_flops("budget", request.budget) if goal == "budget" else None,
+            target_loss=request.target_loss if goal == "target_loss" else None,
+            target_error=request.target_error if goal == "target_error" else None,
+            multiplier=optional_field(request, "multiplier"),
+        )
+        # Closed forms: microseconds, answered inline.
+        return mapping.overtraining_message(plan_overtraining(query), resolved.record)
 
     async def _plan_repeated(
         self, resolved: ResolvedLaw, compute: float | None, target: float | None, caps: Caps
@@ -143,7 +186,75 @@ class PlanningRpcs(RpcBase):
         plan = await self.pool.run(solve_repeated, query)
         response = mapping.plan_message(plan, resolved.record)
         if resolved.ensemble is not None and resolved.ensemble.shape[1] >= 7:
-            intervals = await self.pool.run(repeated_plan_intervals, resolved.ensemble, query)
-            for name, (low, high) in intervals.items():
-                response.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
+            bands = await self.pool.run(repeated_plan_intervals, resolved.ensemble, query)
+            mapping.add_bands(response.intervals, bands)
         return response
+
+    @translate_errors
+    async def PlanDataMix(
+        self, request: pb.PlanDataMixRequest, context: Context
+    ) -> pb.PlanDataMixResponse:
+        if len(request.pools) > MAX_POOLS:
+            raise InvalidInput("pools", f"at most {MAX_POOLS} pools, got {len(request.pools)}")
+        for i, pool in enumerate(request.pools):
+            validation.text(f"pools[{i}].name", pool.name, validation.MAX_ITEM_NAME)
+        query = DataMixQuery(
+            pools=tuple(
+                Pool(name=p.name, size=p.size, utility=p.utility, half_life=p.half_life)
+                for p in request.pools
+            ),
+            samples=request.samples,
+            a=1.0 if not request.HasField("a") else request.a,
+            d=0.1 if not request.HasField("d") else request.d,
+            compare_at=tuple(request.compare_at),
+        ).validated()
+        plan = await self.pool.run(plan_data_mix, query)
+        return mapping.data_mix_message(plan)
+
+    @translate_errors
+    async def PlanSparsity(
+        self, request: pb.PlanSparsityRequest, context: Context
+    ) -> pb.PlanSparsityResponse:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidInput("target", "set either final_sparsity or final_params")
+        default = PruningSchedule()
+        schedule = PruningSchedule(
+            start=request.prune_start if request.HasField("prune_start") else default.start,
+            end=request.prune_end if request.HasField("prune_end") else default.end,
+        )
+        compute = mapping.budget_flops("budget", request.budget)
+        resolved = await self._resolve_sparse(request.law)
+        query = SparsityQuery(
+            law=resolved.law.as_chinchilla(),
+            compute=compute,
+            final_sparsity=request.final_sparsity if target == "final_sparsity" else None,
+            final_params=request.final_params if target == "final_params" else None,
+            schedule=schedule,
+            prunable_fraction=(
+                request.prunable_fraction if request.HasField("prunable_fraction") else 1.0
+            ),
+            sparse_flops=not request.dense_flops,
+            flops_per_param_token=resolved.flops_per_param_token,
+        ).validated()
+        plan = await self.pool.run(plan_sparsity, query)
+        response = mapping.sparsity_message(plan, resolved.record)
+        if resolved.ensemble is not None:
+            bands = await self.pool.run(sparsity_intervals, resolved.ensemble, query)
+            mapping.add_bands(response.intervals, bands)
+        return response
+
+    async def _resolve_sparse(self, selector: pb.LawSelector) -> ResolvedLaw:
+        """The selected law; with no form, the family's sparse_avg_params law if it has one,
+        else its default form (Jin: a dense law holds with N read as N_avg)."""
+        if selector.form:
+            return await self._resolve(selector)
+        sparse = pb.LawSelector()
+        sparse.CopyFrom(selector)
+        sparse.form = SparseAvgParamsLaw.form
+        try:
+            return await self._resolve(sparse)
+        except NotFound as error:
+            if error.field != "law.form":
+                raise
+        return await self._resolve(selector)

@@ -18,6 +18,8 @@ MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
 MAX_RUN_ID = 200
+# Names of pools and jobs inside one request.
+MAX_ITEM_NAME = 100
 
 CONVENTIONS: dict[int, str] = {
     pb.PARAM_CONVENTION_UNSPECIFIED: "total",

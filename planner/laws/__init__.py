@@ -9,11 +9,13 @@ from planner.laws.base import LawParams
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw
 from planner.laws.overtraining import OvertrainingLaw
+from planner.laws.sparse import SparseAvgParamsLaw
 
 Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw
 
 FORMS: dict[str, type[ChinchillaLaw] | type[DataConstrainedLaw] | type[OvertrainingLaw]] = {
-    cls.form: cls for cls in (ChinchillaLaw, OvertrainingLaw, DataConstrainedLaw)
+    cls.form: cls
+    for cls in (ChinchillaLaw, OvertrainingLaw, DataConstrainedLaw, SparseAvgParamsLaw)
 }
 # When a request names no form, the first one a family has in this order answers.
 DEFAULT_FORM_ORDER: tuple[str, ...] = tuple(FORMS)
@@ -49,6 +51,7 @@ __all__ = [
     "Law",
     "LawParams",
     "OvertrainingLaw",
+    "SparseAvgParamsLaw",
     "parse_law",
     "predict_loss",
 ]

@@ -147,11 +147,14 @@ def _lifetime(query: InferenceQuery, params: float, tokens: float) -> LifetimePl
     return plan
 
 
-def plan_inference(query: InferenceQuery) -> InferencePlan:
-    """The plan minimising lifetime cost for a loss, or loss for a lifetime budget."""
+def plan_inference(query: InferenceQuery, check_with_gp: bool = True) -> InferencePlan:
+    """The plan minimising lifetime cost for a loss, or loss for a lifetime budget.
+
+    The exact scalar finish answers; the GP checks it unless `check_with_gp` is off (for
+    re-solving one query over many ensemble rows, where the point estimate was checked)."""
     query = query.validated()
     try:
-        return _solve(query)
+        return _solve(query, check_with_gp)
     except (ArithmeticError, ValueError) as exc:
         if isinstance(exc, PlannerError):
             raise
@@ -161,7 +164,7 @@ def plan_inference(query: InferenceQuery) -> InferencePlan:
         ) from exc
 
 
-def _solve(query: InferenceQuery) -> InferencePlan:
+def _solve(query: InferenceQuery, check_with_gp: bool) -> InferencePlan:
     law = query.law
     ct, ci = query.training_coefficient, query.inference_coefficient
     if query.target_loss is not None:
@@ -190,8 +193,8 @@ def _solve(query: InferenceQuery) -> InferencePlan:
         tokens = (query.compute - ci * params) / (ct * params)
         binding = ("lifetime_budget", *binding)
     plan = _lifetime(query, params, tokens)
-    solver = "closed_form"
-    if ci > 0:
+    solver = "closed_form" if ci == 0 else "scalar/bounded"
+    if ci > 0 and check_with_gp:
         gp_params = compiled_inference_gp(
             query.target_loss is not None,
             query.max_params is not None,

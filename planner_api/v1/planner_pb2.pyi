@@ -344,6 +344,8 @@ class Law(_message.Message):
     "data_constrained": those plus r_d_star, r_n_star (Muennighoff 2023).
     "overtraining": E, a, b, eta with L(C, M) = E + (a M^eta + b M^-eta) C^-eta, M = D/N
     (Gadre 2024), optionally epsilon, k, gamma for downstream error.
+    "sparse_avg_params": the chinchilla parameters with N the average parameter count over
+    training (Jin 2025), for sparse pre-training plans.
     """
     version: _builtins.int
     """Version within (family, form), starting at 1. Versions are append-only."""
@@ -446,27 +448,35 @@ Global___FitDiagnostics: _TypeAlias = FitDiagnostics  # noqa: Y015
 
 @_typing.final
 class Interval(_message.Message):
-    """A two-sided interval, e.g. a bootstrap 95% interval or a p5-p95 band."""
+    """A two-sided interval: a bootstrap 95% interval (fitted parameters, Predict), or for plans the
+    p5-p95 band over the law version's ensemble with its median.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     LOW_FIELD_NUMBER: _builtins.int
     HIGH_FIELD_NUMBER: _builtins.int
+    MEDIAN_FIELD_NUMBER: _builtins.int
     low: _builtins.float
     """Lower end."""
     high: _builtins.float
     """Upper end."""
+    median: _builtins.float
+    """The median (p50); set for plans."""
     def __init__(
         self,
         *,
         low: _builtins.float = ...,
         high: _builtins.float = ...,
+        median: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_median", b"_median", "median", b"median"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "low", b"low"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_median", b"_median", "high", b"high", "low", b"low", "median", b"median"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__median: _TypeAlias = _typing.Literal["median"]  # noqa: Y015
+    _WhichOneofArgType__median: _TypeAlias = _typing.Literal["_median", b"_median"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__median) -> _WhichOneofReturnType__median | None: ...
 
 Global___Interval: _TypeAlias = Interval  # noqa: Y015
 
@@ -1844,8 +1854,9 @@ class PlanComputeOptimalResponse(_message.Message):
 
     @_builtins.property
     def intervals(self) -> _containers.MessageMap[_builtins.str, Global___Interval]:
-        """Intervals over the law version's bootstrap ensemble by field name ("params", "tokens",
-        "loss", "flops"); empty when the version has no ensemble.
+        """p5/p50/p95 of each field over the law version's bootstrap ensemble, by field name
+        ("params", "tokens", "loss", "flops", "epochs"), each row's plan solved afresh; empty when
+        the version has no ensemble.
         """
 
     @_builtins.property
@@ -2021,6 +2032,27 @@ class PlanInferenceResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class IntervalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Interval: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Interval | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PLAN_FIELD_NUMBER: _builtins.int
     CHINCHILLA_FIELD_NUMBER: _builtins.int
     SAVING_FLOPS_FIELD_NUMBER: _builtins.int
@@ -2029,6 +2061,7 @@ class PlanInferenceResponse(_message.Message):
     BINDING_FIELD_NUMBER: _builtins.int
     SOLVER_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
     saving_flops: _builtins.float
     """chinchilla.total_flops - plan.total_flops."""
     saving_cost: _builtins.float
@@ -2055,6 +2088,13 @@ class PlanInferenceResponse(_message.Message):
     def law(self) -> Global___LawSummary:
         """The law version that answered."""
 
+    @_builtins.property
+    def intervals(self) -> _containers.MessageMap[_builtins.str, Global___Interval]:
+        """p5/p50/p95 of the plan over the law version's bootstrap ensemble, each row solved afresh,
+        by field name ("params", "tokens", "loss", "total_flops", "cost"); empty without an
+        ensemble.
+        """
+
     def __init__(
         self,
         *,
@@ -2066,11 +2106,751 @@ class PlanInferenceResponse(_message.Message):
         binding: _abc.Iterable[_builtins.str] | None = ...,
         solver: _builtins.str = ...,
         law: Global___LawSummary | None = ...,
+        intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chinchilla", b"chinchilla", "law", b"law", "plan", b"plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "chinchilla", b"chinchilla", "law", b"law", "overtraining_ratio", b"overtraining_ratio", "plan", b"plan", "saving_cost", b"saving_cost", "saving_flops", b"saving_flops", "solver", b"solver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "chinchilla", b"chinchilla", "intervals", b"intervals", "law", b"law", "overtraining_ratio", b"overtraining_ratio", "plan", b"plan", "saving_cost", b"saving_cost", "saving_flops", b"saving_flops", "solver", b"solver"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanInferenceResponse: _TypeAlias = PlanInferenceResponse  # noqa: Y015
+
+@_typing.final
+class PlanOvertrainingRequest(_message.Message):
+    """Input of PlanOvertraining."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    TARGET_LOSS_FIELD_NUMBER: _builtins.int
+    TARGET_ERROR_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    target_loss: _builtins.float
+    """Reach this loss (nats/token, above E)."""
+    target_error: _builtins.float
+    """Reach this average top-1 downstream error, through the law's Err(L) link (needs epsilon,
+    k and gamma in the law).
+    """
+    multiplier: _builtins.float
+    """Tokens per parameter M = D / N (> 0); not set means the best multiplier at any compute."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law to use; its form must be "overtraining" (empty form picks it)."""
+
+    @_builtins.property
+    def budget(self) -> Global___ComputeBudget:
+        """Training compute C = 6 N D."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        budget: Global___ComputeBudget | None = ...,
+        target_loss: _builtins.float = ...,
+        target_error: _builtins.float = ...,
+        multiplier: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__multiplier: _TypeAlias = _typing.Literal["multiplier"]  # noqa: Y015
+    _WhichOneofArgType__multiplier: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["budget", "target_loss", "target_error"]  # noqa: Y015
+    _WhichOneofArgType_goal: _TypeAlias = _typing.Literal["goal", b"goal"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__multiplier) -> _WhichOneofReturnType__multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_goal) -> _WhichOneofReturnType_goal | None: ...
+
+Global___PlanOvertrainingRequest: _TypeAlias = PlanOvertrainingRequest  # noqa: Y015
+
+@_typing.final
+class PlanOvertrainingResponse(_message.Message):
+    """Output of PlanOvertraining."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    FLOPS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    DOWNSTREAM_ERROR_FIELD_NUMBER: _builtins.int
+    BEST_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    LOSS_PENALTY_FIELD_NUMBER: _builtins.int
+    COMPUTE_RATIO_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    multiplier: _builtins.float
+    """The multiplier M = D / N used."""
+    params: _builtins.float
+    """Parameters N = sqrt(C / (6 M))."""
+    tokens: _builtins.float
+    """Training tokens D = M N."""
+    flops: _builtins.float
+    """Training compute 6 N D."""
+    loss: _builtins.float
+    """Predicted loss, nats/token."""
+    downstream_error: _builtins.float
+    """Predicted average top-1 downstream error; absent when the law has no error link."""
+    best_multiplier: _builtins.float
+    """M* = (b/a)^(1/(2 eta)), the best multiplier at fixed compute. Trust it only inside the
+    multipliers the law was fitted on.
+    """
+    loss_penalty: _builtins.float
+    """Reducible loss at M over that at M*, for equal compute (>= 1)."""
+    compute_ratio: _builtins.float
+    """Compute needed at M over that at M*, for equal loss (>= 1)."""
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        multiplier: _builtins.float = ...,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        flops: _builtins.float = ...,
+        loss: _builtins.float = ...,
+        downstream_error: _builtins.float | None = ...,
+        best_multiplier: _builtins.float = ...,
+        loss_penalty: _builtins.float = ...,
+        compute_ratio: _builtins.float = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "downstream_error", b"downstream_error", "law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "best_multiplier", b"best_multiplier", "compute_ratio", b"compute_ratio", "downstream_error", b"downstream_error", "flops", b"flops", "law", b"law", "loss", b"loss", "loss_penalty", b"loss_penalty", "multiplier", b"multiplier", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__downstream_error: _TypeAlias = _typing.Literal["downstream_error"]  # noqa: Y015
+    _WhichOneofArgType__downstream_error: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__downstream_error) -> _WhichOneofReturnType__downstream_error | None: ...
+
+Global___PlanOvertrainingResponse: _TypeAlias = PlanOvertrainingResponse  # noqa: Y015
+
+@_typing.final
+class DataPool(_message.Message):
+    """One data pool (Goyal form): a quality bucket of the raw data."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    UTILITY_FIELD_NUMBER: _builtins.int
+    HALF_LIFE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name within the request, 1-100 characters."""
+    size: _builtins.float
+    """Samples per epoch (> 0)."""
+    utility: _builtins.float
+    """Utility b (< 0): the exponent of the error power law; more negative is better data."""
+    half_life: _builtins.float
+    """Repetition half-life tau in epochs (> 0): after tau more passes a sample is worth half."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        size: _builtins.float = ...,
+        utility: _builtins.float = ...,
+        half_life: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["half_life", b"half_life", "name", b"name", "size", b"size", "utility", b"utility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataPool: _TypeAlias = DataPool  # noqa: Y015
+
+@_typing.final
+class PlanDataMixRequest(_message.Message):
+    """Input of PlanDataMix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOLS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    A_FIELD_NUMBER: _builtins.int
+    D_FIELD_NUMBER: _builtins.int
+    COMPARE_AT_FIELD_NUMBER: _builtins.int
+    samples: _builtins.float
+    """Training budget in samples seen (> 0)."""
+    a: _builtins.float
+    """Sample-count scale a shared by all pools (> 0; 1 when not set)."""
+    d: _builtins.float
+    """Irreducible error d (>= 0; 0.1 when not set)."""
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataPool]:
+        """The pools to choose from (1 to 1000)."""
+
+    @_builtins.property
+    def compare_at(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Further budgets (samples, > 0) at which to predict every candidate's error, to show how
+        the best choice moves with compute (at most 100).
+        """
+
+    def __init__(
+        self,
+        *,
+        pools: _abc.Iterable[Global___DataPool] | None = ...,
+        samples: _builtins.float = ...,
+        a: _builtins.float | None = ...,
+        d: _builtins.float | None = ...,
+        compare_at: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_a", b"_a", "_d", b"_d", "a", b"a", "d", b"d"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_a", b"_a", "_d", b"_d", "a", b"a", "compare_at", b"compare_at", "d", b"d", "pools", b"pools", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__a: _TypeAlias = _typing.Literal["a"]  # noqa: Y015
+    _WhichOneofArgType__a: _TypeAlias = _typing.Literal["_a", b"_a"]  # noqa: Y015
+    _WhichOneofReturnType__d: _TypeAlias = _typing.Literal["d"]  # noqa: Y015
+    _WhichOneofArgType__d: _TypeAlias = _typing.Literal["_d", b"_d"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__a) -> _WhichOneofReturnType__a | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__d) -> _WhichOneofReturnType__d | None: ...
+
+Global___PlanDataMixRequest: _TypeAlias = PlanDataMixRequest  # noqa: Y015
+
+@_typing.final
+class PoolShare(_message.Message):
+    """How much of one pool a mix trains on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    EPOCHS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The pool's name."""
+    samples: _builtins.float
+    """Samples drawn from it."""
+    epochs: _builtins.float
+    """Passes over it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        samples: _builtins.float = ...,
+        epochs: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epochs", b"epochs", "name", b"name", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PoolShare: _TypeAlias = PoolShare  # noqa: Y015
+
+@_typing.final
+class DataMixCandidate(_message.Message):
+    """One candidate mix: the top-K pools by utility."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOLS_FIELD_NUMBER: _builtins.int
+    PREDICTED_ERROR_FIELD_NUMBER: _builtins.int
+    COMPARE_ERRORS_FIELD_NUMBER: _builtins.int
+    predicted_error: _builtins.float
+    """Predicted error at the request's budget."""
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Pool names, best utility first."""
+
+    @_builtins.property
+    def compare_errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Predicted error at each of the request's compare_at budgets, in order."""
+
+    def __init__(
+        self,
+        *,
+        pools: _abc.Iterable[_builtins.str] | None = ...,
+        predicted_error: _builtins.float = ...,
+        compare_errors: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare_errors", b"compare_errors", "pools", b"pools", "predicted_error", b"predicted_error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataMixCandidate: _TypeAlias = DataMixCandidate  # noqa: Y015
+
+@_typing.final
+class PlanDataMixResponse(_message.Message):
+    """Output of PlanDataMix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOLS_FIELD_NUMBER: _builtins.int
+    PREDICTED_ERROR_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    predicted_error: _builtins.float
+    """Predicted error of the chosen mix at the budget."""
+    solver: _builtins.str
+    """"enumeration": the choice is discrete and every candidate was evaluated."""
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolShare]:
+        """The chosen pools and how much of each."""
+
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataMixCandidate]:
+        """Every candidate (top-1, top-2, ... pools), in that order."""
+
+    def __init__(
+        self,
+        *,
+        pools: _abc.Iterable[Global___PoolShare] | None = ...,
+        predicted_error: _builtins.float = ...,
+        candidates: _abc.Iterable[Global___DataMixCandidate] | None = ...,
+        solver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "pools", b"pools", "predicted_error", b"predicted_error", "solver", b"solver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanDataMixResponse: _TypeAlias = PlanDataMixResponse  # noqa: Y015
+
+@_typing.final
+class PlanSparsityRequest(_message.Message):
+    """Input of PlanSparsity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    FINAL_SPARSITY_FIELD_NUMBER: _builtins.int
+    FINAL_PARAMS_FIELD_NUMBER: _builtins.int
+    PRUNE_START_FIELD_NUMBER: _builtins.int
+    PRUNE_END_FIELD_NUMBER: _builtins.int
+    PRUNABLE_FRACTION_FIELD_NUMBER: _builtins.int
+    DENSE_FLOPS_FIELD_NUMBER: _builtins.int
+    final_sparsity: _builtins.float
+    """Final sparsity s_f in [0, 1): the fraction of prunable parameters removed."""
+    final_params: _builtins.float
+    """Deployed (final) parameter count (> 0); the sparsity is chosen."""
+    prune_start: _builtins.float
+    """Fraction of training at which pruning starts, [0, 1); 0.25 when not set."""
+    prune_end: _builtins.float
+    """Fraction of training at which pruning ends, (prune_start, 1]; 0.75 when not set."""
+    prunable_fraction: _builtins.float
+    """Fraction of parameters that can be pruned (linear layers), (0, 1]; 1 when not set."""
+    dense_flops: _builtins.bool
+    """True when the sparse FLOPs are not realised (dense kernels): compute counts the dense
+    size, k N_dense D. False (default): k N_avg D.
+    """
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law to use; its N is read as the average parameter count over training. Empty form
+        picks "sparse_avg_params", then the family's default form.
+        """
+
+    @_builtins.property
+    def budget(self) -> Global___ComputeBudget:
+        """Training compute."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        budget: Global___ComputeBudget | None = ...,
+        final_sparsity: _builtins.float = ...,
+        final_params: _builtins.float = ...,
+        prune_start: _builtins.float | None = ...,
+        prune_end: _builtins.float | None = ...,
+        prunable_fraction: _builtins.float | None = ...,
+        dense_flops: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "dense_flops", b"dense_flops", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__prunable_fraction: _TypeAlias = _typing.Literal["prunable_fraction"]  # noqa: Y015
+    _WhichOneofArgType__prunable_fraction: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction"]  # noqa: Y015
+    _WhichOneofReturnType__prune_end: _TypeAlias = _typing.Literal["prune_end"]  # noqa: Y015
+    _WhichOneofArgType__prune_end: _TypeAlias = _typing.Literal["_prune_end", b"_prune_end"]  # noqa: Y015
+    _WhichOneofReturnType__prune_start: _TypeAlias = _typing.Literal["prune_start"]  # noqa: Y015
+    _WhichOneofArgType__prune_start: _TypeAlias = _typing.Literal["_prune_start", b"_prune_start"]  # noqa: Y015
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["final_sparsity", "final_params"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prunable_fraction) -> _WhichOneofReturnType__prunable_fraction | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prune_end) -> _WhichOneofReturnType__prune_end | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prune_start) -> _WhichOneofReturnType__prune_start | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___PlanSparsityRequest: _TypeAlias = PlanSparsityRequest  # noqa: Y015
+
+@_typing.final
+class SparsityStep(_message.Message):
+    """One point of the pruning schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRACTION_FIELD_NUMBER: _builtins.int
+    SPARSITY_FIELD_NUMBER: _builtins.int
+    fraction: _builtins.float
+    """Fraction of training tokens."""
+    sparsity: _builtins.float
+    """Sparsity of the prunable parameters there."""
+    def __init__(
+        self,
+        *,
+        fraction: _builtins.float = ...,
+        sparsity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fraction", b"fraction", "sparsity", b"sparsity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SparsityStep: _TypeAlias = SparsityStep  # noqa: Y015
+
+@_typing.final
+class DenseModel(_message.Message):
+    """A dense model, for comparison."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    params: _builtins.float
+    """Parameters N."""
+    tokens: _builtins.float
+    """Training tokens D."""
+    loss: _builtins.float
+    """Predicted loss, nats/token."""
+    def __init__(
+        self,
+        *,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        loss: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loss", b"loss", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DenseModel: _TypeAlias = DenseModel  # noqa: Y015
+
+@_typing.final
+class PlanSparsityResponse(_message.Message):
+    """Output of PlanSparsity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class IntervalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Interval: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Interval | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DENSE_PARAMS_FIELD_NUMBER: _builtins.int
+    AVERAGE_PARAMS_FIELD_NUMBER: _builtins.int
+    FINAL_PARAMS_FIELD_NUMBER: _builtins.int
+    FINAL_SPARSITY_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    FLOPS_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    DENSE_SAME_SIZE_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    dense_params: _builtins.float
+    """Parameters at the start of training."""
+    average_params: _builtins.float
+    """Average parameter count over training (the law's N)."""
+    final_params: _builtins.float
+    """Parameters after pruning: the deployed size."""
+    final_sparsity: _builtins.float
+    """Final sparsity of the prunable parameters."""
+    tokens: _builtins.float
+    """Training tokens D."""
+    loss: _builtins.float
+    """Predicted loss, nats/token."""
+    flops: _builtins.float
+    """Training compute used."""
+    solver: _builtins.str
+    """"closed_form" or "scalar/bounded"."""
+    @_builtins.property
+    def schedule(self) -> _containers.RepeatedCompositeFieldContainer[Global___SparsityStep]:
+        """Sparsity at each tenth of training (fractions 0, 0.1, ..., 1)."""
+
+    @_builtins.property
+    def dense_same_size(self) -> Global___DenseModel:
+        """The dense model of the same deployed size trained on the same compute."""
+
+    @_builtins.property
+    def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tags: "compute", the fixed target ("final_sparsity" or "final_params"), "dense" (the
+        deployed size is at least the compute-optimal size: no pruning pays), "max_sparsity" (the
+        search stopped at s_f = 0.99).
+        """
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    @_builtins.property
+    def intervals(self) -> _containers.MessageMap[_builtins.str, Global___Interval]:
+        """p5/p50/p95 over the law version's bootstrap ensemble by field name ("dense_params",
+        "average_params", "final_params", "final_sparsity", "tokens", "loss"); empty without an
+        ensemble.
+        """
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the binding tags mean for this request, in words (e.g. why the answer is dense, or
+        that a schedule other than 25%-75% extrapolates Jin et al.'s evidence).
+        """
+
+    def __init__(
+        self,
+        *,
+        dense_params: _builtins.float = ...,
+        average_params: _builtins.float = ...,
+        final_params: _builtins.float = ...,
+        final_sparsity: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        loss: _builtins.float = ...,
+        flops: _builtins.float = ...,
+        schedule: _abc.Iterable[Global___SparsityStep] | None = ...,
+        dense_same_size: Global___DenseModel | None = ...,
+        binding: _abc.Iterable[_builtins.str] | None = ...,
+        solver: _builtins.str = ...,
+        law: Global___LawSummary | None = ...,
+        intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dense_same_size", b"dense_same_size", "law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_params", b"average_params", "binding", b"binding", "dense_params", b"dense_params", "dense_same_size", b"dense_same_size", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "notes", b"notes", "schedule", b"schedule", "solver", b"solver", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanSparsityResponse: _TypeAlias = PlanSparsityResponse  # noqa: Y015
+
+@_typing.final
+class BudgetJob(_message.Message):
+    """One job sharing a cluster budget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    MIN_FLOPS_FIELD_NUMBER: _builtins.int
+    MAX_FLOPS_FIELD_NUMBER: _builtins.int
+    MAX_PARAMS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique name within the request, 1-100 characters."""
+    weight: _builtins.float
+    """Weight of its loss in the objective (> 0; 1 when not set)."""
+    min_flops: _builtins.float
+    """Least compute it must get (> 0)."""
+    max_flops: _builtins.float
+    """Most compute it can use (> 0)."""
+    max_params: _builtins.float
+    """Cap on its parameters N (> 0)."""
+    max_tokens: _builtins.float
+    """Cap on its training tokens D (> 0)."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law that predicts this job's loss (its Chinchilla form)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        law: Global___LawSelector | None = ...,
+        weight: _builtins.float | None = ...,
+        min_flops: _builtins.float | None = ...,
+        max_flops: _builtins.float | None = ...,
+        max_params: _builtins.float | None = ...,
+        max_tokens: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_flops", b"_max_flops", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_min_flops", b"_min_flops", "_weight", b"_weight", "law", b"law", "max_flops", b"max_flops", "max_params", b"max_params", "max_tokens", b"max_tokens", "min_flops", b"min_flops", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_flops", b"_max_flops", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_min_flops", b"_min_flops", "_weight", b"_weight", "law", b"law", "max_flops", b"max_flops", "max_params", b"max_params", "max_tokens", b"max_tokens", "min_flops", b"min_flops", "name", b"name", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_flops: _TypeAlias = _typing.Literal["max_flops"]  # noqa: Y015
+    _WhichOneofArgType__max_flops: _TypeAlias = _typing.Literal["_max_flops", b"_max_flops"]  # noqa: Y015
+    _WhichOneofReturnType__max_params: _TypeAlias = _typing.Literal["max_params"]  # noqa: Y015
+    _WhichOneofArgType__max_params: _TypeAlias = _typing.Literal["_max_params", b"_max_params"]  # noqa: Y015
+    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__min_flops: _TypeAlias = _typing.Literal["min_flops"]  # noqa: Y015
+    _WhichOneofArgType__min_flops: _TypeAlias = _typing.Literal["_min_flops", b"_min_flops"]  # noqa: Y015
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_flops) -> _WhichOneofReturnType__max_flops | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_params) -> _WhichOneofReturnType__max_params | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_flops) -> _WhichOneofReturnType__min_flops | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
+
+Global___BudgetJob: _TypeAlias = BudgetJob  # noqa: Y015
+
+@_typing.final
+class AllocateBudgetRequest(_message.Message):
+    """Input of AllocateBudget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetJob]:
+        """The jobs (1 to 64)."""
+
+    @_builtins.property
+    def budget(self) -> Global___ComputeBudget:
+        """The total compute to share."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___BudgetJob] | None = ...,
+        budget: Global___ComputeBudget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocateBudgetRequest: _TypeAlias = AllocateBudgetRequest  # noqa: Y015
+
+@_typing.final
+class JobAllocation(_message.Message):
+    """One job's share and its plan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FLOPS_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    MARGINAL_VALUE_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The job's name."""
+    flops: _builtins.float
+    """Compute given to it."""
+    params: _builtins.float
+    """Its compute-optimal parameters N under its caps."""
+    tokens: _builtins.float
+    """Its training tokens D."""
+    loss: _builtins.float
+    """Its predicted loss, nats/token."""
+    marginal_value: _builtins.float
+    """weight x the loss decrease per extra FLOP at its share."""
+    @_builtins.property
+    def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Bounds active: "min_flops", "max_flops", "max_params", "max_tokens"."""
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered for it."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        flops: _builtins.float = ...,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        loss: _builtins.float = ...,
+        binding: _abc.Iterable[_builtins.str] | None = ...,
+        marginal_value: _builtins.float = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "flops", b"flops", "law", b"law", "loss", b"loss", "marginal_value", b"marginal_value", "name", b"name", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobAllocation: _TypeAlias = JobAllocation  # noqa: Y015
+
+@_typing.final
+class AllocateBudgetResponse(_message.Message):
+    """Output of AllocateBudget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    MARGINAL_VALUE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    BUDGET_BINDING_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    marginal_value: _builtins.float
+    """Weighted loss decrease per extra FLOP of total budget (the budget constraint's dual);
+    equal to the marginal value of every job no min/max bound holds.
+    """
+    objective: _builtins.float
+    """The minimised weighted sum of losses."""
+    budget_binding: _builtins.bool
+    """False when every job is at its max_flops and part of the budget is left over."""
+    solver: _builtins.str
+    """"gp/CLARABEL" (finished exactly by water-filling on the solver's active bounds)."""
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobAllocation]:
+        """One entry per job, in request order."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___JobAllocation] | None = ...,
+        marginal_value: _builtins.float = ...,
+        objective: _builtins.float = ...,
+        budget_binding: _builtins.bool = ...,
+        solver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_binding", b"budget_binding", "jobs", b"jobs", "marginal_value", b"marginal_value", "objective", b"objective", "solver", b"solver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AllocateBudgetResponse: _TypeAlias = AllocateBudgetResponse  # noqa: Y015

@@ -115,6 +115,26 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.FromString,
                 _registered_method=True)
+        self.PlanOvertraining = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanOvertraining',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanOvertrainingRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanOvertrainingResponse.FromString,
+                _registered_method=True)
+        self.PlanDataMix = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanDataMix',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanDataMixRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanDataMixResponse.FromString,
+                _registered_method=True)
+        self.PlanSparsity = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanSparsity',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanSparsityRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanSparsityResponse.FromString,
+                _registered_method=True)
+        self.AllocateBudget = channel.unary_unary(
+                '/planner.v1.PlannerService/AllocateBudget',
+                request_serializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -244,6 +264,42 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanOvertraining(self, request, context):
+        """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
+        the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
+        downstream error at a multiplier, and the best multiplier at fixed compute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanDataMix(self, request, context):
+        """Which data pools to train on for a budget in samples, and how many epochs of each
+        (Goyal et al.; LAWS.md §5): pools ranked by utility, every top-K union evaluated (a
+        discrete choice, solved by enumeration), the best returned with all candidates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanSparsity(self, request, context):
+        """Sparse pre-training (Jin et al.; LAWS.md §6): for a compute budget and a final sparsity or
+        deployed size, the dense starting size, average and final parameter counts, tokens, loss,
+        the cubic pruning schedule, and the dense model of the same deployed size for comparison.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllocateBudget(self, request, context):
+        """Splits one compute budget across several jobs to minimise the weighted sum of their
+        optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+        and the marginal value of compute, which is equal across jobs no bound holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +382,26 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.PlanInference,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.SerializeToString,
+            ),
+            'PlanOvertraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanOvertraining,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanOvertrainingRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanOvertrainingResponse.SerializeToString,
+            ),
+            'PlanDataMix': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanDataMix,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanDataMixRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanDataMixResponse.SerializeToString,
+            ),
+            'PlanSparsity': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanSparsity,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanSparsityRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanSparsityResponse.SerializeToString,
+            ),
+            'AllocateBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocateBudget,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -761,6 +837,114 @@ class PlannerService:
             '/planner.v1.PlannerService/PlanInference',
             planner_dot_v1_dot_planner__pb2.PlanInferenceRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.PlanInferenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanOvertraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanOvertraining',
+            planner_dot_v1_dot_planner__pb2.PlanOvertrainingRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanOvertrainingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanDataMix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanDataMix',
+            planner_dot_v1_dot_planner__pb2.PlanDataMixRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanDataMixResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanSparsity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanSparsity',
+            planner_dot_v1_dot_planner__pb2.PlanSparsityRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanSparsityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocateBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/AllocateBudget',
+            planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -93,6 +93,26 @@ class PlannerServiceStub:
     training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
     within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
     """
+    PlanOvertraining: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanOvertrainingRequest, _planner_pb2.PlanOvertrainingResponse]
+    """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
+    the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
+    downstream error at a multiplier, and the best multiplier at fixed compute.
+    """
+    PlanDataMix: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanDataMixRequest, _planner_pb2.PlanDataMixResponse]
+    """Which data pools to train on for a budget in samples, and how many epochs of each
+    (Goyal et al.; LAWS.md §5): pools ranked by utility, every top-K union evaluated (a
+    discrete choice, solved by enumeration), the best returned with all candidates.
+    """
+    PlanSparsity: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanSparsityRequest, _planner_pb2.PlanSparsityResponse]
+    """Sparse pre-training (Jin et al.; LAWS.md §6): for a compute budget and a final sparsity or
+    deployed size, the dense starting size, average and final parameter counts, tokens, loss,
+    the cubic pruning schedule, and the dense model of the same deployed size for comparison.
+    """
+    AllocateBudget: _grpc.UnaryUnaryMultiCallable[_planner_pb2.AllocateBudgetRequest, _planner_pb2.AllocateBudgetResponse]
+    """Splits one compute budget across several jobs to minimise the weighted sum of their
+    optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+    and the marginal value of compute, which is equal across jobs no bound holds.
+    """
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -148,6 +168,26 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
     training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
     within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
+    """
+    PlanOvertraining: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanOvertrainingRequest, _planner_pb2.PlanOvertrainingResponse]  # type: ignore[assignment]
+    """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
+    the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
+    downstream error at a multiplier, and the best multiplier at fixed compute.
+    """
+    PlanDataMix: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanDataMixRequest, _planner_pb2.PlanDataMixResponse]  # type: ignore[assignment]
+    """Which data pools to train on for a budget in samples, and how many epochs of each
+    (Goyal et al.; LAWS.md §5): pools ranked by utility, every top-K union evaluated (a
+    discrete choice, solved by enumeration), the best returned with all candidates.
+    """
+    PlanSparsity: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanSparsityRequest, _planner_pb2.PlanSparsityResponse]  # type: ignore[assignment]
+    """Sparse pre-training (Jin et al.; LAWS.md §6): for a compute budget and a final sparsity or
+    deployed size, the dense starting size, average and final parameter counts, tokens, loss,
+    the cubic pruning schedule, and the dense model of the same deployed size for comparison.
+    """
+    AllocateBudget: _aio.UnaryUnaryMultiCallable[_planner_pb2.AllocateBudgetRequest, _planner_pb2.AllocateBudgetResponse]  # type: ignore[assignment]
+    """Splits one compute budget across several jobs to minimise the weighted sum of their
+    optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+    and the marginal value of compute, which is equal across jobs no bound holds.
     """
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -297,6 +337,50 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Inference-aware plan (Sardana et al.; LAWS.md §3.1): the N and D minimising lifetime cost,
         training k N D plus inference 2 N x inference_tokens, for a target loss, or the lowest loss
         within a lifetime budget; compared with the Chinchilla-optimal plan for the same loss.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanOvertraining(
+        self,
+        request: _planner_pb2.PlanOvertrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanOvertrainingResponse, _abc.Awaitable[_planner_pb2.PlanOvertrainingResponse]]:
+        """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
+        the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
+        downstream error at a multiplier, and the best multiplier at fixed compute.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanDataMix(
+        self,
+        request: _planner_pb2.PlanDataMixRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanDataMixResponse, _abc.Awaitable[_planner_pb2.PlanDataMixResponse]]:
+        """Which data pools to train on for a budget in samples, and how many epochs of each
+        (Goyal et al.; LAWS.md §5): pools ranked by utility, every top-K union evaluated (a
+        discrete choice, solved by enumeration), the best returned with all candidates.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanSparsity(
+        self,
+        request: _planner_pb2.PlanSparsityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanSparsityResponse, _abc.Awaitable[_planner_pb2.PlanSparsityResponse]]:
+        """Sparse pre-training (Jin et al.; LAWS.md §6): for a compute budget and a final sparsity or
+        deployed size, the dense starting size, average and final parameter counts, tokens, loss,
+        the cubic pruning schedule, and the dense model of the same deployed size for comparison.
+        """
+
+    @_abc_1.abstractmethod
+    def AllocateBudget(
+        self,
+        request: _planner_pb2.AllocateBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.AllocateBudgetResponse, _abc.Awaitable[_planner_pb2.AllocateBudgetResponse]]:
+        """Splits one compute budget across several jobs to minimise the weighted sum of their
+        optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+        and the marginal value of compute, which is equal across jobs no bound holds.
         """
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

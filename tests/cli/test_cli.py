@@ -204,12 +204,17 @@ def epoch_family(server: ServerProcess, folder: Path, data: Path, name: str) -> 
 
 def test_fit_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
     epoch_family(server, tmp_path, shared_data, "cli-fit")
-    out = planner_json(server, "fit", "cli-fit", "--method", "vpnls", "--bootstrap", "8")
+    out = planner_json(server, "fit", "cli-fit", "--method", "vpnls", "--bootstrap", "12")
     assert set(out) == {"version", "form", "params", "intervals", "diagnostics"}
     assert out["version"] == 1 and out["form"] == "chinchilla"
     assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
     assert out["diagnostics"]["runs"] == 240
     assert set(out["intervals"]) <= set(out["params"])
+    plan = planner_json(server, "optimal", "cli-fit", "--compute", "1e23")
+    assert set(plan["intervals"]) == {"params", "tokens", "loss", "flops"}
+    band = plan["intervals"]["params"]
+    assert set(band) == {"p5", "p50", "p95"}
+    assert band["p5"] <= band["p50"] <= band["p95"]
 
 
 def test_backtest_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:

@@ -58,9 +58,17 @@ def test_huber_fit_is_stored_with_intervals(
     plan = client.plan_compute_optimal(family_name, compute=5.76e23)
     assert plan.law.version == 1 and plan.law.method == "huber"
     assert set(plan.intervals) == {"params", "tokens", "loss", "flops"}
-    low, high = plan.intervals["params"]
-    assert low < plan.params < high and high / low < 10
-    assert plan.intervals["flops"] == pytest.approx((5.76e23, 5.76e23), rel=1e-9)
+    band = plan.intervals["params"]
+    assert band.p5 < band.p50 < band.p95 and band.p95 / band.p5 < 10
+    assert band.p5 < plan.params < band.p95
+    flops = plan.intervals["flops"]
+    assert (flops.p5, flops.p50, flops.p95) == pytest.approx((5.76e23,) * 3, rel=1e-9)
+    # Inference-aware plans get bands too, each row solved on its own.
+    lifetime = client.plan_inference(family_name, 1e13, target_loss=2.2)
+    assert set(lifetime.intervals) == {"params", "tokens", "loss", "total_flops", "cost"}
+    band = lifetime.intervals["params"]
+    assert band.p5 < lifetime.plan.params < band.p95
+    assert lifetime.intervals["loss"].p50 == pytest.approx(2.2, rel=1e-9)
     prediction = client.predict(family_name, 7e10, 1.4e12)
     assert prediction.interval is not None
     assert prediction.interval[0] < prediction.loss < prediction.interval[1]

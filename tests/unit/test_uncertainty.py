@@ -10,8 +10,14 @@ from planner.fitting.data_constrained import PARAMETER_NAMES as COLUMNS
 from planner.laws import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery, solve
+from planner.planning.inference import InferenceQuery
 from planner.planning.repeated_data import RepeatedDataQuery
-from planner.uncertainty import loss_interval, plan_intervals, repeated_plan_intervals
+from planner.uncertainty import (
+    inference_intervals,
+    loss_interval,
+    plan_intervals,
+    repeated_plan_intervals,
+)
 from tests.unit.test_repeated_data import brute_force, reference_loss
 
 
@@ -26,7 +32,9 @@ def ensemble(rows: int = 60, seed: int = 1) -> np.ndarray:
     return vectors
 
 
-def row_by_row(vectors: np.ndarray, query: ComputeOptimalQuery) -> dict[str, tuple[float, float]]:
+def row_by_row(
+    vectors: np.ndarray, query: ComputeOptimalQuery
+) -> dict[str, tuple[float, float, float]]:
     plans = []
     for e, a, b, alpha, beta in vectors:
         law = ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta)
@@ -39,8 +47,8 @@ def row_by_row(vectors: np.ndarray, query: ComputeOptimalQuery) -> dict[str, tup
     out = {}
     for name in ("params", "tokens", "loss", "flops"):
         values = np.array([getattr(p, name) for p in plans])
-        low, high = np.percentile(values, [2.5, 97.5])
-        out[name] = (float(low), float(high))
+        low, median, high = np.percentile(values, [5, 50, 95])
+        out[name] = (float(low), float(median), float(high))
     return out
 
 
@@ -111,9 +119,28 @@ def test_repeated_plan_intervals_match_brute_force_per_row() -> None:
     for row in vectors:
         law = DataConstrainedLaw(**dict(zip(COLUMNS, row, strict=True)))
         params.append(brute_force(law, 1e22, 25e9)[0])
-    expected = np.percentile(params, [2.5, 97.5])
+    expected = np.percentile(params, [5, 50, 95])
     assert intervals["params"] == pytest.approx(tuple(expected), rel=1e-4)
-    assert intervals["flops"] == pytest.approx((1e22, 1e22), rel=1e-9)
-    low, high = intervals["epochs"]
+    assert intervals["flops"] == pytest.approx((1e22, 1e22, 1e22), rel=1e-9)
+    low, _, high = intervals["epochs"]
     assert low < 1e22 / (6 * expected[0]) / 25e9 * (1 + 1e-3)
-    assert high > 1e22 / (6 * expected[1]) / 25e9 * (1 - 1e-3)
+    assert high > 1e22 / (6 * expected[2]) / 25e9 * (1 - 1e-3)
+
+
+def test_inference_intervals_match_a_grid_per_row() -> None:
+    """Each row's inference-aware optimum by a dense grid over ln N on its loss constraint."""
+    vectors = ensemble(40, seed=3)
+    law = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+    query = InferenceQuery(law, 1e13, target_loss=2.2)
+    bands = inference_intervals(vectors, query)
+    params, costs = [], []
+    for e, a, b, alpha, beta in vectors:
+        low = (a / (2.2 - e)) ** (1 / alpha) * (1 + 1e-9)
+        n = np.exp(np.linspace(np.log(low), np.log(low * 1e4), 400_001))
+        d = (b / (2.2 - e - a * n**-alpha)) ** (1 / beta)
+        cost = 6 * n * d + 2 * n * 1e13
+        params.append(n[np.argmin(cost)])
+        costs.append(cost.min())
+    assert bands["params"] == pytest.approx(tuple(np.percentile(params, [5, 50, 95])), rel=1e-4)
+    assert bands["cost"] == pytest.approx(tuple(np.percentile(costs, [5, 50, 95])), rel=1e-7)
+    assert bands["loss"] == pytest.approx((2.2, 2.2, 2.2), rel=1e-9)

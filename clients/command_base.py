@@ -1,0 +1,30 @@
+"""What every `planner` command shares: its output pair and its usage error."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from clients import formatting as fmt
+from clients.results import Band
+
+Output = tuple[dict[str, Any], str]  # (JSON object, human-readable text)
+
+
+class UsageError(Exception):
+    """A problem with the command line itself."""
+
+
+def law_selector(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--form", default="", help="law form (default: the family's first)")
+    parser.add_argument("--version", type=int, default=0, help="law version (default: current)")
+
+
+def bands_json(bands: dict[str, Band]) -> dict[str, dict[str, float]]:
+    return {name: {"p5": b.p5, "p50": b.p50, "p95": b.p95} for name, b in bands.items()}
+
+
+def band_text(bands: dict[str, Band], name: str) -> str:
+    """'  (p5 1.2e9 - p95 3.4e9)' for a field with a band, else ''."""
+    band = bands.get(name)
+    return f"  (p5 {fmt.number(band.p5)} - p95 {fmt.number(band.p95)})" if band else ""

@@ -1,0 +1,254 @@
+"""`planner` commands for the planning queries beyond `optimal` and `inference`:
+overtrain, datamix, sparsity and allocate (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clients import formatting as fmt
+from clients.client import PlannerClient
+from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
+from clients.results import DataPool
+
+
+def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
+    plan = client.plan_overtraining(
+        args.family,
+        compute=args.compute,
+        target_loss=args.target_loss,
+        target_error=args.target_error,
+        multiplier=args.multiplier,
+        version=args.version,
+    )
+    data: dict[str, Any] = {
+        "multiplier": plan.multiplier,
+        "params": plan.params,
+        "tokens": plan.tokens,
+        "flops": plan.flops,
+        "loss": plan.loss,
+        "downstream_error": plan.downstream_error,
+        "best_multiplier": plan.best_multiplier,
+        "loss_penalty": plan.loss_penalty,
+        "compute_ratio": plan.compute_ratio,
+    }
+    rows = [
+        ("tokens/param (M)", f"{plan.multiplier:.4g}"),
+        ("params (N)", fmt.number(plan.params)),
+        ("tokens (D)", fmt.number(plan.tokens)),
+        ("FLOPs", fmt.number(plan.flops)),
+        ("loss", fmt.number(plan.loss)),
+    ]
+    if plan.downstream_error is not None:
+        rows.append(("downstream error", f"{plan.downstream_error:.4f}"))
+    rows += [
+        ("best M at fixed C", f"{plan.best_multiplier:.4g} (only inside the fitted range)"),
+        (
+            "vs best M",
+            f"{plan.loss_penalty:.4g}x reducible loss, {plan.compute_ratio:.4g}x compute",
+        ),
+        ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
+    ]
+    return data, fmt.key_values(rows)
+
+
+def _json_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror or error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: not valid JSON ({error})") from None
+
+
+def _number(where: str, value: Any) -> float:
+    # bool is an int in Python; true/false are not numbers here.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{where}: must be a number, got {json.dumps(value)}")
+    return float(value)
+
+
+def read_pools(path: str) -> tuple[list[DataPool], float | None, float | None]:
+    """POOLS.json: {"a"?, "d"?, "pools": [{"name", "size", "utility", "half_life"}]}."""
+    data = _json_file(path)
+    if not isinstance(data, dict) or not isinstance(data.get("pools"), list):
+        raise UsageError(f'{path}: expected an object with a "pools" list')
+    pools = []
+    for i, entry in enumerate(data["pools"]):
+        where = f"{path}: pools[{i}]"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: expected an object")
+        missing = {"name", "size", "utility", "half_life"} - set(entry)
+        if missing:
+            raise UsageError(f"{where}: missing {', '.join(sorted(missing))}")
+        if not isinstance(entry["name"], str):
+            raise UsageError(f"{where}.name: must be a string")
+        pools.append(
+            DataPool(
+                name=entry["name"],
+                size=_number(f"{where}.size", entry["size"]),
+                utility=_number(f"{where}.utility", entry["utility"]),
+                half_life=_number(f"{where}.half_life", entry["half_life"]),
+            )
+        )
+    a = None if data.get("a") is None else _number(f"{path}: a", data["a"])
+    d = None if data.get("d") is None else _number(f"{path}: d", data["d"])
+    return pools, a, d
+
+
+def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
+    pools, a, d = read_pools(args.pools)
+    plan = client.plan_data_mix(pools, args.compute, a, d, args.compare_at)
+    data: dict[str, Any] = {
+        "pools": [{"name": p.name, "samples": p.samples, "epochs": p.epochs} for p in plan.pools],
+        "predicted_error": plan.predicted_error,
+        "candidates": [
+            {"pools": c.pools, "predicted_error": c.predicted_error}
+            | ({"compare_errors": c.compare_errors} if args.compare_at else {})
+            for c in plan.candidates
+        ],
+        "solver": plan.solver,
+    }
+    budgets = [args.compute, *(args.compare_at or [])]
+    errors = [[c.predicted_error, *c.compare_errors] for c in plan.candidates]
+    # The best candidate at each budget (column).
+    best = [int(np.argmin([row[i] for row in errors])) for i in range(len(budgets))]
+    rows = [
+        [
+            f"top {k + 1}",
+            ", ".join(candidate.pools),
+            *(f"{e:.5g}{' *' if best[i] == k else ''}" for i, e in enumerate(errors[k])),
+        ]
+        for k, candidate in enumerate(plan.candidates)
+    ]
+    table = fmt.table(["MIX", "POOLS", *(f"ERR @ {fmt.number(b)}" for b in budgets)], rows)
+    chosen = ", ".join(f"{p.name} ({p.epochs:.3g} epochs)" for p in plan.pools)
+    text = "\n".join(
+        [
+            f"train on: {chosen}",
+            f"predicted error {plan.predicted_error:.5g} at {fmt.number(args.compute)} samples",
+            table,
+            "* best at that budget; solver: " + plan.solver,
+        ]
+    )
+    return data, text
+
+
+def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
+    plan = client.plan_sparsity(
+        args.family,
+        args.compute,
+        final_sparsity=args.final_sparsity,
+        final_params=args.final_params,
+        prune_start=args.prune_start,
+        prune_end=args.prune_end,
+        prunable_fraction=args.prunable_fraction,
+        dense_flops=args.dense_flops,
+        form=args.form,
+        version=args.version,
+    )
+    dense = plan.dense_same_size
+    data: dict[str, Any] = {
+        "dense_params": plan.dense_params,
+        "average_params": plan.average_params,
+        "final_params": plan.final_params,
+        "final_sparsity": plan.final_sparsity,
+        "tokens": plan.tokens,
+        "loss": plan.loss,
+        "flops": plan.flops,
+        "schedule": [{"fraction": f, "sparsity": s} for f, s in plan.schedule],
+        "dense_same_size": {"params": dense.params, "tokens": dense.tokens, "loss": dense.loss},
+        "binding": plan.binding,
+        "notes": plan.notes,
+        "solver": plan.solver,
+        "intervals": bands_json(plan.intervals),
+    }
+
+    def band(name: str) -> str:
+        return band_text(plan.intervals, name)
+
+    rows = [
+        ("dense start (N)", fmt.number(plan.dense_params) + band("dense_params")),
+        ("average (N_avg)", fmt.number(plan.average_params) + band("average_params")),
+        ("deployed (N_final)", fmt.number(plan.final_params) + band("final_params")),
+        ("final sparsity", f"{plan.final_sparsity:.4g}"),
+        ("tokens (D)", fmt.number(plan.tokens) + band("tokens")),
+        ("loss", fmt.number(plan.loss) + band("loss")),
+        ("FLOPs", fmt.number(plan.flops)),
+        (
+            "dense same size",
+            f"N {fmt.number(dense.params)}, D {fmt.number(dense.tokens)}, "
+            f"loss {fmt.number(dense.loss)} ({dense.loss - plan.loss:+.4g})",
+        ),
+        ("binding", ", ".join(plan.binding)),
+        ("solver", plan.solver),
+        ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
+    ]
+    schedule = "  ".join(f"{f:.1f}:{s:.3f}" for f, s in plan.schedule)
+    lines = [fmt.key_values(rows), f"schedule (fraction:sparsity)  {schedule}"]
+    lines += [f"note: {note}" for note in plan.notes]
+    return data, "\n".join(lines)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def register(commands: Any) -> None:
+    """Add these commands to the `planner` subparsers."""
+    over = commands.add_parser(
+        "overtrain", help="over-training law: loss, compute or best tokens-per-param (Gadre)"
+    )
+    over.add_argument("family")
+    goal = over.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--compute", type=float, help="training FLOPs")
+    goal.add_argument("--target-loss", type=float, help="loss to reach (nats/token)")
+    goal.add_argument("--target-error", type=float, help="downstream top-1 error to reach")
+    over.add_argument(
+        "--multiplier", type=float, help="tokens per parameter M (default: the law's best)"
+    )
+    over.add_argument("--version", type=int, default=0, help="law version (default: current)")
+    over.set_defaults(func=overtrain)
+
+    mix = commands.add_parser(
+        "datamix", help="which data pools to train on for a sample budget (Goyal)"
+    )
+    mix.add_argument(
+        "--pools",
+        required=True,
+        help='JSON file: {"a", "d", "pools": [{"name", "size", "utility", "half_life"}]}',
+    )
+    mix.add_argument("--compute", type=_finite, required=True, help="budget in samples seen")
+    mix.add_argument(
+        "--compare-at", type=_finite, nargs="+", metavar="SAMPLES", help="other budgets to show"
+    )
+    mix.set_defaults(func=datamix)
+
+    sparse = commands.add_parser(
+        "sparsity", help="sparse pre-training plan: dense start, pruning schedule (Jin)"
+    )
+    sparse.add_argument("family")
+    sparse.add_argument("--compute", type=float, required=True, help="training FLOPs")
+    target = sparse.add_mutually_exclusive_group(required=True)
+    target.add_argument("--final-sparsity", type=float, help="fraction pruned at the end, [0, 1)")
+    target.add_argument("--final-params", type=float, help="deployed parameter count")
+    sparse.add_argument("--prune-start", type=float, help="fraction of training (default 0.25)")
+    sparse.add_argument("--prune-end", type=float, help="fraction of training (default 0.75)")
+    sparse.add_argument(
+        "--prunable-fraction", type=float, help="share of parameters that can be pruned"
+    )
+    sparse.add_argument(
+        "--dense-flops",
+        action="store_true",
+        help="sparse FLOPs are not realised: compute counts the dense size",
+    )
+    law_selector(sparse)
+    sparse.set_defaults(func=sparsity)
