@@ -17,6 +17,7 @@ from bench.domain import (
 from bench.fitting import FitBench
 from bench.load import LoadResult
 from bench.machine import Machine
+from bench.queries import QueryBench
 from bench.service import FirstRequest, HandlerTimes, RoundTrips
 from bench.stats import Summary
 
@@ -43,6 +44,7 @@ class BenchResults:
     server_note: str
     load_average_at_end: tuple[float, float, float]
     fitting: FitBench | None = None
+    queries: QueryBench | None = None
 
 
 @dataclass(frozen=True)
@@ -484,4 +486,30 @@ def render(results: BenchResults) -> str:
     if results.server_exit_code is not None:
         add(f"The server exited with code {results.server_exit_code} after SIGTERM.")
         add("")
+    if results.queries is not None:
+        out.extend(_queries_section(results.queries))
     return "\n".join(out)
+
+
+def _queries_section(bench: QueryBench) -> list[str]:
+    out = ["## 4. Planning queries, in-process", ""]
+    out.append(
+        "Each query through its domain function (what a solver worker runs), every call with "
+        "slightly different numbers. The GP-backed queries are also built and solved as a fresh "
+        "cvxpy `gp=True` problem per request (N, D in units of 1e9), the naive way. Bands: "
+        "the p5/p50/p95 a plan carries when its law has a 200-row bootstrap ensemble, each row "
+        "solved on its own."
+    )
+    out.append("")
+    out.append("| query | path | p50 | p90 | p99 | mean | calls |")
+    out.append("|---|---|---:|---:|---:|---:|---:|")
+    for row in bench.rows:
+        out.append(f"| {row.query} | {row.path} | {_summary_cells(row.latency)} |")
+    out.append("")
+    for query, compiled, naive in bench.ratios:
+        out.append(
+            f"- {query}: built per request / compiled once, ratio of medians "
+            f"**{naive / compiled:.1f}x** ({duration(naive)} vs {duration(compiled)})."
+        )
+    out.append("")
+    return out

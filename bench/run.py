@@ -3,7 +3,8 @@
 1. in-process: closed form, compiled-once GP, cvxpy built per request, accuracy, profiles;
 2. a real `planner-server` on a loopback port: round trips, derived server-side time, the
    handler timed in-process, the first request after start;
-3. sustained load with grpc.aio (64 callers; closed-form mix, GP-only mix).
+3. sustained load with grpc.aio (64 callers; closed-form mix, GP-only mix);
+4. the planning queries in-process, compiled-once GPs against problems built per request.
 
 Progress goes to stderr. --quick is a few-second smoke test and writes bench/out/ instead.
 """
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import domain, fitting, load, machine, report, service
+from bench import domain, fitting, load, machine, queries, report, service
 from bench.domain import log
 from tests.service.server_process import ServerProcess
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             log(note)
 
     fit_results = fitting.run(quick)
+    query_results = queries.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         server_note=note,
         load_average_at_end=os.getloadavg(),
         fitting=fit_results,
+        queries=query_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")

@@ -557,6 +557,40 @@ class PlannerClient:
             intervals=_bands(reply.intervals),
         )
 
+    def allocate_budget(self, jobs: list[results.BudgetJob], compute: float) -> results.Allocation:
+        """Split `compute` FLOPs across the jobs, minimising the weighted sum of their losses."""
+        request = pb.AllocateBudgetRequest()
+        request.budget.flops = compute
+        for job in jobs:
+            message = request.jobs.add(
+                name=job.name,
+                law=pb.LawSelector(family=job.family, form=job.form, version=job.version),
+            )
+            for name in ("weight", "min_flops", "max_flops", "max_params", "max_tokens"):
+                value = getattr(job, name)
+                if value is not None:
+                    setattr(message, name, value)
+        reply = self._call("AllocateBudget", request)
+        return results.Allocation(
+            jobs=[
+                results.JobAllocation(
+                    name=j.name,
+                    flops=j.flops,
+                    params=j.params,
+                    tokens=j.tokens,
+                    loss=j.loss,
+                    binding=list(j.binding),
+                    marginal_value=j.marginal_value,
+                    law=_law_info(j.law),
+                )
+                for j in reply.jobs
+            ],
+            marginal_value=reply.marginal_value,
+            objective=reply.objective,
+            budget_binding=reply.budget_binding,
+            solver=reply.solver,
+        )
+
     def plan_compute_optimal(
         self,
         family: str,

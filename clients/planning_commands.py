@@ -14,7 +14,7 @@ import numpy as np
 from clients import formatting as fmt
 from clients.client import PlannerClient
 from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
-from clients.results import DataPool
+from clients.results import BudgetJob, DataPool
 
 
 def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -195,6 +195,92 @@ def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, "\n".join(lines)
 
 
+JOB_KEYS = {"name", "family", "weight", "min_flops", "max_flops", "max_params", "max_tokens"}
+
+
+def read_jobs(path: str) -> list[BudgetJob]:
+    """JOBS.json: {"jobs": [{"name", "family", "weight"?, "min_flops"?, "max_flops"?,
+    "max_params"?, "max_tokens"?}]}."""
+    data = _json_file(path)
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise UsageError(f'{path}: expected an object with a "jobs" list')
+    jobs = []
+    for i, entry in enumerate(data["jobs"]):
+        where = f"{path}: jobs[{i}]"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: expected an object")
+        unknown = set(entry) - JOB_KEYS
+        if unknown:
+            raise UsageError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        for key in ("name", "family"):
+            if not isinstance(entry.get(key), str):
+                raise UsageError(f"{where}.{key}: must be a string")
+        numbers = {
+            key: _number(f"{where}.{key}", entry[key])
+            for key in JOB_KEYS - {"name", "family"}
+            if entry.get(key) is not None
+        }
+        jobs.append(
+            BudgetJob(
+                name=entry["name"],
+                family=entry["family"],
+                weight=numbers.get("weight"),
+                min_flops=numbers.get("min_flops"),
+                max_flops=numbers.get("max_flops"),
+                max_params=numbers.get("max_params"),
+                max_tokens=numbers.get("max_tokens"),
+            )
+        )
+    return jobs
+
+
+def allocate(client: PlannerClient, args: argparse.Namespace) -> Output:
+    result = client.allocate_budget(read_jobs(args.jobs), args.compute)
+    data: dict[str, Any] = {
+        "jobs": [
+            {
+                "name": j.name,
+                "flops": j.flops,
+                "params": j.params,
+                "tokens": j.tokens,
+                "loss": j.loss,
+                "binding": j.binding,
+                "marginal_value": j.marginal_value,
+            }
+            for j in result.jobs
+        ],
+        "marginal_value": result.marginal_value,
+        "objective": result.objective,
+        "budget_binding": result.budget_binding,
+        "solver": result.solver,
+    }
+    rows = [
+        [
+            j.name,
+            fmt.number(j.flops),
+            f"{j.flops / args.compute:.1%}",
+            fmt.number(j.params),
+            fmt.number(j.tokens),
+            f"{j.loss:.5g}",
+            f"{j.marginal_value:.4g}",
+            ", ".join(j.binding) or "-",
+        ]
+        for j in result.jobs
+    ]
+    table = fmt.table(
+        ["JOB", "FLOPS", "SHARE", "PARAMS", "TOKENS", "LOSS", "MARGINAL", "BINDING"], rows
+    )
+    spare = "" if result.budget_binding else " (every job at its max_flops; budget left over)"
+    text = "\n".join(
+        [
+            table,
+            f"marginal value of compute {result.marginal_value:.4g} weighted nats/FLOP{spare}",
+            f"weighted loss {result.objective:.6g}; solver: {result.solver}",
+        ]
+    )
+    return data, text
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -252,3 +338,14 @@ def register(commands: Any) -> None:
     )
     law_selector(sparse)
     sparse.set_defaults(func=sparsity)
+
+    split = commands.add_parser(
+        "allocate", help="split one compute budget across jobs (weighted sum of losses)"
+    )
+    split.add_argument(
+        "--jobs",
+        required=True,
+        help='JSON file: {"jobs": [{"name", "family", "weight", "min_flops"?, "max_flops"?}]}',
+    )
+    split.add_argument("--compute", type=_finite, required=True, help="total FLOPs")
+    split.set_defaults(func=allocate)

@@ -263,3 +263,39 @@ class SparsityPlan:
     solver: str
     law: LawInfo
     intervals: dict[str, Band]
+
+
+@dataclass(frozen=True)
+class BudgetJob:
+    """One job sharing a budget in AllocateBudget; None means no bound."""
+
+    name: str
+    family: str
+    weight: float | None = None
+    min_flops: float | None = None
+    max_flops: float | None = None
+    max_params: float | None = None
+    max_tokens: float | None = None
+    form: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class JobAllocation:
+    name: str
+    flops: float
+    params: float
+    tokens: float
+    loss: float
+    binding: list[str]
+    marginal_value: float
+    law: LawInfo
+
+
+@dataclass(frozen=True)
+class Allocation:
+    jobs: list[JobAllocation]
+    marginal_value: float
+    objective: float
+    budget_binding: bool
+    solver: str

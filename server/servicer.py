@@ -7,10 +7,13 @@ solves and fits go to the warm process pool.
 from __future__ import annotations
 
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
+from server.allocation_rpcs import AllocationRpcs
 from server.catalog_rpcs import CatalogRpcs
 from server.fitting_rpcs import FittingRpcs
 from server.planning_rpcs import PlanningRpcs
 
 
-class PlannerService(CatalogRpcs, FittingRpcs, PlanningRpcs, pb_grpc.PlannerServiceServicer):
+class PlannerService(
+    CatalogRpcs, FittingRpcs, PlanningRpcs, AllocationRpcs, pb_grpc.PlannerServiceServicer
+):
     """The one service of planner.v1."""

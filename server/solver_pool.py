@@ -29,10 +29,11 @@ T = TypeVar("T")
 
 
 def _initialise_worker() -> None:
-    from planner.planning import geometric_program, inference
+    from planner.planning import allocation, geometric_program, inference
 
     geometric_program.warm_up()
     inference.warm_up()
+    allocation.warm_up()
 
 
 def _ready(hold_seconds: float) -> int:

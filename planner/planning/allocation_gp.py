@@ -111,7 +111,9 @@ class CompiledAllocationGP:
         # first request from shaping it.
         for parameter in self.parameters:
             parameter.value = 1.0
-        self._affine = AffineConicProblem(self.problem, self.parameters, self.variables, SOLVER_OPTIONS)
+        self._affine = AffineConicProblem(
+            self.problem, self.parameters, self.variables, SOLVER_OPTIONS
+        )
         data, _, _ = self.problem.get_problem_data(cp.CLARABEL)
         self._cones = dims_to_solver_cones(data["dims"])
         self._settings = CLARABEL.parse_solver_opts(False, dict(SOLVER_OPTIONS))
@@ -172,9 +174,7 @@ def solve_gp(jobs: tuple[Job, ...], compute: float) -> GPAllocation:
             (job.max_tokens, d0),
         ]
         # lc = ln(s / C); the bounds in the same centred logs.
-        per_job.append(
-            (la, lb, math.log(share / compute), law.alpha, law.beta, bounds)
-        )
+        per_job.append((la, lb, math.log(share / compute), law.alpha, law.beta, bounds))
     shift = float(np.logaddexp.reduce(log_terms))  # ln S
     values = [1.0]
     for la, lb, lc, alpha, beta, bounds in per_job:

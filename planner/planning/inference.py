@@ -25,6 +25,8 @@ from scipy.optimize import minimize_scalar
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
+from planner.planning.affine_conic import AffineConicProblem
+from planner.planning.geometric_program import ACCEPTED_STATUSES, SOLVER_OPTIONS
 from planner.validation import non_negative, optional_positive, positive
 
 SOLVER = "CLARABEL"
@@ -330,7 +332,22 @@ class CompiledInferenceGP:
         if not self.problem.is_dcp(dpp=True):
             raise AssertionError("the inference GP must be DPP")
         self.target_goal = target_goal
+        self.parameters: list[cp.Parameter] = [
+            p
+            for p in (
+                self.la,
+                self.lb,
+                self.alpha,
+                self.beta,
+                self.lt,
+                self.li,
+                self.n_cap,
+                self.d_cap,
+            )
+            if p is not None
+        ]
         self._lock = threading.Lock()
+        self._affine: AffineConicProblem | None = None
 
     def solve(self, query: InferenceQuery, centre: tuple[float, float]) -> float:
         """The GP's optimal N."""
@@ -351,29 +368,28 @@ class CompiledInferenceGP:
             lt, li = lt - math.log(query.compute), li - math.log(query.compute)
             shift = max(la, lb)
             la, lb = la - shift, lb - shift
+        values = {"la": la, "lb": lb, "alpha": law.alpha, "beta": law.beta, "lt": lt, "li": li}
+        if self.n_cap is not None:
+            assert query.max_params is not None
+            values["n_cap"] = math.log(query.max_params / n0)
+        if self.d_cap is not None:
+            assert query.max_tokens is not None
+            values["d_cap"] = math.log(query.max_tokens / d0)
         with self._lock:
-            for parameter, value in (
-                (self.la, la),
-                (self.lb, lb),
-                (self.alpha, law.alpha),
-                (self.beta, law.beta),
-                (self.lt, lt),
-                (self.li, li),
-            ):
-                parameter.value = value
-            if self.n_cap is not None:
-                assert query.max_params is not None
-                self.n_cap.value = math.log(query.max_params / n0)
-            if self.d_cap is not None:
-                assert query.max_tokens is not None
-                self.d_cap.value = math.log(query.max_tokens / d0)
             try:
-                self.problem.solve(solver=SOLVER)
+                if self._affine is None:
+                    # The map is affine (DPP), so any valid point serves to probe it.
+                    for parameter in self.parameters:
+                        parameter.value = 1.0
+                    self._affine = AffineConicProblem(
+                        self.problem, self.parameters, (self.x, self.y), SOLVER_OPTIONS
+                    )
+                status, (x, _) = self._affine.solve([values[p.name()] for p in self.parameters])
             except cp.error.SolverError as exc:
                 raise SolverFailed(f"the GP solver {SOLVER} failed: {exc}") from exc
-            if self.problem.status not in ("optimal", "optimal_inaccurate"):
-                raise SolverFailed(f"the GP solver {SOLVER} ended with {self.problem.status}")
-            return n0 * math.exp(float(self.x.value))
+        if status not in ACCEPTED_STATUSES:
+            raise SolverFailed(f"the GP solver {SOLVER} ended with status {status}")
+        return n0 * math.exp(x)
 
 
 @cache

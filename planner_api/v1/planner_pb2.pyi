@@ -2739,7 +2739,7 @@ class AllocateBudgetRequest(_message.Message):
     BUDGET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___BudgetJob]:
-        """The jobs (1 to 64)."""
+        """The jobs (1 to 16)."""
 
     @_builtins.property
     def budget(self) -> Global___ComputeBudget:

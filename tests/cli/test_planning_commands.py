@@ -68,3 +68,35 @@ def test_sparsity_json_has_the_contract_keys(server: ServerProcess) -> None:
     assert set(out["dense_same_size"]) == {"params", "tokens", "loss"}
     text = planner(server, *args)
     assert text.returncode == 0 and "dense same size" in text.stdout and "schedule" in text.stdout
+
+
+def test_allocate_json_has_the_contract_keys(server: ServerProcess, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(
+        json.dumps(
+            {
+                "jobs": [
+                    {"name": "big", "family": "chinchilla-epoch-2024", "weight": 2.0},
+                    {
+                        "name": "small",
+                        "family": "inference-sardana-2023",
+                        "weight": 1.0,
+                        "max_flops": 1e22,
+                    },
+                ]
+            }
+        )
+    )
+    out = planner_json(server, "allocate", "--jobs", str(jobs), "--compute", "1e24")
+    assert {"jobs", "marginal_value"} <= set(out)
+    assert [j["name"] for j in out["jobs"]] == ["big", "small"]
+    assert {"name", "flops", "params", "tokens", "loss"} <= set(out["jobs"][0])
+    assert out["jobs"][1]["flops"] == pytest.approx(1e22) and out["jobs"][1]["binding"] == [
+        "max_flops"
+    ]
+    assert sum(j["flops"] for j in out["jobs"]) == pytest.approx(1e24)
+    text = planner(server, "allocate", "--jobs", str(jobs), "--compute", "1e24")
+    assert text.returncode == 0 and "marginal value" in text.stdout and "SHARE" in text.stdout
+    jobs.write_text('{"jobs": [{"name": "x", "family": "chinchilla-epoch-2024", "gpus": 8}]}')
+    bad = planner(server, "allocate", "--jobs", str(jobs), "--compute", "1e24")
+    assert bad.returncode == 2 and "unknown keys gpus" in bad.stderr
