@@ -582,6 +582,7 @@ class PlannerClient:
                     binding=list(j.binding),
                     marginal_value=j.marginal_value,
                     law=_law_info(j.law),
+                    intervals=_bands(j.intervals),
                 )
                 for j in reply.jobs
             ],

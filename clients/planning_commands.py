@@ -246,6 +246,7 @@ def allocate(client: PlannerClient, args: argparse.Namespace) -> Output:
                 "loss": j.loss,
                 "binding": j.binding,
                 "marginal_value": j.marginal_value,
+                "intervals": bands_json(j.intervals),
             }
             for j in result.jobs
         ],

@@ -290,6 +290,7 @@ class JobAllocation:
     binding: list[str]
     marginal_value: float
     law: LawInfo
+    intervals: dict[str, Band] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

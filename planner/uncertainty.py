@@ -21,6 +21,7 @@ from planner.errors import PlannerError
 from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
+from planner.planning.allocation import AllocationQuery, allocate
 from planner.planning.compute_optimal import ComputeOptimalQuery
 from planner.planning.inference import InferenceQuery, plan_inference
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
@@ -127,6 +128,35 @@ def sparsity_intervals(ensemble: Array, query: SparsityQuery) -> dict[str, Band]
             continue
     names = ("dense_params", "average_params", "final_params", "final_sparsity", "tokens", "loss")
     return bands_of(list(plans), names)
+
+
+def allocation_intervals(
+    ensembles: list[Array | None], query: AllocationQuery
+) -> list[dict[str, Band]]:
+    """Per job, bands of its flops, params, tokens and loss with the whole split re-solved for
+    each row: row r of every job's ensemble together (jobs without one keep their law).
+    Families are fitted separately, so pairing rows by index samples their joint spread."""
+    sized = [e for e in ensembles if e is not None]
+    if not sized:
+        return [{} for _ in query.jobs]
+    rows = min(len(e) for e in sized)
+    laws = [None if e is None else chinchilla_rows(e[:rows]) for e in ensembles]
+    if any(law is not None and len(law) < rows for law in laws):
+        rows = min(len(law) for law in laws if law is not None)
+    splits = []
+    for r in range(rows):
+        jobs = tuple(
+            job if row_laws is None else replace(job, law=row_laws[r])
+            for job, row_laws in zip(query.jobs, laws, strict=True)
+        )
+        try:
+            splits.append(allocate(replace(query, jobs=jobs)))
+        except PlannerError:
+            continue
+    return [
+        bands_of([s.jobs[i] for s in splits], ("flops", "params", "tokens", "loss"))
+        for i in range(len(query.jobs))
+    ]
 
 
 def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Band]:

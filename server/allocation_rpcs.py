@@ -6,6 +6,7 @@ import asyncio
 
 from planner.errors import InvalidInput
 from planner.planning.allocation import MAX_JOBS, AllocationQuery, Job, allocate
+from planner.uncertainty import allocation_intervals
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors
@@ -48,7 +49,7 @@ class AllocationRpcs(RpcBase):
             compute=compute,
         ).validated()
         result = await self.pool.run(allocate, query)
-        return pb.AllocateBudgetResponse(
+        response = pb.AllocateBudgetResponse(
             jobs=[
                 pb.JobAllocation(
                     name=share.name,
@@ -67,6 +68,12 @@ class AllocationRpcs(RpcBase):
             budget_binding=result.budget_binding,
             solver=result.solver,
         )
+        ensembles = [law.ensemble for law in resolved]
+        if any(e is not None for e in ensembles):
+            bands = await self.pool.run(allocation_intervals, ensembles, query)
+            for message, job_bands in zip(response.jobs, bands, strict=True):
+                mapping.add_bands(message.intervals, job_bands)
+        return response
 
     async def _resolve_job(self, index: int, selector: pb.LawSelector) -> ResolvedLaw:
         try:

@@ -2765,6 +2765,27 @@ class JobAllocation(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class IntervalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Interval: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Interval | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     FLOPS_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
@@ -2773,6 +2794,7 @@ class JobAllocation(_message.Message):
     BINDING_FIELD_NUMBER: _builtins.int
     MARGINAL_VALUE_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The job's name."""
     flops: _builtins.float
@@ -2793,6 +2815,12 @@ class JobAllocation(_message.Message):
     def law(self) -> Global___LawSummary:
         """The law version that answered for it."""
 
+    @_builtins.property
+    def intervals(self) -> _containers.MessageMap[_builtins.str, Global___Interval]:
+        """p5/p50/p95 of "flops", "params", "tokens" and "loss" when some job's law has a bootstrap
+        ensemble: the whole split re-solved per row (row r of every job's ensemble together).
+        """
+
     def __init__(
         self,
         *,
@@ -2804,10 +2832,11 @@ class JobAllocation(_message.Message):
         binding: _abc.Iterable[_builtins.str] | None = ...,
         marginal_value: _builtins.float = ...,
         law: Global___LawSummary | None = ...,
+        intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "flops", b"flops", "law", b"law", "loss", b"loss", "marginal_value", b"marginal_value", "name", b"name", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "marginal_value", b"marginal_value", "name", b"name", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from clients import PlannerClient, PlannerClientError
-from clients.results import Run
+from clients.results import BudgetJob, Run
 from tests.unit.test_fit_data_constrained import C4, PUBLISHED_OBJECTIVE, STAGE2, muennighoff_runs
 from tests.unit.test_fitting import epoch_240
 
@@ -69,6 +69,13 @@ def test_huber_fit_is_stored_with_intervals(
     band = lifetime.intervals["params"]
     assert band.p5 < lifetime.plan.params < band.p95
     assert lifetime.intervals["loss"].p50 == pytest.approx(2.2, rel=1e-9)
+    # So do budget splits: bands for every job once one of them has an ensemble.
+    split = client.allocate_budget(
+        [BudgetJob("fitted", family_name), BudgetJob("published", "inference-sardana-2023")], 1e24
+    )
+    for job in split.jobs:
+        assert set(job.intervals) == {"flops", "params", "tokens", "loss"}
+        assert job.intervals["flops"].p5 <= job.flops <= job.intervals["flops"].p95
     prediction = client.predict(family_name, 7e10, 1.4e12)
     assert prediction.interval is not None
     assert prediction.interval[0] < prediction.loss < prediction.interval[1]

@@ -9,10 +9,12 @@ from planner.errors import Infeasible
 from planner.fitting.data_constrained import PARAMETER_NAMES as COLUMNS
 from planner.laws import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw
+from planner.planning.allocation import AllocationQuery, Job
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery, solve
 from planner.planning.inference import InferenceQuery
 from planner.planning.repeated_data import RepeatedDataQuery
 from planner.uncertainty import (
+    allocation_intervals,
     inference_intervals,
     loss_interval,
     plan_intervals,
@@ -144,3 +146,40 @@ def test_inference_intervals_match_a_grid_per_row() -> None:
     assert bands["params"] == pytest.approx(tuple(np.percentile(params, [5, 50, 95])), rel=1e-4)
     assert bands["cost"] == pytest.approx(tuple(np.percentile(costs, [5, 50, 95])), rel=1e-7)
     assert bands["loss"] == pytest.approx((2.2, 2.2, 2.2), rel=1e-9)
+
+
+def water_fill_two(law_a: ChinchillaLaw, law_b: ChinchillaLaw, total: float) -> float:
+    """Job a's share when w=1 jobs a and b split `total` with equal marginal loss per FLOP,
+    from the frontier L*(C) = E + K (C/6)^-gamma (LAWS.md §1.7), by bisection."""
+
+    def marginal(law: ChinchillaLaw, c: float) -> float:
+        g = (law.alpha * law.A / (law.beta * law.B)) ** (1 / (law.alpha + law.beta))
+        k = law.A * g**-law.alpha + law.B * g**law.beta
+        gamma = law.alpha * law.beta / (law.alpha + law.beta)
+        return gamma * k / 6 * (c / 6) ** -(1 + gamma)
+
+    low, high = 0.0, 1.0
+    for _ in range(200):
+        mid = (low + high) / 2
+        if marginal(law_a, mid * total) > marginal(law_b, (1 - mid) * total):
+            low = mid
+        else:
+            high = mid
+    return low * total
+
+
+def test_allocation_intervals_resolve_the_split_per_row() -> None:
+    vectors = ensemble(30, seed=4)
+    fixed = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.336, beta=0.283)
+    point = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+    query = AllocationQuery((Job("fitted", point), Job("published", fixed)), 1e24)
+    bands = allocation_intervals([vectors, None], query)
+    shares = [
+        water_fill_two(ChinchillaLaw(E=e, A=a, B=b, alpha=al, beta=be), fixed, 1e24)
+        for e, a, b, al, be in vectors
+    ]
+    expected = np.percentile(shares, [5, 50, 95])
+    assert bands[0]["flops"] == pytest.approx(tuple(expected), rel=1e-6)
+    rest = np.percentile(1e24 - np.array(shares), [5, 50, 95])
+    assert bands[1]["flops"] == pytest.approx(tuple(rest), rel=1e-6)
+    assert allocation_intervals([None, None], query) == [{}, {}]
