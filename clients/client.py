@@ -487,7 +487,15 @@ class PlannerClient:
         """Which pools to train on for `samples` seen; every top-K candidate's error."""
         request = pb.PlanDataMixRequest(
             pools=[
-                pb.DataPool(name=p.name, size=p.size, utility=p.utility, half_life=p.half_life)
+                pb.DataPool(
+                    name=p.name,
+                    size=p.size,
+                    utility=p.utility,
+                    half_life=p.half_life,
+                    observations=[
+                        pb.PoolObservation(samples=n, error=e) for n, e in p.observations
+                    ],
+                )
                 for p in pools
             ],
             samples=samples,
@@ -506,6 +514,10 @@ class PlannerClient:
                 for c in reply.candidates
             ],
             solver=reply.solver,
+            fitted=[
+                results.FittedPool(f.name, f.utility, f.half_life, f.squared_error)
+                for f in reply.fitted
+            ],
         )
 
     def plan_sparsity(

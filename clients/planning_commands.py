@@ -83,7 +83,9 @@ def read_pools(path: str) -> tuple[list[DataPool], float | None, float | None]:
         where = f"{path}: pools[{i}]"
         if not isinstance(entry, dict):
             raise UsageError(f"{where}: expected an object")
-        missing = {"name", "size", "utility", "half_life"} - set(entry)
+        observed = "observations" in entry
+        required = {"name", "size"} | (set() if observed else {"utility", "half_life"})
+        missing = required - set(entry)
         if missing:
             raise UsageError(f"{where}: missing {', '.join(sorted(missing))}")
         if not isinstance(entry["name"], str):
@@ -92,13 +94,30 @@ def read_pools(path: str) -> tuple[list[DataPool], float | None, float | None]:
             DataPool(
                 name=entry["name"],
                 size=_number(f"{where}.size", entry["size"]),
-                utility=_number(f"{where}.utility", entry["utility"]),
-                half_life=_number(f"{where}.half_life", entry["half_life"]),
+                utility=_number(f"{where}.utility", entry.get("utility", 0.0)),
+                half_life=_number(f"{where}.half_life", entry.get("half_life", 0.0)),
+                observations=_observations(where, entry.get("observations", [])),
             )
         )
     a = None if data.get("a") is None else _number(f"{path}: a", data["a"])
     d = None if data.get("d") is None else _number(f"{path}: d", data["d"])
     return pools, a, d
+
+
+def _observations(where: str, entries: Any) -> list[tuple[float, float]]:
+    if not isinstance(entries, list):
+        raise UsageError(f"{where}.observations: expected a list of {{samples, error}}")
+    out = []
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or {"samples", "error"} - set(entry):
+            raise UsageError(f"{where}.observations[{k}]: expected {{samples, error}}")
+        out.append(
+            (
+                _number(f"{where}.observations[{k}].samples", entry["samples"]),
+                _number(f"{where}.observations[{k}].error", entry["error"]),
+            )
+        )
+    return out
 
 
 def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -114,6 +133,10 @@ def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
         ],
         "solver": plan.solver,
     }
+    if plan.fitted:
+        data["fitted"] = [
+            {"name": f.name, "utility": f.utility, "half_life": f.half_life} for f in plan.fitted
+        ]
     budgets = [args.compute, *(args.compare_at or [])]
     errors = [[c.predicted_error, *c.compare_errors] for c in plan.candidates]
     # The best candidate at each budget (column).
@@ -134,6 +157,10 @@ def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
             f"predicted error {plan.predicted_error:.5g} at {fmt.number(args.compute)} samples",
             table,
             "* best at that budget; solver: " + plan.solver,
+        ]
+        + [
+            f"fitted {f.name}: utility {f.utility:.4g}, half-life {f.half_life:.3g} epochs"
+            for f in plan.fitted
         ]
     )
     return data, text
@@ -311,7 +338,8 @@ def register(commands: Any) -> None:
     mix.add_argument(
         "--pools",
         required=True,
-        help='JSON file: {"a", "d", "pools": [{"name", "size", "utility", "half_life"}]}',
+        help='JSON file: {"a", "d", "pools": [{"name", "size", "utility", "half_life"}]}; a '
+        'pool may give "observations": [{"samples", "error"}] instead of utility and half_life',
     )
     mix.add_argument("--compute", type=_finite, required=True, help="budget in samples seen")
     mix.add_argument(

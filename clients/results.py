@@ -214,8 +214,18 @@ class DataPool:
 
     name: str
     size: float
+    # Either utility and half_life, or (samples seen, error) observations to fit them to.
+    utility: float = 0.0
+    half_life: float = 0.0
+    observations: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FittedPool:
+    name: str
     utility: float
     half_life: float
+    squared_error: float
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,7 @@ class DataMixPlan:
     predicted_error: float
     candidates: list[DataMixCandidate]
     solver: str
+    fitted: list[FittedPool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from planner.laws import (
 )
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
-from planner.planning.data_mix import DataMixQuery, Pool, plan_data_mix
+from planner.planning.data_mix import ObservedPool, Pool, plan_with_observed_pools
 from planner.planning.inference import Costs, InferenceQuery, plan_inference
 from planner.planning.overtraining import OvertrainingQuery, plan_overtraining
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
@@ -198,18 +198,39 @@ class PlanningRpcs(RpcBase):
             raise InvalidInput("pools", f"at most {MAX_POOLS} pools, got {len(request.pools)}")
         for i, pool in enumerate(request.pools):
             validation.text(f"pools[{i}].name", pool.name, validation.MAX_ITEM_NAME)
-        query = DataMixQuery(
-            pools=tuple(
-                Pool(name=p.name, size=p.size, utility=p.utility, half_life=p.half_life)
-                for p in request.pools
-            ),
-            samples=request.samples,
-            a=1.0 if not request.HasField("a") else request.a,
-            d=0.1 if not request.HasField("d") else request.d,
-            compare_at=tuple(request.compare_at),
-        ).validated()
-        plan = await self.pool.run(plan_data_mix, query)
-        return mapping.data_mix_message(plan)
+        pools: list[Pool | ObservedPool] = []
+        for i, p in enumerate(request.pools):
+            if not p.observations:
+                pools.append(Pool(p.name, p.size, p.utility, p.half_life))
+                continue
+            if p.utility != 0 or p.half_life != 0:
+                raise InvalidInput(
+                    f"pools[{i}].observations",
+                    "give either utility and half_life or observations to fit them, not both",
+                )
+            observed = list(p.observations)
+            pools.append(
+                ObservedPool(
+                    p.name,
+                    p.size,
+                    tuple(o.samples for o in observed),
+                    tuple(o.error for o in observed),
+                )
+            )
+        mix = await self.pool.run(
+            plan_with_observed_pools,
+            pools,
+            request.samples,
+            request.a if request.HasField("a") else 1.0,
+            request.d if request.HasField("d") else 0.1,
+            tuple(request.compare_at),
+        )
+        response = mapping.data_mix_message(mix.plan)
+        for name, fit in mix.fits:
+            response.fitted.add(
+                name=name, utility=fit.utility, half_life=fit.half_life, squared_error=fit.sse
+            )
+        return response
 
     @translate_errors
     async def PlanSparsity(

@@ -233,15 +233,15 @@ def _water_fill(
     # The split falls as mu rises; bracket the root around the solver's dual, widening.
     centre = math.log(guess) if guess > 0 else -math.log(compute)  # mu ~ (loss) / C
     low, high, width = centre - 0.5, centre + 0.5, 1.0
-    for _ in range(200):
+    for _ in range(64):
         if excess(low) >= 0:
             break
         low, width = low - width, width * 2
-    for _ in range(200):
+    for _ in range(64):
         if excess(high) <= 0:
             break
         high, width = high + width, width * 2
-    log_mu = brentq(excess, low, high, xtol=1e-14, rtol=4 * 2.3e-16)
+    log_mu = brentq(excess, low, high, xtol=1e-14)
     flops = split(log_mu)
     # Hand the last rounding residue to the jobs strictly inside their bounds.
     inside = [i for i, (lo, hi) in enumerate(ranges) if lo < flops[i] < hi]

@@ -370,3 +370,59 @@ def fit_pool(
         raise Infeasible("no grid point gives a finite prediction for these samples")
     i, k = np.unravel_index(int(np.argmin(sse)), sse.shape)
     return PoolFit(float(b_grid[i]), float(tau_grid[k]), float(sse[i, k]))
+
+
+@dataclass(frozen=True)
+class ObservedPool:
+    """A pool whose utility and half-life are not known but fitted to its own runs: the error
+    observed after each number of samples seen (with the query's a and d)."""
+
+    name: str
+    size: float
+    samples: tuple[float, ...]
+    errors: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FittedMix:
+    """The plan, and the (utility, half-life) fitted for each observed pool, by name."""
+
+    plan: DataMixPlan
+    fits: tuple[tuple[str, PoolFit], ...]
+
+
+# Two parameters per pool are fitted: fewer runs than this leave them undetermined.
+MIN_OBSERVATIONS = 3
+
+
+def plan_with_observed_pools(
+    pools: Sequence[Pool | ObservedPool],
+    samples: float,
+    a: float = 1.0,
+    d: float = 0.1,
+    compare_at: tuple[float, ...] = (),
+) -> FittedMix:
+    """Fit every observed pool's (b, tau) by the grid search, then plan as usual."""
+    a, d = positive("a", a), non_negative("d", d)
+    given: list[Pool] = []
+    fits: list[tuple[str, PoolFit]] = []
+    for i, pool in enumerate(pools):
+        if isinstance(pool, Pool):
+            given.append(pool)
+            continue
+        field = f"pools[{i}]"
+        if len(pool.samples) < MIN_OBSERVATIONS:
+            raise InvalidInput(
+                f"{field}.observations",
+                f"need at least {MIN_OBSERVATIONS} to fit utility and half_life, "
+                f"got {len(pool.samples)}",
+            )
+        for k, error in enumerate(pool.errors):
+            positive(f"{field}.observations[{k}].error", error)
+        for k, seen in enumerate(pool.samples):
+            positive(f"{field}.observations[{k}].samples", seen)
+        fit = fit_pool(pool.samples, pool.errors, positive(f"{field}.size", pool.size), a, d)
+        given.append(Pool(pool.name, pool.size, fit.utility, fit.half_life))
+        fits.append((pool.name, fit))
+    query = DataMixQuery(tuple(given), samples, a, d, compare_at)
+    return FittedMix(plan_data_mix(query), tuple(fits))

@@ -2241,14 +2241,23 @@ class DataPool(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     UTILITY_FIELD_NUMBER: _builtins.int
     HALF_LIFE_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name within the request, 1-100 characters."""
     size: _builtins.float
     """Samples per epoch (> 0)."""
     utility: _builtins.float
-    """Utility b (< 0): the exponent of the error power law; more negative is better data."""
+    """Utility b (< 0): the exponent of the error power law; more negative is better data.
+    Leave 0 with half_life when the pool's observations are given instead.
+    """
     half_life: _builtins.float
     """Repetition half-life tau in epochs (> 0): after tau more passes a sample is worth half."""
+    @_builtins.property
+    def observations(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolObservation]:
+        """Runs on this pool alone (at least 3): utility and half-life are then fitted to them by
+        the authors' grid search (b in [-0.5, -0.005], tau in [1, 10], a and d as in the request).
+        """
+
     def __init__(
         self,
         *,
@@ -2256,14 +2265,75 @@ class DataPool(_message.Message):
         size: _builtins.float = ...,
         utility: _builtins.float = ...,
         half_life: _builtins.float = ...,
+        observations: _abc.Iterable[Global___PoolObservation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["half_life", b"half_life", "name", b"name", "size", b"size", "utility", b"utility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["half_life", b"half_life", "name", b"name", "observations", b"observations", "size", b"size", "utility", b"utility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataPool: _TypeAlias = DataPool  # noqa: Y015
+
+@_typing.final
+class PoolObservation(_message.Message):
+    """The error of a model trained on one pool after a number of samples seen."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    samples: _builtins.float
+    """Samples seen (> 0)."""
+    error: _builtins.float
+    """Error reached (> 0)."""
+    def __init__(
+        self,
+        *,
+        samples: _builtins.float = ...,
+        error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PoolObservation: _TypeAlias = PoolObservation  # noqa: Y015
+
+@_typing.final
+class FittedPool(_message.Message):
+    """Utility and half-life fitted to a pool's observations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    UTILITY_FIELD_NUMBER: _builtins.int
+    HALF_LIFE_FIELD_NUMBER: _builtins.int
+    SQUARED_ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The pool's name."""
+    utility: _builtins.float
+    """Fitted utility b."""
+    half_life: _builtins.float
+    """Fitted half-life tau, epochs."""
+    squared_error: _builtins.float
+    """Sum of squared errors of the fit over the observations."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        utility: _builtins.float = ...,
+        half_life: _builtins.float = ...,
+        squared_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["half_life", b"half_life", "name", b"name", "squared_error", b"squared_error", "utility", b"utility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FittedPool: _TypeAlias = FittedPool  # noqa: Y015
 
 @_typing.final
 class PlanDataMixRequest(_message.Message):
@@ -2390,6 +2460,7 @@ class PlanDataMixResponse(_message.Message):
     PREDICTED_ERROR_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
     SOLVER_FIELD_NUMBER: _builtins.int
+    FITTED_FIELD_NUMBER: _builtins.int
     predicted_error: _builtins.float
     """Predicted error of the chosen mix at the budget."""
     solver: _builtins.str
@@ -2402,6 +2473,10 @@ class PlanDataMixResponse(_message.Message):
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataMixCandidate]:
         """Every candidate (top-1, top-2, ... pools), in that order."""
 
+    @_builtins.property
+    def fitted(self) -> _containers.RepeatedCompositeFieldContainer[Global___FittedPool]:
+        """The pools whose utility and half-life were fitted to their observations."""
+
     def __init__(
         self,
         *,
@@ -2409,10 +2484,11 @@ class PlanDataMixResponse(_message.Message):
         predicted_error: _builtins.float = ...,
         candidates: _abc.Iterable[Global___DataMixCandidate] | None = ...,
         solver: _builtins.str = ...,
+        fitted: _abc.Iterable[Global___FittedPool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "pools", b"pools", "predicted_error", b"predicted_error", "solver", b"solver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "fitted", b"fitted", "pools", b"pools", "predicted_error", b"predicted_error", "solver", b"solver"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

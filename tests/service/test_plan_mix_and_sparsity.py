@@ -129,3 +129,26 @@ def test_sparsity_refusals(
     assert caught.value.code == code, caught.value
     fields = [v.field for v in caught.value.violations]
     assert fields == [field], caught.value
+
+
+def test_pool_utility_and_half_life_fitted_from_its_runs(client: PlannerClient) -> None:
+    """Observations made by the authors' loop at a grid point (b = -0.2, tau = 3) are fitted back
+    to it, and the plan is the one with those values given."""
+    utility, half_life = -0.005 - 39 * 0.495 / 99, 1 + 22 * 9 / 99  # grid points of §5
+    truth = Pool("crawl", 2e6, utility, half_life)
+    seen = [5e5, 2e6, 6e6, 2e7, 6e7]
+    observations = [(n, naive_error([truth], n)) for n in seen]
+    top = DataPool("top", 1e6, -0.3, 1.0)
+    fitted = client.plan_data_mix([top, DataPool("crawl", 2e6, observations=observations)], 1e8)
+    [fit] = fitted.fitted
+    assert fit.name == "crawl"
+    assert (fit.utility, fit.half_life) == pytest.approx((utility, half_life), rel=1e-9)
+    assert fit.squared_error < 1e-20
+    given = client.plan_data_mix([top, DataPool("crawl", 2e6, utility, half_life)], 1e8)
+    assert fitted.predicted_error == pytest.approx(given.predicted_error, rel=1e-9)
+    with pytest.raises(PlannerClientError) as caught:
+        client.plan_data_mix([DataPool("x", 2e6, observations=observations[:2])], 1e8)
+    assert [v.field for v in caught.value.violations] == ["pools[0].observations"]
+    with pytest.raises(PlannerClientError) as caught:
+        client.plan_data_mix([DataPool("x", 2e6, -0.1, 1.0, observations=observations)], 1e8)
+    assert [v.field for v in caught.value.violations] == ["pools[0].observations"]

@@ -46,7 +46,9 @@ def best_loss_capped(law: ChinchillaLaw, compute: np.ndarray, max_params: float)
     a = law.beta / (law.alpha + law.beta)
     g = (law.alpha * law.A / (law.beta * law.B)) ** (1 / (law.alpha + law.beta))
     params = np.minimum(g * (compute / 6) ** a, max_params)
-    return law.E + law.A * params**-law.alpha + law.B * (compute / (6 * params)) ** -law.beta
+    return np.asarray(
+        law.E + law.A * params**-law.alpha + law.B * (compute / (6 * params)) ** -law.beta
+    )
 
 
 def water_fill(
@@ -242,6 +244,25 @@ def test_budget_left_over_when_every_job_is_capped() -> None:
     assert a.binding == ("max_params", "max_tokens")
     assert b.flops == 1e20 and b.binding == ("max_flops",)
     assert a.marginal_value > 0 and b.marginal_value > 0
+
+
+def test_max_flops_below_the_caps_corner() -> None:
+    """Both caps present, but max_flops binds first: the job is on its budget line."""
+    job = Job("a", HOFF, max_flops=1e21, max_params=1e10, max_tokens=1e12)
+    (a, _) = run([job, Job("b", EPOCH)], 1e23).jobs
+    assert a.flops == 1e21 and a.binding == ("max_flops",)
+    assert 6 * a.params * a.tokens == pytest.approx(1e21, rel=1e-12)
+    plan = plan_for_budget(HOFF, 1e21)
+    assert (a.params, a.tokens) == pytest.approx((plan.params, plan.tokens), rel=1e-12)
+
+
+def test_weights_twelve_decades_apart() -> None:
+    """The light job is below the solver's resolution; the exact finish still places it."""
+    weights = [1e6, 1e-6]
+    result = run([Job("heavy", HOFF, weight=1e6), Job("light", EPOCH, weight=1e-6)], 1e22)
+    expected, mu = water_fill([HOFF, EPOCH], weights, 1e22, [6.0, 6.0])
+    assert [j.flops for j in result.jobs] == pytest.approx(expected, rel=1e-8)
+    assert result.marginal_value == pytest.approx(mu, rel=1e-8)
 
 
 def test_every_job_at_its_minimum() -> None:
