@@ -222,12 +222,13 @@ def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, "\n".join(lines)
 
 
-JOB_KEYS = {"name", "family", "weight", "min_flops", "max_flops", "max_params", "max_tokens"}
+NUMBER_KEYS = {"weight", "min_flops", "max_flops", "max_params", "max_tokens"}
+JOB_KEYS = {"name", "family", "form", "version"} | NUMBER_KEYS
 
 
 def read_jobs(path: str) -> list[BudgetJob]:
     """JOBS.json: {"jobs": [{"name", "family", "weight"?, "min_flops"?, "max_flops"?,
-    "max_params"?, "max_tokens"?}]}."""
+    "max_params"?, "max_tokens"?, "form"?, "version"?}]}."""
     data = _json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         raise UsageError(f'{path}: expected an object with a "jobs" list')
@@ -244,9 +245,15 @@ def read_jobs(path: str) -> list[BudgetJob]:
                 raise UsageError(f"{where}.{key}: must be a string")
         numbers = {
             key: _number(f"{where}.{key}", entry[key])
-            for key in JOB_KEYS - {"name", "family"}
+            for key in NUMBER_KEYS
             if entry.get(key) is not None
         }
+        form = entry.get("form", "")
+        version = entry.get("version", 0)
+        if not isinstance(form, str):
+            raise UsageError(f"{where}.form: must be a string")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise UsageError(f"{where}.version: must be an integer")
         jobs.append(
             BudgetJob(
                 name=entry["name"],
@@ -256,6 +263,8 @@ def read_jobs(path: str) -> list[BudgetJob]:
                 max_flops=numbers.get("max_flops"),
                 max_params=numbers.get("max_params"),
                 max_tokens=numbers.get("max_tokens"),
+                form=form,
+                version=version,
             )
         )
     return jobs

@@ -139,24 +139,25 @@ def allocation_intervals(
     sized = [e for e in ensembles if e is not None]
     if not sized:
         return [{} for _ in query.jobs]
-    rows = min(len(e) for e in sized)
-    laws = [None if e is None else chinchilla_rows(e[:rows]) for e in ensembles]
-    if any(law is not None and len(law) < rows for law in laws):
-        rows = min(len(law) for law in laws if law is not None)
     splits = []
-    for r in range(rows):
-        jobs = tuple(
-            job if row_laws is None else replace(job, law=row_laws[r])
-            for job, row_laws in zip(query.jobs, laws, strict=True)
-        )
+    for r in range(min(len(e) for e in sized)):
         try:
+            jobs = tuple(
+                job if e is None else replace(job, law=_row_law(e[r]))
+                for job, e in zip(query.jobs, ensembles, strict=True)
+            )
             splits.append(allocate(replace(query, jobs=jobs)))
-        except PlannerError:
+        except (PlannerError, ValueError):  # a row that is no valid law, or has no answer
             continue
     return [
         bands_of([s.jobs[i] for s in splits], ("flops", "params", "tokens", "loss"))
         for i in range(len(query.jobs))
     ]
+
+
+def _row_law(row: Array) -> ChinchillaLaw:
+    e, a, b, alpha, beta = (float(v) for v in row[:5])
+    return ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta)
 
 
 def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Band]:

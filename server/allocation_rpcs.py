@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from planner.errors import InvalidInput
+from planner.errors import InvalidInput, PlannerError
 from planner.planning.allocation import MAX_JOBS, AllocationQuery, Job, allocate
 from planner.uncertainty import allocation_intervals
 from planner_api.v1 import planner_pb2 as pb
@@ -78,7 +78,7 @@ class AllocationRpcs(RpcBase):
     async def _resolve_job(self, index: int, selector: pb.LawSelector) -> ResolvedLaw:
         try:
             return await self._resolve(selector)
-        except StoreError as error:
+        except (StoreError, PlannerError) as error:
             # The lookup names fields of one selector; here it sits inside jobs[index].
             if error.field is not None:
                 error.field = f"jobs[{index}].{error.field}"

@@ -16,7 +16,13 @@ from planner.laws import (
 )
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
-from planner.planning.data_mix import ObservedPool, Pool, plan_with_observed_pools
+from planner.planning.data_mix import (
+    MAX_OBSERVATIONS,
+    MAX_POOLS,
+    ObservedPool,
+    Pool,
+    plan_with_observed_pools,
+)
 from planner.planning.inference import Costs, InferenceQuery, plan_inference
 from planner.planning.overtraining import OvertrainingQuery, plan_overtraining
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
@@ -35,9 +41,6 @@ from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
 from server.rpc_base import Context, RpcBase, optional_field
 from server.store import NotFound
-
-# Pools per PlanDataMix request; the enumeration costs pools x epochs.
-MAX_POOLS = 1000
 
 
 class PlanningRpcs(RpcBase):
@@ -203,6 +206,11 @@ class PlanningRpcs(RpcBase):
             if not p.observations:
                 pools.append(Pool(p.name, p.size, p.utility, p.half_life))
                 continue
+            if len(p.observations) > MAX_OBSERVATIONS:
+                raise InvalidInput(
+                    f"pools[{i}].observations",
+                    f"at most {MAX_OBSERVATIONS}, got {len(p.observations)}",
+                )
             if p.utility != 0 or p.half_life != 0:
                 raise InvalidInput(
                     f"pools[{i}].observations",

@@ -68,10 +68,11 @@ class LawParams(BaseModel):
             return cls.model_validate(dict(values))
         except ValidationError as exc:
             first = exc.errors()[0]
-            name = ".".join(str(part) for part in first["loc"]) or "?"
+            name = ".".join(str(part) for part in first["loc"])
             reason = "is required" if first["type"] == "missing" else first["msg"]
             reason = reason.removeprefix("Value error, ")
-            raise InvalidInput(f"{field}.{name}", reason) from exc
+            # Checks across parameters have no location: name the whole map.
+            raise InvalidInput(f"{field}.{name}" if name else field, reason) from exc
 
     def to_mapping(self) -> dict[str, float]:
         """The parameters as a name -> value map (unset optional ones left out)."""

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from pydantic import model_validator
 
 from planner.errors import InvalidInput
 from planner.laws.base import Exponent, LawParams, NonNegativeFloat, PositiveFloat
@@ -31,6 +32,17 @@ class OvertrainingLaw(LawParams):
     k: PositiveFloat | None = None
     gamma: PositiveFloat | None = None
 
+    @model_validator(mode="after")
+    def _link_complete(self) -> OvertrainingLaw:
+        given = [v is not None for v in (self.epsilon, self.k, self.gamma)]
+        if any(given) and not all(given):
+            raise ValueError("the downstream-error link needs all of epsilon, k and gamma")
+        return self
+
+    @property
+    def has_error_link(self) -> bool:
+        return self.epsilon is not None and self.k is not None and self.gamma is not None
+
     def as_chinchilla(self) -> ChinchillaLaw:
         """The equivalent Chinchilla parameters (exact, not an approximation)."""
         scale = 6.0**-self.eta
@@ -48,6 +60,6 @@ class OvertrainingLaw(LawParams):
 
     def downstream_error(self, loss: float) -> float:
         """Average top-1 error predicted from loss; needs epsilon, k and gamma."""
-        if self.epsilon is None or self.k is None or self.gamma is None:
+        if self.epsilon is None or self.k is None or self.gamma is None:  # no link stored
             raise InvalidInput("parameters", "downstream error needs epsilon, k and gamma")
         return self.epsilon - self.k * math.exp(-self.gamma * loss)

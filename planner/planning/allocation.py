@@ -90,7 +90,7 @@ class AllocationQuery:
             if job.name in seen:
                 raise InvalidInput(f"jobs[{i}].name", f"duplicate of jobs[{seen[job.name]}].name")
             seen[job.name] = i
-        return AllocationQuery(jobs, positive("compute", self.compute))
+        return AllocationQuery(jobs, positive("budget.flops", self.compute))
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _check_feasible(query: AllocationQuery) -> None:
         raise Infeasible(
             f"the jobs' minimums add up to {minimums:.6g} FLOPs, more than the total "
             f"{query.compute:.6g}",
-            field="compute",
+            field="budget",
         )
 
 

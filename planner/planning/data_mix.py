@@ -151,14 +151,14 @@ def effective_utility(pools: Sequence[Pool], epochs: ArrayLike) -> Floats:
 def _epochs_needed(half_life: float, full_epochs: float) -> int:
     """Epoch indices to evaluate: up to the last epoch begun, or the tail cut of the longest
     half-life."""
-    cut = math.ceil(TAIL_HALF_LIVES * half_life)
-    needed = min(full_epochs, cut)
+    # Compare as floats first: a huge half-life makes the cut infinite, which ceil rejects.
+    needed = min(full_epochs, TAIL_HALF_LIVES * half_life)
     if needed > MAX_EPOCHS:
         raise Unsupported(
             f"this budget and half-life need {needed:.3g} epochs evaluated, more than the "
             f"{MAX_EPOCHS:,} this planner does; use a smaller budget or half-life"
         )
-    return int(needed)
+    return math.ceil(needed)
 
 
 def _log_errors(b_eff: Floats, total: float, samples: Floats, a: float, d: float) -> Floats:
@@ -393,6 +393,8 @@ class FittedMix:
 
 # Two parameters per pool are fitted: fewer runs than this leave them undetermined.
 MIN_OBSERVATIONS = 3
+# The grid search costs 1e4 x observations x epochs; a pool's ladder of runs is far smaller.
+MAX_OBSERVATIONS = 1000
 
 
 def plan_with_observed_pools(
@@ -411,10 +413,10 @@ def plan_with_observed_pools(
             given.append(pool)
             continue
         field = f"pools[{i}]"
-        if len(pool.samples) < MIN_OBSERVATIONS:
+        if not MIN_OBSERVATIONS <= len(pool.samples) <= MAX_OBSERVATIONS:
             raise InvalidInput(
                 f"{field}.observations",
-                f"need at least {MIN_OBSERVATIONS} to fit utility and half_life, "
+                f"need {MIN_OBSERVATIONS} to {MAX_OBSERVATIONS} to fit utility and half_life, "
                 f"got {len(pool.samples)}",
             )
         for k, error in enumerate(pool.errors):

@@ -108,11 +108,12 @@ def compute_for_loss(law: OvertrainingLaw, target_loss: float, multiplier: float
 
 def loss_for_error(law: OvertrainingLaw, target_error: float) -> float:
     """The loss whose predicted downstream error is the target: -ln((epsilon - Err)/k) / gamma."""
-    if law.epsilon is None or law.k is None or law.gamma is None:
+    if not law.has_error_link:
         raise Infeasible(
             "this law has no downstream-error link (epsilon, k, gamma); give a target loss",
             field="target_error",
         )
+    assert law.epsilon is not None and law.k is not None and law.gamma is not None
     # Err(L) rises from epsilon - k at L = 0 towards epsilon as L grows.
     lowest, highest = law.epsilon - law.k, law.epsilon
     if not lowest < target_error < highest:
@@ -121,12 +122,32 @@ def loss_for_error(law: OvertrainingLaw, target_error: float) -> float:
             f"({max(lowest, 0.0):g}, {highest:g})",
             field="target_error",
         )
-    return -math.log((law.epsilon - target_error) / law.k) / law.gamma
+    loss = -math.log((law.epsilon - target_error) / law.k) / law.gamma
+    if not loss > law.E:
+        floor = law.downstream_error(law.E)
+        raise Infeasible(
+            f"target_error {target_error:g} needs loss {loss:.6g}, not above the law's "
+            f"irreducible loss E = {law.E:g}: the lowest error it can predict is {floor:.6g}",
+            field="target_error",
+        )
+    return loss
 
 
 def plan_overtraining(query: OvertrainingQuery) -> OvertrainingPlan:
     """The model, its compute and loss at the query's multiplier (M* when not given)."""
     query = query.validated()
+    try:
+        return _checked(_solve(query))
+    except (ArithmeticError, ValueError) as exc:
+        if isinstance(exc, PlannerError):
+            raise
+        raise Infeasible(
+            f"this request leaves floating-point range for the law ({exc}); check the "
+            "multiplier and the goal against the law's scale"
+        ) from exc
+
+
+def _solve(query: OvertrainingQuery) -> OvertrainingPlan:
     law = query.law
     best = best_multiplier(law)
     multiplier = best if query.multiplier is None else query.multiplier
@@ -138,15 +159,7 @@ def plan_overtraining(query: OvertrainingQuery) -> OvertrainingPlan:
             assert query.target_error is not None
             target = loss_for_error(law, query.target_error)
         compute = compute_for_loss(law, target, multiplier)
-    try:
-        return _checked(_plan(law, compute, multiplier, best))
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({exc}); check the "
-            "multiplier and the goal against the law's scale"
-        ) from exc
+    return _plan(law, compute, multiplier, best)
 
 
 def _plan(law: OvertrainingLaw, compute: float, multiplier: float, best: float) -> OvertrainingPlan:
@@ -174,6 +187,13 @@ def _checked(plan: OvertrainingPlan) -> OvertrainingPlan:
         raise Infeasible(
             f"the plan (N = {plan.params:.6g}, D = {plan.tokens:.6g}) is outside floating-point "
             "range for this law and request"
+        )
+    if plan.params < 1 or plan.tokens < 1:
+        raise Infeasible(
+            f"at {plan.multiplier:.6g} tokens per parameter this compute gives N = "
+            f"{plan.params:.3g} params and D = {plan.tokens:.3g} tokens; a model needs at least "
+            "one of each",
+            field="multiplier",
         )
     return plan
 

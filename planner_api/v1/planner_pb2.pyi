@@ -2690,9 +2690,10 @@ class PlanSparsityResponse(_message.Message):
 
     @_builtins.property
     def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Tags: "compute", the fixed target ("final_sparsity" or "final_params"), "dense" (the
-        deployed size is at least the compute-optimal size: no pruning pays), "max_sparsity" (the
-        search stopped at s_f = 0.99).
+        """Tags: "compute", the fixed target ("final_sparsity" or "final_params"), "dense" (no
+        pruning pays: the deployed size is at least the compute-optimal size or, on dense kernels,
+        pruning's cost in tokens outweighs its gain), "max_sparsity" (the search stopped at
+        s_f = 0.99). `notes` says which.
         """
 
     @_builtins.property
@@ -2756,7 +2757,7 @@ class BudgetJob(_message.Message):
     weight: _builtins.float
     """Weight of its loss in the objective (> 0; 1 when not set)."""
     min_flops: _builtins.float
-    """Least compute it must get (> 0)."""
+    """Least compute it must get (>= 0; 0 means no minimum)."""
     max_flops: _builtins.float
     """Most compute it can use (> 0)."""
     max_params: _builtins.float
@@ -2936,7 +2937,9 @@ class AllocateBudgetResponse(_message.Message):
     objective: _builtins.float
     """The minimised weighted sum of losses."""
     budget_binding: _builtins.bool
-    """False when every job is at its max_flops and part of the budget is left over."""
+    """False when no job can use more (each at its max_flops or at the corner of its
+    max_params x max_tokens) and part of the budget is left over; marginal_value is then 0.
+    """
     solver: _builtins.str
     """"gp/CLARABEL" (finished exactly by water-filling on the solver's active bounds)."""
     @_builtins.property

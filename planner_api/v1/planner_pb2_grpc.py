@@ -267,7 +267,8 @@ class PlannerServiceServicer:
     def PlanOvertraining(self, request, context):
         """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
         the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
-        downstream error at a multiplier, and the best multiplier at fixed compute.
+        downstream error at a multiplier, and the best multiplier at fixed compute. The law defines
+        compute as 6 N D whatever the family's flops_per_param_token (its a and b absorb the 6).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,7 +294,8 @@ class PlannerServiceServicer:
 
     def AllocateBudget(self, request, context):
         """Splits one compute budget across several jobs to minimise the weighted sum of their
-        optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+        optimal losses: a GP built with cvxpy once per shape and re-solved by Clarabel through its
+        recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
         and the marginal value of compute, which is equal across jobs no bound holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -96,7 +96,8 @@ class PlannerServiceStub:
     PlanOvertraining: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanOvertrainingRequest, _planner_pb2.PlanOvertrainingResponse]
     """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
     the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
-    downstream error at a multiplier, and the best multiplier at fixed compute.
+    downstream error at a multiplier, and the best multiplier at fixed compute. The law defines
+    compute as 6 N D whatever the family's flops_per_param_token (its a and b absorb the 6).
     """
     PlanDataMix: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanDataMixRequest, _planner_pb2.PlanDataMixResponse]
     """Which data pools to train on for a budget in samples, and how many epochs of each
@@ -110,7 +111,8 @@ class PlannerServiceStub:
     """
     AllocateBudget: _grpc.UnaryUnaryMultiCallable[_planner_pb2.AllocateBudgetRequest, _planner_pb2.AllocateBudgetResponse]
     """Splits one compute budget across several jobs to minimise the weighted sum of their
-    optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+    optimal losses: a GP built with cvxpy once per shape and re-solved by Clarabel through its
+    recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
     and the marginal value of compute, which is equal across jobs no bound holds.
     """
 
@@ -172,7 +174,8 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     PlanOvertraining: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanOvertrainingRequest, _planner_pb2.PlanOvertrainingResponse]  # type: ignore[assignment]
     """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
     the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
-    downstream error at a multiplier, and the best multiplier at fixed compute.
+    downstream error at a multiplier, and the best multiplier at fixed compute. The law defines
+    compute as 6 N D whatever the family's flops_per_param_token (its a and b absorb the 6).
     """
     PlanDataMix: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanDataMixRequest, _planner_pb2.PlanDataMixResponse]  # type: ignore[assignment]
     """Which data pools to train on for a budget in samples, and how many epochs of each
@@ -186,7 +189,8 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """
     AllocateBudget: _aio.UnaryUnaryMultiCallable[_planner_pb2.AllocateBudgetRequest, _planner_pb2.AllocateBudgetResponse]  # type: ignore[assignment]
     """Splits one compute budget across several jobs to minimise the weighted sum of their
-    optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+    optimal losses: a GP built with cvxpy once per shape and re-solved by Clarabel through its
+    recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
     and the marginal value of compute, which is equal across jobs no bound holds.
     """
 
@@ -347,7 +351,8 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_planner_pb2.PlanOvertrainingResponse, _abc.Awaitable[_planner_pb2.PlanOvertrainingResponse]]:
         """Over-training queries on an overtraining law (Gadre et al.; LAWS.md §3.2), in closed form:
         the loss at a compute and tokens-per-parameter multiplier, the compute for a loss or a
-        downstream error at a multiplier, and the best multiplier at fixed compute.
+        downstream error at a multiplier, and the best multiplier at fixed compute. The law defines
+        compute as 6 N D whatever the family's flops_per_param_token (its a and b absorb the 6).
         """
 
     @_abc_1.abstractmethod
@@ -379,7 +384,8 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_planner_pb2.AllocateBudgetResponse, _abc.Awaitable[_planner_pb2.AllocateBudgetResponse]]:
         """Splits one compute budget across several jobs to minimise the weighted sum of their
-        optimal losses (a convex problem, solved as a GP with cvxpy); reports per-job compute, plan
+        optimal losses: a GP built with cvxpy once per shape and re-solved by Clarabel through its
+        recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
         and the marginal value of compute, which is equal across jobs no bound holds.
         """
 

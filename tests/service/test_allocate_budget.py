@@ -98,9 +98,11 @@ def test_bounds_pin_jobs_and_split_the_marginal_values(client: PlannerClient) ->
                 BudgetJob("a", "chinchilla-epoch-2024", min_flops=8e22),
                 BudgetJob("b", "inference-sardana-2023", min_flops=5e22),
             ],
-            1e23, "FAILED_PRECONDITION", "minimums",
+            1e23, "FAILED_PRECONDITION", "budget",
         ),
         ([BudgetJob("a", "no-such-family")], 1e23, "NOT_FOUND", "jobs[0].law.family"),
+        ([BudgetJob("a", "Bad Name")], 1e23, "INVALID_ARGUMENT", "jobs[0].law.family"),
+        ([BudgetJob("a", EPOCH, form="nope")], 1e23, "INVALID_ARGUMENT", "jobs[0].law.form"),
     ],
 )  # fmt: skip
 def test_refusals(
@@ -109,5 +111,4 @@ def test_refusals(
     with pytest.raises(PlannerClientError) as caught:
         client.allocate_budget(jobs, compute)
     assert caught.value.code == code, caught.value
-    fields = [v.field for v in caught.value.violations]
-    assert where in fields or where in caught.value.message, caught.value
+    assert [v.field for v in caught.value.violations] == [where], caught.value

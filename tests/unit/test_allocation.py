@@ -300,7 +300,7 @@ def test_bad_input(jobs: list[Job], field: str) -> None:
 def test_bad_compute(compute: float) -> None:
     with pytest.raises(InvalidInput) as error:
         run([Job("a", HOFF)], compute)
-    assert error.value.field == "compute"
+    assert error.value.field == "budget.flops"
 
 
 def test_infeasible_requests_name_the_numbers() -> None:

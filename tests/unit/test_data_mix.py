@@ -276,3 +276,29 @@ def test_fit_pool_recovers_a_grid_point() -> None:
     with pytest.raises(InvalidInput) as caught:
         fit_pool(samples, errors[:-1], size)
     assert caught.value.field == "errors"
+
+
+def test_enormous_half_life_is_planned_not_crashed() -> None:
+    """A half-life beyond any budget is a pool that never decays within it."""
+    plan = plan_data_mix(DataMixQuery((Pool("x", 1e6, -0.1, 1e307),), 3.5e6))
+    never_decays = Pool("x", 1e6, -0.1, 1e9)
+    assert plan.predicted_error == pytest.approx(naive_error([never_decays], 3.5e6), rel=1e-9)
+
+
+def test_observed_pools_are_validated_before_fitting() -> None:
+    from planner.planning.data_mix import MAX_OBSERVATIONS, ObservedPool, plan_with_observed_pools
+
+    def observed(samples: list[float], errors: list[float]) -> ObservedPool:
+        return ObservedPool("x", 1e6, tuple(samples), tuple(errors))
+
+    too_many = MAX_OBSERVATIONS + 1
+    cases = [
+        (observed([1e5, 1e6, 1e7], [0.5, math.nan, 0.3]), "pools[0].observations[1].error"),
+        (observed([1e5, -1.0, 1e7], [0.5, 0.4, 0.3]), "pools[0].observations[1].samples"),
+        (observed([1e5, 1e6], [0.5, 0.4]), "pools[0].observations"),
+        (observed([1e5] * too_many, [0.5] * too_many), "pools[0].observations"),
+    ]
+    for pool, field in cases:
+        with pytest.raises(InvalidInput) as caught:
+            plan_with_observed_pools([pool], 1e7)
+        assert caught.value.field == field

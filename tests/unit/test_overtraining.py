@@ -111,3 +111,22 @@ def test_bad_input_names_the_field() -> None:
         plan_overtraining(OvertrainingQuery(C4, compute=1e20, multiplier=-3.0))
     with pytest.raises(InvalidInput, match=r"budget\.flops"):
         plan_overtraining(OvertrainingQuery(C4, compute=math.nan))
+
+
+def test_extreme_laws_and_multipliers_are_refused_in_words() -> None:
+    """Arithmetic that leaves float range is the request's problem, never an exception."""
+    steep = OvertrainingLaw(E=1.8, a=1.0, b=1.0, eta=2.0)
+    with pytest.raises(Infeasible, match="floating-point range"):
+        plan_overtraining(OvertrainingQuery(steep, target_loss=2.0, multiplier=1e200))
+    with pytest.raises(Infeasible, match="at least") as caught:
+        plan_overtraining(OvertrainingQuery(REDPAJAMA, compute=1e21, multiplier=1e300))
+    assert caught.value.field == "multiplier"
+    # An error target whose loss is at or below E names the error, not a loss.
+    with pytest.raises(Infeasible, match="lowest error") as caught:
+        plan_overtraining(OvertrainingQuery(REDPAJAMA, target_error=0.45))
+    assert caught.value.field == "target_error"
+
+
+def test_a_partial_error_link_is_rejected() -> None:
+    with pytest.raises(ValueError, match="epsilon, k and gamma"):
+        OvertrainingLaw(E=1.5, a=1.0, b=1.0, eta=0.1, epsilon=0.7)
