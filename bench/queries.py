@@ -27,7 +27,7 @@ from planner.planning.data_mix import DataMixQuery, Pool, plan_data_mix
 from planner.planning.inference import InferenceQuery, plan_inference
 from planner.planning.overtraining import OvertrainingQuery, plan_overtraining
 from planner.planning.sparsity import SparsityQuery, plan_sparsity
-from planner.uncertainty import inference_intervals, sparsity_intervals
+from planner.uncertainty import allocation_intervals, inference_intervals, sparsity_intervals
 
 # LAWS.md §11.5 (Sardana), §11.2 (Epoch), §11.6 (Gadre RedPajama).
 SARDANA = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.336, beta=0.283)
@@ -204,6 +204,16 @@ def run(quick: bool) -> QueryBench:
         "closed form per row",
         lambda i: sparsity_intervals(
             ensemble, SparsityQuery(EPOCH, 1e23 * jitter(i), final_sparsity=0.5)
+        ),
+        max(3, slow // 10),
+        limit,
+    )
+    _time(
+        rows,
+        "AllocateBudget bands (200 rows, 3 jobs)",
+        "whole split re-solved per row",
+        lambda i: allocation_intervals(
+            [ensemble, None, None], AllocationQuery(tuple(jobs), 1e24 * jitter(i))
         ),
         max(3, slow // 10),
         limit,

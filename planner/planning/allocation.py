@@ -113,11 +113,16 @@ class Allocation:
     solver: str
 
 
-def allocate(query: AllocationQuery) -> Allocation:
-    """The split of the budget minimising the weighted sum of losses."""
+def allocate(query: AllocationQuery, check_with_gp: bool = True) -> Allocation:
+    """The split of the budget minimising the weighted sum of losses.
+
+    Water-filling answers exactly; the GP checks it unless `check_with_gp` is off (for
+    re-solving one query over many ensemble rows, where the point estimate was checked)."""
     query = query.validated()
     _check_feasible(query)
     try:
+        if not check_with_gp:
+            return _water_filled(query)
         return _allocate(query)
     except (ArithmeticError, ValueError) as exc:
         if isinstance(exc, PlannerError):
@@ -171,6 +176,13 @@ def _allocate(query: AllocationQuery) -> Allocation:
         )
     objective = math.fsum(job.weight * r.loss for job, r in zip(query.jobs, results, strict=True))
     return Allocation(results, mu, objective, budget_binding, gp.solver)
+
+
+def _water_filled(query: AllocationQuery) -> Allocation:
+    flops, mu, budget_binding = _water_fill(query.jobs, query.compute, 0.0)
+    results = tuple(_job_result(job, c) for job, c in zip(query.jobs, flops, strict=True))
+    objective = math.fsum(job.weight * r.loss for job, r in zip(query.jobs, results, strict=True))
+    return Allocation(results, mu, objective, budget_binding, "water_filling")
 
 
 def _pinned(result: JobAllocation) -> bool:

@@ -317,3 +317,17 @@ def test_infeasible_requests_name_the_numbers() -> None:
 
 def test_warm_up_compiles_and_solves() -> None:
     warm_up()
+
+
+def test_water_filling_alone_matches_the_gp_checked_answer() -> None:
+    """The path ensemble bands use (no GP) gives the same split, to rounding."""
+    jobs = (
+        Job("a", HOFFMANN_ROUNDED, weight=1.0),
+        Job("b", EPOCH, weight=2.0, max_params=2e10),
+        Job("c", HOFFMANN_ROUNDED, weight=0.5, min_flops=3e23),
+    )
+    query = AllocationQuery(jobs, 1e24)
+    checked, alone = allocate(query), allocate(query, check_with_gp=False)
+    assert [j.flops for j in alone.jobs] == pytest.approx([j.flops for j in checked.jobs], rel=1e-9)
+    assert alone.marginal_value == pytest.approx(checked.marginal_value, rel=1e-9)
+    assert alone.solver == "water_filling" and checked.solver.startswith("gp/")
