@@ -25,11 +25,12 @@ from dataclasses import dataclass, replace
 
 from scipy.optimize import brentq
 
-from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
+from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.allocation_gp import flops_range, solve_gp
 from planner.planning.compute_optimal import Caps, plan_for_budget
+from planner.planning.float_range import out_of_range_refused
 from planner.validation import non_negative, optional_positive, positive
 
 MAX_JOBS = 16  # the compiled problem's recorded conic map grows as jobs^3
@@ -120,17 +121,10 @@ def allocate(query: AllocationQuery, check_with_gp: bool = True) -> Allocation:
     re-solving one query over many ensemble rows, where the point estimate was checked)."""
     query = query.validated()
     _check_feasible(query)
-    try:
+    with out_of_range_refused("the budget and bounds"):
         if not check_with_gp:
             return _water_filled(query)
         return _allocate(query)
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the laws ({type(exc).__name__}: "
-            f"{exc}); check the budget and bounds against the laws' scale"
-        ) from exc
 
 
 def _check_feasible(query: AllocationQuery) -> None:

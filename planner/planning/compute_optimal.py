@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
+from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
+from planner.planning.float_range import out_of_range_refused
 from planner.planning.geometric_program import GPSolution, compiled_gp
 from planner.validation import optional_positive, positive
 
@@ -101,15 +102,8 @@ def _guarded(
     query: ComputeOptimalQuery, allow_gp: bool, force_gp: bool
 ) -> ComputeOptimalPlan | None:
     """Solve; arithmetic that leaves the float range is a property of the request, not a bug."""
-    try:
+    with out_of_range_refused("the budget, target and caps"):
         return _solve(query, allow_gp=allow_gp, force_gp=force_gp)
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({type(exc).__name__}: "
-            f"{exc}); check the budget, target and caps against the law's scale"
-        ) from exc
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ from typing import Any
 import cvxpy as cp
 from scipy.optimize import minimize_scalar
 
-from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
+from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.affine_conic import AffineConicProblem
+from planner.planning.float_range import out_of_range_refused
 from planner.planning.geometric_program import ACCEPTED_STATUSES, SOLVER_OPTIONS
 from planner.validation import non_negative, optional_positive, positive
 
@@ -155,15 +156,8 @@ def plan_inference(query: InferenceQuery, check_with_gp: bool = True) -> Inferen
     The exact scalar finish answers; the GP checks it unless `check_with_gp` is off (for
     re-solving one query over many ensemble rows, where the point estimate was checked)."""
     query = query.validated()
-    try:
+    with out_of_range_refused("the target, budget and caps"):
         return _solve(query, check_with_gp)
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({type(exc).__name__}: "
-            f"{exc}); check the target, budget and caps against the law's scale"
-        ) from exc
 
 
 def _solve(query: InferenceQuery, check_with_gp: bool) -> InferencePlan:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.errors import Infeasible, InvalidInput, PlannerError
+from planner.errors import Infeasible, InvalidInput
 from planner.laws.overtraining import OvertrainingLaw
+from planner.planning.float_range import out_of_range_refused
 from planner.validation import positive
 
 # The law defines compute as 6 N D: its a and b absorb that 6 (a = A 6^eta, b = B 6^eta).
@@ -136,15 +137,8 @@ def loss_for_error(law: OvertrainingLaw, target_error: float) -> float:
 def plan_overtraining(query: OvertrainingQuery) -> OvertrainingPlan:
     """The model, its compute and loss at the query's multiplier (M* when not given)."""
     query = query.validated()
-    try:
+    with out_of_range_refused("the multiplier and the goal"):
         return _checked(_solve(query))
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({exc}); check the "
-            "multiplier and the goal against the law's scale"
-        ) from exc
 
 
 def _solve(query: OvertrainingQuery) -> OvertrainingPlan:

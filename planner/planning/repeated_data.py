@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
-from planner.errors import Infeasible, InvalidInput, PlannerError
+from planner.errors import Infeasible, InvalidInput
 from planner.laws.data_constrained import DataConstrainedLaw, params_supported
 from planner.planning import closed_form
 from planner.planning.compute_optimal import Caps, ComputeOptimalPlan, check_budget_spendable
+from planner.planning.float_range import out_of_range_refused
 from planner.validation import positive
 
 SOLVER = "scalar/bounded"
@@ -79,18 +80,11 @@ class RepeatedDataQuery:
 def solve_repeated(query: RepeatedDataQuery) -> ComputeOptimalPlan:
     """The optimum for the query; Infeasible when no plan satisfies it."""
     query = query.validated()
-    try:
+    with out_of_range_refused("the budget, target and caps"):
         if query.compute is not None:
             return _budget(query, query.compute)
         assert query.target_loss is not None
         return _target(query, query.target_loss)
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({type(exc).__name__}: "
-            f"{exc}); check the budget, target and caps against the law's scale"
-        ) from exc
 
 
 def _loss(query: RepeatedDataQuery, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:

@@ -29,9 +29,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize_scalar
 
-from planner.errors import Infeasible, InvalidInput, PlannerError
+from planner.errors import Infeasible, InvalidInput
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
+from planner.planning.float_range import out_of_range_refused
 from planner.validation import in_unit_interval, non_negative, positive
 
 CLOSED_FORM = "closed_form"
@@ -168,18 +169,11 @@ class SparsityPlan:
 def plan_sparsity(query: SparsityQuery) -> SparsityPlan:
     """The loss-minimising sparse pre-training plan for the query's budget and target."""
     query = query.validated()
-    try:
+    with out_of_range_refused("the budget and target"):
         if query.final_sparsity is not None:
             return _fixed_sparsity(query, query.final_sparsity)
         assert query.final_params is not None
         return _fixed_size(query, query.final_params)
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, PlannerError):
-            raise
-        raise Infeasible(
-            f"this request leaves floating-point range for the law ({type(exc).__name__}: "
-            f"{exc}); check the budget and target against the law's scale"
-        ) from exc
 
 
 def _mean_factor(query: SparsityQuery) -> float:
