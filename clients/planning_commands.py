@@ -120,9 +120,15 @@ def _observations(where: str, entries: Any) -> list[tuple[float, float]]:
     return out
 
 
+# Budgets drawn by --plot: this many, log-spaced over this factor either side of the request.
+PLOT_POINTS, PLOT_SPAN = 61, 1e3
+
+
 def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
     pools, a, d = read_pools(args.pools)
     plan = client.plan_data_mix(pools, args.compute, a, d, args.compare_at)
+    if args.plot is not None:
+        _plot_data_mix(client, args, pools, a, d)
     data: dict[str, Any] = {
         "pools": [{"name": p.name, "samples": p.samples, "epochs": p.epochs} for p in plan.pools],
         "predicted_error": plan.predicted_error,
@@ -133,6 +139,8 @@ def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
         ],
         "solver": plan.solver,
     }
+    if args.plot is not None:
+        data["plot"] = args.plot
     if plan.fitted:
         data["fitted"] = [
             {"name": f.name, "utility": f.utility, "half_life": f.half_life} for f in plan.fitted
@@ -164,6 +172,30 @@ def datamix(client: PlannerClient, args: argparse.Namespace) -> Output:
         ]
     )
     return data, text
+
+
+def _plot_data_mix(
+    client: PlannerClient,
+    args: argparse.Namespace,
+    pools: list[DataPool],
+    a: float | None,
+    d: float | None,
+) -> None:
+    from clients import plots
+
+    budgets = list(
+        np.logspace(
+            np.log10(args.compute / PLOT_SPAN), np.log10(args.compute * PLOT_SPAN), PLOT_POINTS
+        )
+    )
+    # One sample is the least a budget can be; the sweep never goes below it.
+    budgets = [float(max(b, 1.0)) for b in budgets]
+    sweep = client.plan_data_mix(pools, args.compute, a, d, budgets)
+    curves = [(c.pools, c.compare_errors) for c in sweep.candidates]
+    try:
+        plots.data_mix_plot(budgets, curves, args.compute, Path(args.plot))
+    except RuntimeError as error:
+        raise UsageError(str(error)) from None
 
 
 def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -353,6 +385,9 @@ def register(commands: Any) -> None:
     mix.add_argument("--compute", type=_finite, required=True, help="budget in samples seen")
     mix.add_argument(
         "--compare-at", type=_finite, nargs="+", metavar="SAMPLES", help="other budgets to show"
+    )
+    mix.add_argument(
+        "--plot", metavar="FILE.png", help="also draw every mix's error against the budget"
     )
     mix.set_defaults(func=datamix)
 

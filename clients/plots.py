@@ -148,3 +148,33 @@ def _frontier(client: PlannerClient, family: str, ax: Any) -> None:
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def data_mix_plot(
+    budgets: list[float], candidates: list[tuple[list[str], list[float]]], chosen: float, out: Path
+) -> Path:
+    """Predicted error against samples seen for every candidate mix (the quality-quantity
+    trade-off: the best mix moves to larger unions as the budget grows), `chosen` marked."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    errors = np.array([curve for _, curve in candidates])
+    best = errors.argmin(axis=0)
+    for k, (pools, curve) in enumerate(candidates):
+        label = f"top {k + 1}: " + (", ".join(pools) if len(pools) <= 3 else f"{len(pools)} pools")
+        ax.plot(budgets, curve, label=label)
+        wins = best == k
+        if wins.any():
+            ax.plot(np.asarray(budgets)[wins], errors[k][wins], "o", ms=3, color="black")
+    ax.axvline(chosen, color="grey", linestyle="--", label="requested budget")
+    ax.set_xscale("log")
+    _si_axis(ax.xaxis, "")
+    ax.set(
+        xlabel="samples seen",
+        ylabel="predicted error",
+        title="Data pools: each mix's error by budget (dots: the best mix there)",
+    )
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out

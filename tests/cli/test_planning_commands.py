@@ -50,6 +50,13 @@ def test_datamix_json_has_the_contract_keys(server: ServerProcess, tmp_path: Pat
         server, "datamix", "--pools", str(pools), "--compute", "5e5", "--compare-at", "1e9"
     )
     assert text.returncode == 0 and "train on: top" in text.stdout and "ERR @" in text.stdout
+    picture = tmp_path / "mix.png"
+    drawn = planner_json(
+        server, "datamix", "--pools", str(pools), "--compute", "5e5", "--plot", str(picture)
+    )
+    assert drawn["plot"] == str(picture) and drawn["pools"] == out["pools"]
+    image = picture.read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 20_000
     pools.write_text('{"pools": [{"name": "x", "size": "big", "utility": -0.1, "half_life": 1}]}')
     bad = planner(server, "datamix", "--pools", str(pools), "--compute", "1e6")
     assert bad.returncode == 2 and "pools[0].size" in bad.stderr
