@@ -12,7 +12,9 @@ below that row's E) are left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,13 +23,15 @@ from planner.errors import PlannerError
 from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
-from planner.planning.allocation import AllocationQuery, allocate
+from planner.planning.allocation import Allocation, AllocationQuery, allocate
 from planner.planning.compute_optimal import ComputeOptimalQuery
 from planner.planning.inference import InferenceQuery, plan_inference
 from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
 from planner.planning.sparsity import SparsityQuery, plan_sparsity
 
 Array = NDArray[np.float64]
+T = TypeVar("T")
+P = TypeVar("P")
 # Percentiles of a 95% interval.
 LOW, HIGH = 2.5, 97.5
 # Percentiles of a plan's band.
@@ -81,51 +85,51 @@ def loss_interval(
         return _interval(e + a * n_eff**-alpha + b * d_eff**-beta)
 
 
+def _solved(rows: Iterable[T], solve: Callable[[T], P]) -> list[P]:
+    """solve(row) for every row; rows that are no valid law (ValueError) or for which the
+    request has no answer (PlannerError) are left out."""
+    plans = []
+    for row in rows:
+        try:
+            plans.append(solve(row))
+        except (PlannerError, ValueError):
+            continue
+    return plans
+
+
+def _chinchilla(row: Array) -> ChinchillaLaw:
+    e, a, b, alpha, beta = (float(v) for v in row[:5])
+    return ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta)
+
+
+def _data_constrained(row: Array) -> DataConstrainedLaw:
+    return DataConstrainedLaw(
+        **dict(zip(DATA_CONSTRAINED_COLUMNS, (float(v) for v in row), strict=True))
+    )
+
+
 def repeated_plan_intervals(ensemble: Array, query: RepeatedDataQuery) -> dict[str, Band]:
     """Bands of params, tokens, loss, flops and epochs of the repeated-data optimum, solving
     each row's law (rows the request has no answer for are left out)."""
-    plans = []
-    for row in ensemble:
-        values = dict(zip(DATA_CONSTRAINED_COLUMNS, (float(v) for v in row), strict=True))
-        try:
-            law = DataConstrainedLaw(**values)
-            plans.append(solve_repeated(replace(query, law=law)))
-        except (PlannerError, ValueError):
-            continue
+    plans = _solved(
+        ensemble, lambda row: solve_repeated(replace(query, law=_data_constrained(row)))
+    )
     return bands_of(list(plans), ("params", "tokens", "loss", "flops", "epochs"))
-
-
-def chinchilla_rows(ensemble: Array) -> list[ChinchillaLaw]:
-    """Each row's Chinchilla part as a law; rows that are not valid laws are left out."""
-    laws = []
-    for e, a, b, alpha, beta in ensemble[:, :5]:
-        try:
-            laws.append(ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta))
-        except ValueError:
-            continue
-    return laws
 
 
 def inference_intervals(ensemble: Array, query: InferenceQuery) -> dict[str, Band]:
     """Bands of the inference-aware plan's params, tokens, loss, total FLOPs and cost, each
     row solved exactly on its own (the scalar finish alone; no GP per row)."""
-    plans = []
-    for law in chinchilla_rows(ensemble):
-        try:
-            plans.append(plan_inference(replace(query, law=law), check_with_gp=False).plan)
-        except PlannerError:
-            continue
+    plans = _solved(
+        ensemble,
+        lambda row: plan_inference(replace(query, law=_chinchilla(row)), check_with_gp=False).plan,
+    )
     return bands_of(list(plans), ("params", "tokens", "loss", "total_flops", "cost"))
 
 
 def sparsity_intervals(ensemble: Array, query: SparsityQuery) -> dict[str, Band]:
     """Bands of the sparse pre-training plan, each row's law planned on its own."""
-    plans = []
-    for law in chinchilla_rows(ensemble):
-        try:
-            plans.append(plan_sparsity(replace(query, law=law)))
-        except PlannerError:
-            continue
+    plans = _solved(ensemble, lambda row: plan_sparsity(replace(query, law=_chinchilla(row))))
     names = ("dense_params", "average_params", "final_params", "final_sparsity", "tokens", "loss")
     return bands_of(list(plans), names)
 
@@ -139,25 +143,19 @@ def allocation_intervals(
     sized = [e for e in ensembles if e is not None]
     if not sized:
         return [{} for _ in query.jobs]
-    splits = []
-    for r in range(min(len(e) for e in sized)):
-        try:
-            jobs = tuple(
-                job if e is None else replace(job, law=_row_law(e[r]))
-                for job, e in zip(query.jobs, ensembles, strict=True)
-            )
-            splits.append(allocate(replace(query, jobs=jobs), check_with_gp=False))
-        except (PlannerError, ValueError):  # a row that is no valid law, or has no answer
-            continue
+
+    def split(r: int) -> Allocation:
+        jobs = tuple(
+            job if e is None else replace(job, law=_chinchilla(e[r]))
+            for job, e in zip(query.jobs, ensembles, strict=True)
+        )
+        return allocate(replace(query, jobs=jobs), check_with_gp=False)
+
+    splits = _solved(range(min(len(e) for e in sized)), split)
     return [
         bands_of([s.jobs[i] for s in splits], ("flops", "params", "tokens", "loss"))
         for i in range(len(query.jobs))
     ]
-
-
-def _row_law(row: Array) -> ChinchillaLaw:
-    e, a, b, alpha, beta = (float(v) for v in row[:5])
-    return ChinchillaLaw(E=e, A=a, B=b, alpha=alpha, beta=beta)
 
 
 def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Band]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
-from planner.planning.float_range import out_of_range_refused
+from planner.planning.float_range import out_of_range_refused, require_in_range
 from planner.planning.geometric_program import GPSolution, compiled_gp
 from planner.validation import optional_positive, positive
 
@@ -90,11 +90,7 @@ def _plan(
         solver=solver,
     )
     numbers = (plan.params, plan.tokens, plan.loss, plan.flops)
-    if not all(math.isfinite(v) and v > 0 for v in numbers):
-        raise Infeasible(
-            f"the optimum (N = {params:.6g}, D = {tokens:.6g}) is outside floating-point range "
-            "for this law and request"
-        )
+    require_in_range("optimum", numbers, N=params, D=tokens)
     return plan
 
 

@@ -26,7 +26,7 @@ from planner.errors import Infeasible, InvalidInput, SolverFailed
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.affine_conic import AffineConicProblem
-from planner.planning.float_range import out_of_range_refused
+from planner.planning.float_range import out_of_range_refused, require_in_range
 from planner.planning.geometric_program import ACCEPTED_STATUSES, SOLVER_OPTIONS
 from planner.validation import non_negative, optional_positive, positive
 
@@ -142,11 +142,7 @@ def _lifetime(query: InferenceQuery, params: float, tokens: float) -> LifetimePl
     inference = INFERENCE_FLOPS_PER_PARAM_TOKEN * params * query.inference_tokens
     cost = query.training_coefficient * params * tokens + query.inference_coefficient * params
     plan = LifetimePlan(params, tokens, query.law.loss(params, tokens), training, inference, cost)
-    if not all(math.isfinite(v) and v > 0 for v in (params, tokens, plan.loss, cost)):
-        raise Infeasible(
-            f"the optimum (N = {params:.6g}, D = {tokens:.6g}) is outside floating-point range "
-            "for this law and request"
-        )
+    require_in_range("optimum", (params, tokens, plan.loss, cost), N=params, D=tokens)
     return plan
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from planner.errors import Infeasible, InvalidInput
 from planner.laws.overtraining import OvertrainingLaw
-from planner.planning.float_range import out_of_range_refused
+from planner.planning.float_range import out_of_range_refused, require_in_range
 from planner.validation import positive
 
 # The law defines compute as 6 N D: its a and b absorb that 6 (a = A 6^eta, b = B 6^eta).
@@ -177,11 +177,7 @@ def _plan(law: OvertrainingLaw, compute: float, multiplier: float, best: float) 
 
 def _checked(plan: OvertrainingPlan) -> OvertrainingPlan:
     numbers = (plan.params, plan.tokens, plan.loss, plan.compute_ratio, plan.best_multiplier)
-    if not all(math.isfinite(v) and v > 0 for v in numbers):
-        raise Infeasible(
-            f"the plan (N = {plan.params:.6g}, D = {plan.tokens:.6g}) is outside floating-point "
-            "range for this law and request"
-        )
+    require_in_range("plan", numbers, N=plan.params, D=plan.tokens)
     if plan.params < 1 or plan.tokens < 1:
         raise Infeasible(
             f"at {plan.multiplier:.6g} tokens per parameter this compute gives N = "

@@ -20,7 +20,7 @@ from planner.errors import Infeasible, InvalidInput
 from planner.laws.data_constrained import DataConstrainedLaw, params_supported
 from planner.planning import closed_form
 from planner.planning.compute_optimal import Caps, ComputeOptimalPlan, check_budget_spendable
-from planner.planning.float_range import out_of_range_refused
+from planner.planning.float_range import out_of_range_refused, require_in_range
 from planner.validation import positive
 
 SOLVER = "scalar/bounded"
@@ -225,9 +225,5 @@ def _plan(
         epochs=tokens / query.unique_tokens,
     )
     numbers = (plan.params, plan.tokens, plan.loss, plan.flops)
-    if not all(math.isfinite(v) and v > 0 for v in numbers):
-        raise Infeasible(
-            f"the optimum (N = {params:.6g}, D = {tokens:.6g}) is outside floating-point range "
-            "for this law and request"
-        )
+    require_in_range("optimum", numbers, N=params, D=tokens)
     return plan

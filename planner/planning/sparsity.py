@@ -32,7 +32,7 @@ from scipy.optimize import minimize_scalar
 from planner.errors import Infeasible, InvalidInput
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
-from planner.planning.float_range import out_of_range_refused
+from planner.planning.float_range import out_of_range_refused, require_in_range
 from planner.validation import in_unit_interval, non_negative, positive
 
 CLOSED_FORM = "closed_form"
@@ -369,11 +369,7 @@ def _assemble(
     same_tokens = query.compute / (k * final)
     same = DensePlan(final, same_tokens, law.loss(final, same_tokens))
     numbers = (dense, average, final, tokens, loss, flops, same.tokens, same.loss)
-    if not all(math.isfinite(v) and v > 0 for v in numbers):
-        raise Infeasible(
-            f"the plan (N_dense = {dense:.6g}, N_avg = {average:.6g}, D = {tokens:.6g}) is "
-            "outside floating-point range for this law and request"
-        )
+    require_in_range("plan", numbers, N_dense=dense, N_avg=average, D=tokens)
     if tokens < 1:
         raise Infeasible(
             f"the budget {query.compute:.6g} trains the plan's N_avg = {average:.6g} on "
