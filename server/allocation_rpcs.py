@@ -22,8 +22,7 @@ class AllocationRpcs(RpcBase):
     async def AllocateBudget(
         self, request: pb.AllocateBudgetRequest, context: Context
     ) -> pb.AllocateBudgetResponse:
-        if not request.jobs:
-            raise InvalidInput("jobs", "give at least one job")
+        # Before any law lookup: each job costs one (AllocationQuery checks the rest).
         if len(request.jobs) > MAX_JOBS:
             raise InvalidInput("jobs", f"at most {MAX_JOBS} jobs, got {len(request.jobs)}")
         for i, job in enumerate(request.jobs):

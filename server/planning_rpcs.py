@@ -17,8 +17,6 @@ from planner.laws import (
 from planner.planning import compute_optimal
 from planner.planning.compute_optimal import Caps, ComputeOptimalQuery
 from planner.planning.data_mix import (
-    MAX_OBSERVATIONS,
-    MAX_POOLS,
     ObservedPool,
     Pool,
     plan_with_observed_pools,
@@ -197,8 +195,6 @@ class PlanningRpcs(RpcBase):
     async def PlanDataMix(
         self, request: pb.PlanDataMixRequest, context: Context
     ) -> pb.PlanDataMixResponse:
-        if len(request.pools) > MAX_POOLS:
-            raise InvalidInput("pools", f"at most {MAX_POOLS} pools, got {len(request.pools)}")
         for i, pool in enumerate(request.pools):
             validation.text(f"pools[{i}].name", pool.name, validation.MAX_ITEM_NAME)
         pools: list[Pool | ObservedPool] = []
@@ -206,11 +202,6 @@ class PlanningRpcs(RpcBase):
             if not p.observations:
                 pools.append(Pool(p.name, p.size, p.utility, p.half_life))
                 continue
-            if len(p.observations) > MAX_OBSERVATIONS:
-                raise InvalidInput(
-                    f"pools[{i}].observations",
-                    f"at most {MAX_OBSERVATIONS}, got {len(p.observations)}",
-                )
             if p.utility != 0 or p.half_life != 0:
                 raise InvalidInput(
                     f"pools[{i}].observations",

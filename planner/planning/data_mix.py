@@ -406,6 +406,18 @@ def plan_with_observed_pools(
 ) -> FittedMix:
     """Fit every observed pool's (b, tau) by the grid search, then plan as usual."""
     a, d = positive("a", a), non_negative("d", d)
+    # The sizes are checked before any fit: a fit costs 1e4 x observations x epochs.
+    if len(pools) > MAX_POOLS:
+        raise InvalidInput("pools", f"at most {MAX_POOLS} pools, got {len(pools)}")
+    for i, pool in enumerate(pools):
+        if isinstance(pool, ObservedPool) and not (
+            MIN_OBSERVATIONS <= len(pool.samples) <= MAX_OBSERVATIONS
+        ):
+            raise InvalidInput(
+                f"pools[{i}].observations",
+                f"need {MIN_OBSERVATIONS} to {MAX_OBSERVATIONS} to fit utility and half_life, "
+                f"got {len(pool.samples)}",
+            )
     given: list[Pool] = []
     fits: list[tuple[str, PoolFit]] = []
     for i, pool in enumerate(pools):
@@ -413,12 +425,6 @@ def plan_with_observed_pools(
             given.append(pool)
             continue
         field = f"pools[{i}]"
-        if not MIN_OBSERVATIONS <= len(pool.samples) <= MAX_OBSERVATIONS:
-            raise InvalidInput(
-                f"{field}.observations",
-                f"need {MIN_OBSERVATIONS} to {MAX_OBSERVATIONS} to fit utility and half_life, "
-                f"got {len(pool.samples)}",
-            )
         for k, error in enumerate(pool.errors):
             positive(f"{field}.observations[{k}].error", error)
         for k, seen in enumerate(pool.samples):
