@@ -37,7 +37,7 @@ from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
-from server.rpc_base import Context, RpcBase, optional_field
+from server.rpc_base import Context, RpcBase, optional_field, with_form
 from server.store import NotFound
 
 
@@ -153,10 +153,9 @@ class PlanningRpcs(RpcBase):
         goal = request.WhichOneof("goal")
         if goal is None:
             raise InvalidInput("goal", "set one of budget, target_loss or target_error")
-        selector = pb.LawSelector()
-        selector.CopyFrom(request.law)
-        selector.form = selector.form or OvertrainingLaw.form
-        resolved = await self._resolve(selector)
+        resolved = await self._resolve(
+            with_form(request.law, request.law.form or OvertrainingLaw.form)
+        )
         if not isinstance(resolved.law, OvertrainingLaw):
             raise InvalidInput(
                 "law.form", f"PlanOvertraining needs an overtraining law, not {resolved.law.form}"
@@ -195,10 +194,9 @@ class PlanningRpcs(RpcBase):
     async def PlanDataMix(
         self, request: pb.PlanDataMixRequest, context: Context
     ) -> pb.PlanDataMixResponse:
-        for i, pool in enumerate(request.pools):
-            validation.text(f"pools[{i}].name", pool.name, validation.MAX_ITEM_NAME)
         pools: list[Pool | ObservedPool] = []
         for i, p in enumerate(request.pools):
+            validation.text(f"pools[{i}].name", p.name, validation.MAX_ITEM_NAME)
             if not p.observations:
                 pools.append(Pool(p.name, p.size, p.utility, p.half_life))
                 continue
@@ -269,11 +267,8 @@ class PlanningRpcs(RpcBase):
         else its default form (Jin: a dense law holds with N read as N_avg)."""
         if selector.form:
             return await self._resolve(selector)
-        sparse = pb.LawSelector()
-        sparse.CopyFrom(selector)
-        sparse.form = SparseAvgParamsLaw.form
         try:
-            return await self._resolve(sparse)
+            return await self._resolve(with_form(selector, SparseAvgParamsLaw.form))
         except NotFound as error:
             if error.field != "law.form":
                 raise

@@ -30,6 +30,11 @@ def optional_field(message: Any, name: str) -> Any:
     return getattr(message, name) if message.HasField(name) else None
 
 
+def with_form(selector: pb.LawSelector, form: str) -> pb.LawSelector:
+    """A copy of the selector asking for `form`."""
+    return pb.LawSelector(family=selector.family, form=form, version=selector.version)
+
+
 class RpcBase:
     """State and law lookup shared by the RPC groups that make up PlannerService."""
 
