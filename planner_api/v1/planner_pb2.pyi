@@ -54,6 +54,34 @@ PARAM_CONVENTION_NON_EMBEDDING: ParamConvention.ValueType  # 2
 """Non-embedding parameters only (Kaplan)."""
 Global___ParamConvention: _TypeAlias = ParamConvention  # noqa: Y015
 
+class _IntervalKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IntervalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntervalKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTERVAL_KIND_UNSPECIFIED: _IntervalKind.ValueType  # 0
+    """Not given: the band."""
+    INTERVAL_KIND_BAND: _IntervalKind.ValueType  # 1
+    """95% band of the law: where the mean loss lies, over the bootstrap ensemble."""
+    INTERVAL_KIND_PREDICTION: _IntervalKind.ValueType  # 2
+    """95% prediction interval for one new run: the band widened by the fit's residual noise
+    (FitDiagnostics.residual_sd_log_loss), since one run scatters around the law.
+    """
+
+class IntervalKind(_IntervalKind, metaclass=_IntervalKindEnumTypeWrapper):
+    """What a loss interval covers."""
+
+INTERVAL_KIND_UNSPECIFIED: IntervalKind.ValueType  # 0
+"""Not given: the band."""
+INTERVAL_KIND_BAND: IntervalKind.ValueType  # 1
+"""95% band of the law: where the mean loss lies, over the bootstrap ensemble."""
+INTERVAL_KIND_PREDICTION: IntervalKind.ValueType  # 2
+"""95% prediction interval for one new run: the band widened by the fit's residual noise
+(FitDiagnostics.residual_sd_log_loss), since one run scatters around the law.
+"""
+Global___IntervalKind: _TypeAlias = IntervalKind  # noqa: Y015
+
 @_typing.final
 class Family(_message.Message):
     """A named model family: the runs a team reports and the laws fitted or published for it."""
@@ -175,25 +203,30 @@ class Run(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
-    LOSS_FIELD_NUMBER: _builtins.int
     UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
     FLOPS_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
-    """Caller's identifier, unique within the family; derived from the values when empty."""
+    """Caller's identifier of the training run; derived from the values when empty. (run_id, step)
+    is unique within the family: rows sharing a run_id with different steps are checkpoints of
+    one training run, fitted and resampled together (see FitOptions.checkpoints).
+    """
     params: _builtins.float
-    """Parameters N (> 0)."""
+    """Parameters N (>= 1)."""
     tokens: _builtins.float
-    """Training tokens D (> 0)."""
-    loss: _builtins.float
-    """Final loss in nats/token (> 0)."""
+    """Training tokens D (>= 1): for a checkpoint, the tokens seen up to its step."""
     unique_tokens: _builtins.float
-    """Unique tokens U (> 0, at most tokens), when data was repeated."""
+    """Loss in nats/token (> 0, at most 1000) at the end of the run, or at the checkpoint.
+    Unique tokens U (> 0, at most tokens), when data was repeated.
+    """
     flops: _builtins.float
     """Training FLOPs (> 0), when measured rather than k N D."""
     step: _builtins.int
     """Optimizer step of an intermediate checkpoint (>= 0)."""
+    weight: _builtins.float
+    """Relative weight of this row in fits (> 0, at most 1e6); 1 when not set."""
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels (at most 32 pairs; keys up to 64 characters, values up to 256)."""
@@ -204,15 +237,15 @@ class Run(_message.Message):
         run_id: _builtins.str = ...,
         params: _builtins.float = ...,
         tokens: _builtins.float = ...,
-        loss: _builtins.float = ...,
         unique_tokens: _builtins.float | None = ...,
         flops: _builtins.float | None = ...,
         step: _builtins.int | None = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        weight: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "flops", b"flops", "step", b"step", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "step", b"step", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "flops", b"flops", "loss", b"loss", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__flops: _TypeAlias = _typing.Literal["flops"]  # noqa: Y015
     _WhichOneofArgType__flops: _TypeAlias = _typing.Literal["_flops", b"_flops"]  # noqa: Y015
@@ -220,12 +253,16 @@ class Run(_message.Message):
     _WhichOneofArgType__step: _TypeAlias = _typing.Literal["_step", b"_step"]  # noqa: Y015
     _WhichOneofReturnType__unique_tokens: _TypeAlias = _typing.Literal["unique_tokens"]  # noqa: Y015
     _WhichOneofArgType__unique_tokens: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__flops) -> _WhichOneofReturnType__flops | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__step) -> _WhichOneofReturnType__step | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_tokens) -> _WhichOneofReturnType__unique_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
 
@@ -337,6 +374,7 @@ class Law(_message.Message):
     ENSEMBLE_SIZE_FIELD_NUMBER: _builtins.int
     RUN_IDS_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name."""
     form: _builtins.str
@@ -351,6 +389,10 @@ class Law(_message.Message):
     """Version within (family, form), starting at 1. Versions are append-only."""
     ensemble_size: _builtins.int
     """Number of bootstrap parameter vectors stored with the version (0: none)."""
+    current: _builtins.bool
+    """Whether this version is the family's current law of its form (the one queries use when no
+    version is named). A fit with warnings is stored but not made current unless asked.
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Parameter values by name, as listed for the form."""
@@ -377,7 +419,7 @@ class Law(_message.Message):
 
     @_builtins.property
     def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """The fit's options (e.g. "bootstrap": "200", "seed": "0")."""
+        """The fit's options (e.g. "bootstrap": "200", "seed": "0", "method_requested": "auto")."""
 
     def __init__(
         self,
@@ -393,10 +435,11 @@ class Law(_message.Message):
         ensemble_size: _builtins.int = ...,
         run_ids: _abc.Iterable[_builtins.str] | None = ...,
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        current: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "diagnostics", b"diagnostics", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "diagnostics", b"diagnostics", "ensemble_size", b"ensemble_size", "family", b"family", "form", b"form", "intervals", b"intervals", "options", b"options", "parameters", b"parameters", "run_ids", b"run_ids", "source", b"source", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current", b"current", "diagnostics", b"diagnostics", "ensemble_size", b"ensemble_size", "family", b"family", "form", b"form", "intervals", b"intervals", "options", b"options", "parameters", b"parameters", "run_ids", b"run_ids", "source", b"source", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -414,6 +457,10 @@ class FitDiagnostics(_message.Message):
     ON_BOUND_FIELD_NUMBER: _builtins.int
     OBJECTIVE_FIELD_NUMBER: _builtins.int
     FAILED_RESAMPLES_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    RESIDUAL_SD_LOG_LOSS_FIELD_NUMBER: _builtins.int
+    TRAINING_RUNS_FIELD_NUMBER: _builtins.int
+    AUTO_FIELD_NUMBER: _builtins.int
     rmse_log_loss: _builtins.float
     """Root mean square of ln(predicted) - ln(observed) over the runs."""
     max_abs_log_loss: _builtins.float
@@ -424,9 +471,25 @@ class FitDiagnostics(_message.Message):
     """The method's own objective at the optimum (squared error for vpnls, summed Huber for huber)."""
     failed_resamples: _builtins.int
     """Bootstrap resamples that could not be fitted and were left out of the ensemble."""
+    residual_sd_log_loss: _builtins.float
+    """Residual standard deviation of ln(loss), sqrt(SSR / (rows - free parameters)): the noise a
+    new run adds to the law's band in a prediction interval.
+    """
+    training_runs: _builtins.int
+    """Training runs fitted (runs counts rows: checkpoints of one run count once here)."""
     @_builtins.property
     def on_bound(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Parameters that ended on a bound of the search (a sign the runs do not pin them down)."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Reasons not to trust the law as is (a parameter on a bound, R* not identified, ...). A fit
+        with warnings is not made current unless FitLawRequest.make_current is true.
+        """
+
+    @_builtins.property
+    def auto(self) -> Global___AutoChoice:
+        """How method "auto" chose, when it did."""
 
     def __init__(
         self,
@@ -437,14 +500,86 @@ class FitDiagnostics(_message.Message):
         on_bound: _abc.Iterable[_builtins.str] | None = ...,
         objective: _builtins.float = ...,
         failed_resamples: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        residual_sd_log_loss: _builtins.float = ...,
+        training_runs: _builtins.int = ...,
+        auto: Global___AutoChoice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_resamples", b"failed_resamples", "max_abs_log_loss", b"max_abs_log_loss", "objective", b"objective", "on_bound", b"on_bound", "rmse_log_loss", b"rmse_log_loss", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "failed_resamples", b"failed_resamples", "max_abs_log_loss", b"max_abs_log_loss", "objective", b"objective", "on_bound", b"on_bound", "residual_sd_log_loss", b"residual_sd_log_loss", "rmse_log_loss", b"rmse_log_loss", "runs", b"runs", "training_runs", b"training_runs", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FitDiagnostics: _TypeAlias = FitDiagnostics  # noqa: Y015
+
+@_typing.final
+class AutoChoice(_message.Message):
+    """Method "auto": every candidate fitted on the runs below rolling compute cuts and scored on the
+    held-out larger runs' final losses; the best mean error wins and is refitted on all runs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHOSEN_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    FOLDS_FIELD_NUMBER: _builtins.int
+    chosen: _builtins.str
+    """The winning candidate, e.g. "huber+tied"."""
+    folds: _builtins.int
+    """Rolling-origin folds scored (compute cuts)."""
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateScore]:
+        """Every candidate, in the order tried."""
+
+    def __init__(
+        self,
+        *,
+        chosen: _builtins.str = ...,
+        candidates: _abc.Iterable[Global___CandidateScore] | None = ...,
+        folds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "folds", b"folds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoChoice: _TypeAlias = AutoChoice  # noqa: Y015
+
+@_typing.final
+class CandidateScore(_message.Message):
+    """One candidate of an automatic choice."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATE_FIELD_NUMBER: _builtins.int
+    MEAN_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    MAX_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    candidate: _builtins.str
+    """Method and options, e.g. "vpnls", "huber+tied"."""
+    mean_abs_relative_error: _builtins.float
+    """Mean over folds of the mean |predicted / observed - 1| of the held-out runs."""
+    max_abs_relative_error: _builtins.float
+    """Largest |predicted / observed - 1| over every fold's held-out runs."""
+    failure: _builtins.str
+    """Why the candidate could not be scored; empty when it was."""
+    def __init__(
+        self,
+        *,
+        candidate: _builtins.str = ...,
+        mean_abs_relative_error: _builtins.float = ...,
+        max_abs_relative_error: _builtins.float = ...,
+        failure: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "failure", b"failure", "max_abs_relative_error", b"max_abs_relative_error", "mean_abs_relative_error", b"mean_abs_relative_error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateScore: _TypeAlias = CandidateScore  # noqa: Y015
 
 @_typing.final
 class Interval(_message.Message):
@@ -802,6 +937,70 @@ class AddRunsResponse(_message.Message):
 Global___AddRunsResponse: _TypeAlias = AddRunsResponse  # noqa: Y015
 
 @_typing.final
+class DeleteRunsRequest(_message.Message):
+    """Input of DeleteRuns: all named runs are deleted, or none."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    RUN_IDS_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name."""
+    expected_revision: _builtins.int
+    """If set, deleted only at this revision (ABORTED otherwise)."""
+    @_builtins.property
+    def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """run_ids to delete (1 to 10000); every checkpoint of each goes. NOT_FOUND names the first
+        run_id the family does not have, and nothing is deleted.
+        """
+
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        expected_revision: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision", "expected_revision", b"expected_revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision", "expected_revision", b"expected_revision", "family", b"family", "run_ids", b"run_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_revision: _TypeAlias = _typing.Literal["expected_revision"]  # noqa: Y015
+    _WhichOneofArgType__expected_revision: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_revision) -> _WhichOneofReturnType__expected_revision | None: ...
+
+Global___DeleteRunsRequest: _TypeAlias = DeleteRunsRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRunsResponse(_message.Message):
+    """Output of DeleteRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.int
+    """Rows deleted (checkpoints count one each)."""
+    @_builtins.property
+    def family(self) -> Global___Family:
+        """The family after the change."""
+
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.int = ...,
+        family: Global___Family | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["family", b"family"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "family", b"family"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRunsResponse: _TypeAlias = DeleteRunsResponse  # noqa: Y015
+
+@_typing.final
 class ListRunsRequest(_message.Message):
     """Input of ListRuns."""
 
@@ -960,19 +1159,29 @@ class FitLawRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
     BASE_FIELD_NUMBER: _builtins.int
+    MAKE_CURRENT_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    BREAKS_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name; its stored runs are the data."""
     form: _builtins.str
-    """Law form to fit: "chinchilla" (empty means chinchilla) or "data_constrained" (Muennighoff;
-    every run must carry unique_tokens and some must repeat data).
+    """Law form to fit: "chinchilla" (empty means chinchilla); "data_constrained" (Muennighoff;
+    every run must carry unique_tokens and some must repeat data); "overtraining" (Gadre: the
+    Chinchilla form with tied exponents, stored as E, a, b, eta); "bnsl_compute", "bnsl_params",
+    "bnsl_tokens" (a broken power law of loss against k N D, N or D; see `breaks`).
     """
     method: _builtins.str
-    """"vpnls" (default: variable projection with NNLS) or "huber" (Hoffmann's recipe). For
-    data_constrained it fits the Chinchilla part when that part is fitted to single-epoch runs;
-    R_D* and R_N* are always fitted by Huber (delta 1e-3) on log loss.
+    """"auto" (the default): every candidate method and option (vpnls, huber, each with and without
+    tied exponents, within the options given) is fitted on the runs below rolling compute cuts
+    and scored on the larger runs; the best is refitted on all runs and the choice stored in the
+    diagnostics. "vpnls" (variable projection with NNLS) or "huber" (Hoffmann's recipe) force a
+    method. For data_constrained it fits the Chinchilla part when that part is fitted to
+    single-epoch runs; R_D* and R_N* are always fitted by Huber (delta 1e-3) on log loss.
     """
     bootstrap: _builtins.int
-    """Bootstrap resamples over runs, 0 to 1000; 200 when not set."""
+    """Bootstrap resamples over training runs (all checkpoints of a run together), 0 to 1000; 200
+    when not set.
+    """
     seed: _builtins.int
     """Seed of the resampling, for reproducible ensembles."""
     expected_revision: _builtins.int
@@ -983,6 +1192,16 @@ class FitLawRequest(_message.Message):
     the runs with tokens <= unique_tokens; "joint": all seven fitted together, started from
     "single_epoch". Empty: "law" when the family has a chinchilla law, else "single_epoch".
     """
+    make_current: _builtins.bool
+    """Make the new version current. Not set: current unless the fit has warnings (a parameter on
+    a bound, ...); true: current even with warnings; false: stored, not current.
+    """
+    breaks: _builtins.int
+    """bnsl_* forms: number of breaks, 0 to 3; when not set, chosen by error on the largest 20%."""
+    @_builtins.property
+    def options(self) -> Global___FitOptions:
+        """How to fit: checkpoints, tied exponents, pinned or borrowed parameters, asymmetric penalty."""
+
     def __init__(
         self,
         *,
@@ -993,21 +1212,112 @@ class FitLawRequest(_message.Message):
         seed: _builtins.int = ...,
         expected_revision: _builtins.int | None = ...,
         base: _builtins.str = ...,
+        make_current: _builtins.bool | None = ...,
+        options: Global___FitOptions | None = ...,
+        breaks: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "make_current", b"make_current", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_expected_revision", b"_expected_revision", "base", b"base", "bootstrap", b"bootstrap", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "method", b"method", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "base", b"base", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "make_current", b"make_current", "method", b"method", "options", b"options", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bootstrap: _TypeAlias = _typing.Literal["bootstrap"]  # noqa: Y015
     _WhichOneofArgType__bootstrap: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap"]  # noqa: Y015
+    _WhichOneofReturnType__breaks: _TypeAlias = _typing.Literal["breaks"]  # noqa: Y015
+    _WhichOneofArgType__breaks: _TypeAlias = _typing.Literal["_breaks", b"_breaks"]  # noqa: Y015
     _WhichOneofReturnType__expected_revision: _TypeAlias = _typing.Literal["expected_revision"]  # noqa: Y015
     _WhichOneofArgType__expected_revision: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision"]  # noqa: Y015
+    _WhichOneofReturnType__make_current: _TypeAlias = _typing.Literal["make_current"]  # noqa: Y015
+    _WhichOneofArgType__make_current: _TypeAlias = _typing.Literal["_make_current", b"_make_current"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__bootstrap) -> _WhichOneofReturnType__bootstrap | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__breaks) -> _WhichOneofReturnType__breaks | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_revision) -> _WhichOneofReturnType__expected_revision | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__make_current) -> _WhichOneofReturnType__make_current | None: ...
 
 Global___FitLawRequest: _TypeAlias = FitLawRequest  # noqa: Y015
+
+@_typing.final
+class FitOptions(_message.Message):
+    """Options of a fit (FitLaw, BacktestLaw). Per-run weights are Run.weight."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FixedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    AFTER_FRACTION_FIELD_NUMBER: _builtins.int
+    TIE_EXPONENTS_FIELD_NUMBER: _builtins.int
+    FIXED_FIELD_NUMBER: _builtins.int
+    BORROW_FROM_FIELD_NUMBER: _builtins.int
+    BORROW_FIELD_NUMBER: _builtins.int
+    OVERESTIMATE_PENALTY_FIELD_NUMBER: _builtins.int
+    checkpoints: _builtins.str
+    """Which rows of runs with several checkpoints (rows sharing a run_id) are fitted: "final" (the
+    last checkpoint of each run; the default), "all", or "after_fraction" (each run's
+    checkpoints at or after `after_fraction` of its tokens). Rows without a step are finished
+    runs and always fitted.
+    """
+    after_fraction: _builtins.float
+    """For checkpoints "after_fraction": in (0, 1]."""
+    tie_exponents: _builtins.bool
+    """Fit alpha = beta (Gadre, Muennighoff practice)."""
+    overestimate_penalty: _builtins.float
+    """Over-estimates (predicted above observed) cost this many times more in the fit's loss;
+    0 means 1 (symmetric). Up to 1000. Huber method (and auto's Huber candidates) only.
+    """
+    @_builtins.property
+    def fixed(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Parameters held at given values instead of fitted, by name (E, A, B, alpha, beta)."""
+
+    @_builtins.property
+    def borrow_from(self) -> Global___LawSelector:
+        """Take these parameters (names as in `fixed`) from another law version, e.g. the exponents of
+        a larger family's law; its form must have a Chinchilla form.
+        """
+
+    @_builtins.property
+    def borrow(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the parameters to take from borrow_from (all five when empty and borrow_from set)."""
+
+    def __init__(
+        self,
+        *,
+        checkpoints: _builtins.str = ...,
+        after_fraction: _builtins.float = ...,
+        tie_exponents: _builtins.bool = ...,
+        fixed: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        borrow_from: Global___LawSelector | None = ...,
+        borrow: _abc.Iterable[_builtins.str] | None = ...,
+        overestimate_penalty: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["borrow_from", b"borrow_from"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_fraction", b"after_fraction", "borrow", b"borrow", "borrow_from", b"borrow_from", "checkpoints", b"checkpoints", "fixed", b"fixed", "overestimate_penalty", b"overestimate_penalty", "tie_exponents", b"tie_exponents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FitOptions: _TypeAlias = FitOptions  # noqa: Y015
 
 @_typing.final
 class FitLawEvent(_message.Message):
@@ -1080,6 +1390,7 @@ class BacktestLawRequest(_message.Message):
     FAMILY_FIELD_NUMBER: _builtins.int
     TRAIN_BELOW_FIELD_NUMBER: _builtins.int
     METHODS_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name; its stored runs are the data."""
     train_below: _builtins.float
@@ -1088,7 +1399,11 @@ class BacktestLawRequest(_message.Message):
     """
     @_builtins.property
     def methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Fit methods to compare ("vpnls", "huber"); empty means both."""
+        """Fit methods to compare ("vpnls", "huber", "auto"); empty means all three."""
+
+    @_builtins.property
+    def options(self) -> Global___FitOptions:
+        """Options applied to every method (checkpoints, tied exponents, ...)."""
 
     def __init__(
         self,
@@ -1096,10 +1411,11 @@ class BacktestLawRequest(_message.Message):
         family: _builtins.str = ...,
         train_below: _builtins.float = ...,
         methods: _abc.Iterable[_builtins.str] | None = ...,
+        options: Global___FitOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "methods", b"methods", "train_below", b"train_below"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "methods", b"methods", "options", b"options", "train_below", b"train_below"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1115,9 +1431,9 @@ class BacktestLawResponse(_message.Message):
     TEST_RUNS_FIELD_NUMBER: _builtins.int
     METHODS_FIELD_NUMBER: _builtins.int
     train_runs: _builtins.int
-    """Runs fitted (compute below the cut)."""
+    """Training runs fitted (final compute below the cut)."""
     test_runs: _builtins.int
-    """Runs predicted (compute at or above the cut)."""
+    """Training runs predicted (final compute at or above the cut), by their final checkpoint."""
     @_builtins.property
     def methods(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodBacktest]:
         """One entry per method, in the order asked."""
@@ -1561,6 +1877,66 @@ class GetLawResponse(_message.Message):
 Global___GetLawResponse: _TypeAlias = GetLawResponse  # noqa: Y015
 
 @_typing.final
+class SetCurrentLawRequest(_message.Message):
+    """Input of SetCurrentLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    FORM_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Family name."""
+    form: _builtins.str
+    """Law form."""
+    version: _builtins.int
+    """Version to make current (>= 1)."""
+    expected_revision: _builtins.int
+    """If set, changed only at this family revision (ABORTED otherwise)."""
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        form: _builtins.str = ...,
+        version: _builtins.int = ...,
+        expected_revision: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision", "expected_revision", b"expected_revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_revision: _TypeAlias = _typing.Literal["expected_revision"]  # noqa: Y015
+    _WhichOneofArgType__expected_revision: _TypeAlias = _typing.Literal["_expected_revision", b"_expected_revision"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_revision) -> _WhichOneofReturnType__expected_revision | None: ...
+
+Global___SetCurrentLawRequest: _TypeAlias = SetCurrentLawRequest  # noqa: Y015
+
+@_typing.final
+class SetCurrentLawResponse(_message.Message):
+    """Output of SetCurrentLaw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def law(self) -> Global___Law:
+        """The version, now current."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___Law | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCurrentLawResponse: _TypeAlias = SetCurrentLawResponse  # noqa: Y015
+
+@_typing.final
 class ListLawVersionsRequest(_message.Message):
     """Input of ListLawVersions."""
 
@@ -1650,12 +2026,15 @@ class PredictRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
     UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
+    INTERVAL_KIND_FIELD_NUMBER: _builtins.int
     params: _builtins.float
     """Parameters N (> 0)."""
     tokens: _builtins.float
     """Training tokens D (> 0)."""
     unique_tokens: _builtins.float
     """Unique tokens U (> 0), for laws that model repetition; omitted means unlimited data."""
+    interval_kind: Global___IntervalKind.ValueType
+    """Which interval to return; the law's band unless asked otherwise."""
     @_builtins.property
     def law(self) -> Global___LawSelector:
         """The law to use."""
@@ -1667,10 +2046,11 @@ class PredictRequest(_message.Message):
         params: _builtins.float = ...,
         tokens: _builtins.float = ...,
         unique_tokens: _builtins.float | None = ...,
+        interval_kind: Global___IntervalKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens", "law", b"law", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens", "law", b"law", "params", b"params", "tokens", b"tokens", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens", "interval_kind", b"interval_kind", "law", b"law", "params", b"params", "tokens", b"tokens", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__unique_tokens: _TypeAlias = _typing.Literal["unique_tokens"]  # noqa: Y015
     _WhichOneofArgType__unique_tokens: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens"]  # noqa: Y015
@@ -1687,11 +2067,14 @@ class PredictResponse(_message.Message):
     LOSS_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
+    INTERVAL_KIND_FIELD_NUMBER: _builtins.int
     loss: _builtins.float
     """Predicted loss, nats/token."""
+    interval_kind: Global___IntervalKind.ValueType
+    """What `interval` is."""
     @_builtins.property
     def interval(self) -> Global___Interval:
-        """95% interval over the law version's bootstrap ensemble; absent when it has none."""
+        """95% interval of the kind named in interval_kind; absent when the version has no ensemble."""
 
     @_builtins.property
     def law(self) -> Global___LawSummary:
@@ -1703,10 +2086,11 @@ class PredictResponse(_message.Message):
         loss: _builtins.float = ...,
         interval: Global___Interval | None = ...,
         law: Global___LawSummary | None = ...,
+        interval_kind: Global___IntervalKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_interval", b"_interval", "interval", b"interval", "law", b"law"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_interval", b"_interval", "interval", b"interval", "law", b"law", "loss", b"loss"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_interval", b"_interval", "interval", b"interval", "interval_kind", b"interval_kind", "law", b"law", "loss", b"loss"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__interval: _TypeAlias = _typing.Literal["interval"]  # noqa: Y015
     _WhichOneofArgType__interval: _TypeAlias = _typing.Literal["_interval", b"_interval"]  # noqa: Y015

@@ -65,6 +65,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.DeleteRuns = channel.unary_unary(
+                '/planner.v1.PlannerService/DeleteRuns',
+                request_serializer=planner_dot_v1_dot_planner__pb2.DeleteRunsRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.DeleteRunsResponse.FromString,
+                _registered_method=True)
         self.PutLaw = channel.unary_unary(
                 '/planner.v1.PlannerService/PutLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.SerializeToString,
@@ -94,6 +99,11 @@ class PlannerServiceStub:
                 '/planner.v1.PlannerService/GetLaw',
                 request_serializer=planner_dot_v1_dot_planner__pb2.GetLawRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.GetLawResponse.FromString,
+                _registered_method=True)
+        self.SetCurrentLaw = channel.unary_unary(
+                '/planner.v1.PlannerService/SetCurrentLaw',
+                request_serializer=planner_dot_v1_dot_planner__pb2.SetCurrentLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.SetCurrentLawResponse.FromString,
                 _registered_method=True)
         self.ListLawVersions = channel.unary_unary(
                 '/planner.v1.PlannerService/ListLawVersions',
@@ -184,6 +194,14 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRuns(self, request, context):
+        """Deletes runs by run_id (every checkpoint of each) in one transaction, so one bad upload does
+        not spoil a family's fits. Stored law versions keep the run ids they were fitted to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PutLaw(self, request, context):
         """Stores given (e.g. published) law parameters as a new, immutable law version.
         """
@@ -228,6 +246,14 @@ class PlannerServiceServicer:
 
     def GetLaw(self, request, context):
         """Returns one law version (the current one of a form unless a version is given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCurrentLaw(self, request, context):
+        """Makes a stored version the family's current law of its form (e.g. one a fit stored with a
+        warning and did not make current, or an older version to roll back to).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -335,6 +361,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     request_deserializer=planner_dot_v1_dot_planner__pb2.ListRunsRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.ListRunsResponse.SerializeToString,
             ),
+            'DeleteRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRuns,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.DeleteRunsRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.DeleteRunsResponse.SerializeToString,
+            ),
             'PutLaw': grpc.unary_unary_rpc_method_handler(
                     servicer.PutLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PutLawRequest.FromString,
@@ -364,6 +395,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.GetLaw,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.GetLawRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.GetLawResponse.SerializeToString,
+            ),
+            'SetCurrentLaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCurrentLaw,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.SetCurrentLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.SetCurrentLawResponse.SerializeToString,
             ),
             'ListLawVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLawVersions,
@@ -580,6 +616,33 @@ class PlannerService:
             _registered_method=True)
 
     @staticmethod
+    def DeleteRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/DeleteRuns',
+            planner_dot_v1_dot_planner__pb2.DeleteRunsRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.DeleteRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PutLaw(request,
             target,
             options=(),
@@ -731,6 +794,33 @@ class PlannerService:
             '/planner.v1.PlannerService/GetLaw',
             planner_dot_v1_dot_planner__pb2.GetLawRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.GetLawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCurrentLaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/SetCurrentLaw',
+            planner_dot_v1_dot_planner__pb2.SetCurrentLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.SetCurrentLawResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,10 @@ class PlannerServiceStub:
     """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListRunsRequest, _planner_pb2.ListRunsResponse]
     """Lists a family's runs in insertion order, paginated."""
+    DeleteRuns: _grpc.UnaryUnaryMultiCallable[_planner_pb2.DeleteRunsRequest, _planner_pb2.DeleteRunsResponse]
+    """Deletes runs by run_id (every checkpoint of each) in one transaction, so one bad upload does
+    not spoil a family's fits. Stored law versions keep the run ids they were fitted to.
+    """
     PutLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
     FitLaw: _grpc.UnaryStreamMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawEvent]
@@ -80,6 +84,10 @@ class PlannerServiceStub:
     """
     GetLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]
     """Returns one law version (the current one of a form unless a version is given)."""
+    SetCurrentLaw: _grpc.UnaryUnaryMultiCallable[_planner_pb2.SetCurrentLawRequest, _planner_pb2.SetCurrentLawResponse]
+    """Makes a stored version the family's current law of its form (e.g. one a fit stored with a
+    warning and did not make current, or an older version to roll back to).
+    """
     ListLawVersions: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]
     """Lists every stored version of a family's law of one form, oldest first."""
     Predict: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PredictRequest, _planner_pb2.PredictResponse]
@@ -135,6 +143,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_planner_pb2.ListRunsRequest, _planner_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Lists a family's runs in insertion order, paginated."""
+    DeleteRuns: _aio.UnaryUnaryMultiCallable[_planner_pb2.DeleteRunsRequest, _planner_pb2.DeleteRunsResponse]  # type: ignore[assignment]
+    """Deletes runs by run_id (every checkpoint of each) in one transaction, so one bad upload does
+    not spoil a family's fits. Stored law versions keep the run ids they were fitted to.
+    """
     PutLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.PutLawRequest, _planner_pb2.PutLawResponse]  # type: ignore[assignment]
     """Stores given (e.g. published) law parameters as a new, immutable law version."""
     FitLaw: _aio.UnaryStreamMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.FitLawEvent]  # type: ignore[assignment]
@@ -158,6 +170,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """
     GetLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.GetLawRequest, _planner_pb2.GetLawResponse]  # type: ignore[assignment]
     """Returns one law version (the current one of a form unless a version is given)."""
+    SetCurrentLaw: _aio.UnaryUnaryMultiCallable[_planner_pb2.SetCurrentLawRequest, _planner_pb2.SetCurrentLawResponse]  # type: ignore[assignment]
+    """Makes a stored version the family's current law of its form (e.g. one a fit stored with a
+    warning and did not make current, or an older version to roll back to).
+    """
     ListLawVersions: _aio.UnaryUnaryMultiCallable[_planner_pb2.ListLawVersionsRequest, _planner_pb2.ListLawVersionsResponse]  # type: ignore[assignment]
     """Lists every stored version of a family's law of one form, oldest first."""
     Predict: _aio.UnaryUnaryMultiCallable[_planner_pb2.PredictRequest, _planner_pb2.PredictResponse]  # type: ignore[assignment]
@@ -248,6 +264,16 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists a family's runs in insertion order, paginated."""
 
     @_abc_1.abstractmethod
+    def DeleteRuns(
+        self,
+        request: _planner_pb2.DeleteRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.DeleteRunsResponse, _abc.Awaitable[_planner_pb2.DeleteRunsResponse]]:
+        """Deletes runs by run_id (every checkpoint of each) in one transaction, so one bad upload does
+        not spoil a family's fits. Stored law versions keep the run ids they were fitted to.
+        """
+
+    @_abc_1.abstractmethod
     def PutLaw(
         self,
         request: _planner_pb2.PutLawRequest,
@@ -305,6 +331,16 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_planner_pb2.GetLawResponse, _abc.Awaitable[_planner_pb2.GetLawResponse]]:
         """Returns one law version (the current one of a form unless a version is given)."""
+
+    @_abc_1.abstractmethod
+    def SetCurrentLaw(
+        self,
+        request: _planner_pb2.SetCurrentLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.SetCurrentLawResponse, _abc.Awaitable[_planner_pb2.SetCurrentLawResponse]]:
+        """Makes a stored version the family's current law of its form (e.g. one a fit stored with a
+        warning and did not make current, or an older version to roll back to).
+        """
 
     @_abc_1.abstractmethod
     def ListLawVersions(
