@@ -88,6 +88,21 @@ class CatalogRpcs(RpcBase):
         )
 
     @translate_errors
+    async def DeleteRuns(
+        self, request: pb.DeleteRunsRequest, context: Context
+    ) -> pb.DeleteRunsResponse:
+        name = validation.family_name("family", request.family)
+        run_ids = validation.run_ids("run_ids", list(request.run_ids))
+        expected = optional_field(request, "expected_revision")
+        try:
+            deleted, family = await asyncio.to_thread(
+                self.store.delete_runs, name, run_ids, expected
+            )
+        finally:
+            self.laws.invalidate(name)
+        return pb.DeleteRunsResponse(deleted=deleted, family=mapping.family_message(family))
+
+    @translate_errors
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
         name = validation.family_name("family", request.family)
         size = validation.page_size("page_size", request.page_size, 1000, 10_000)
@@ -131,6 +146,27 @@ class CatalogRpcs(RpcBase):
         selector = pb.LawSelector(family=request.family, form=request.form, version=request.version)
         record = await asyncio.to_thread(self._law_record, selector, "")
         return pb.GetLawResponse(law=mapping.law_message(record))
+
+    @translate_errors
+    async def SetCurrentLaw(
+        self, request: pb.SetCurrentLawRequest, context: Context
+    ) -> pb.SetCurrentLawResponse:
+        name = validation.family_name("family", request.family)
+        if request.form not in FORMS:
+            raise InvalidInput("form", f"unknown law form {request.form!r}; known: {sorted(FORMS)}")
+        if request.version < 1:
+            raise InvalidInput("version", f"must be >= 1, got {request.version}")
+        try:
+            record = await asyncio.to_thread(
+                self.store.set_current_law,
+                name,
+                request.form,
+                request.version,
+                optional_field(request, "expected_revision"),
+            )
+        finally:
+            self.laws.invalidate(name)
+        return pb.SetCurrentLawResponse(law=mapping.law_message(record))
 
     @translate_errors
     async def ListLawVersions(

@@ -8,24 +8,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.errors import Infeasible, InvalidInput
+from planner.errors import Infeasible, InvalidInput, PlannerError
 from planner.fitting import chinchilla as fitting
+from planner.fitting.auto import AutoChoice
 from planner.fitting.backtest import backtest
 from planner.fitting.bnsl import fit_bnsl, fit_bnsl_auto
+from planner.fitting.checkpoints import CheckpointSelection, cluster_resamples, final_rows
 from planner.fitting.data import Runs
+from planner.fitting.data_constrained import identification_warnings
 from planner.fitting.isoflop import fit_isoflop, nominal_budgets
+from planner.fitting.jobs import METHODS as BACKTEST_METHODS
 from planner.fitting.jobs import FitJob
+from planner.fitting.options import PARAMETER_NAMES as OPTION_PARAMETERS
+from planner.fitting.options import FitOptions
 from planner.laws import (
     ChinchillaLaw,
     Law,
     parse_law,
 )
 from planner.laws.bnsl import MAX_BREAKS
-from planner.validation import positive
+from planner.validation import finite, positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors, translate_stream_errors
@@ -50,41 +57,62 @@ class FittingRpcs(RpcBase):
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         form = request.form or "chinchilla"
+        options, checkpoints, borrowed = await self._fit_settings(request.options, "options.")
+        family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
         base_law = None
         if form == "data_constrained" and request.base in ("", "law"):
             base_law = await asyncio.to_thread(self._current_chinchilla, name)
+        runs, compute = _runs_of(records, family.flops_per_param_token, form == "data_constrained")
         job = FitJob(
-            runs=_runs_of(records, with_unique=form == "data_constrained"),
+            runs=runs,
             form=form,
-            method=request.method or "vpnls",
+            method=request.method or "auto",
             base=request.base,
             chinchilla=base_law[1] if base_law else None,
+            options=options,
+            checkpoints=checkpoints,
+            compute=compute,
         ).validated()
         yield _progress("fit", 0, 1)
         fit = await self.pool.run(job.fit)
         yield _progress("fit", 1, 1)
         parts = []
-        async for done, part in self._bootstrap(job, resamples, request.seed, fit.law):
+        refit = job.resolved(fit)
+        async for done, part in self._bootstrap(refit, resamples, request.seed, fit.law):
             parts.append(part)
             yield _progress("bootstrap", done, resamples)
         names = job.parameter_names
         ensemble = fitting.Ensemble.of(
             np.concatenate(parts) if parts else np.empty((0, len(names)))
         )
-        diagnostics = asdict(fit.diagnostics)
-        diagnostics["on_bound"] = list(fit.diagnostics.on_bound)
-        diagnostics.update(objective=fit.objective, failed_resamples=ensemble.failed)
-        options = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
+        intervals = ensemble.intervals(names)
+        warnings = list(fit.warnings)
+        if form == "data_constrained":
+            warnings += identification_warnings(intervals)
+        selected = job.checkpoints.rows(runs)
+        diagnostics: dict[str, Any] = asdict(fit.diagnostics)
+        diagnostics.update(
+            on_bound=list(fit.diagnostics.on_bound),
+            objective=fit.objective,
+            failed_resamples=ensemble.failed,
+            warnings=warnings,
+            training_runs=int(np.unique(runs.group_codes[selected]).size),
+        )
+        if fit.choice is not None:
+            diagnostics["auto"] = _auto_choice(fit.choice)
+        options_used = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
         if job.base == "law" and base_law is not None:
-            options["base_law"] = f"chinchilla v{base_law[0]}"
+            options_used["base_law"] = f"chinchilla v{base_law[0]}"
+        options_used.update(borrowed)
         record = FitRecord(
-            options=options,
-            run_ids=[r.run_id for r in records],
+            options=options_used,
+            run_ids=list(dict.fromkeys(records[i].run_id for i in selected)),
             diagnostics=diagnostics,
-            intervals={k: [lo, hi] for k, (lo, hi) in ensemble.intervals(names).items()},
+            intervals={k: [lo, hi] for k, (lo, hi) in intervals.items()},
             ensemble=ensemble.vectors.tolist(),
         )
+        make_current = request.make_current if request.HasField("make_current") else not warnings
         stored = await asyncio.to_thread(
             self.store.put_law,
             name,
@@ -92,9 +120,10 @@ class FittingRpcs(RpcBase):
             fit.law.to_mapping(),
             fit.method,
             "",
-            f"fitted to {len(records)} runs",
+            f"fitted to {len(selected)} rows of {diagnostics['training_runs']} runs",
             optional_field(request, "expected_revision"),
             record,
+            make_current,
         )
         self.laws.invalidate(name)
         yield pb.FitLawEvent(law=mapping.law_message(stored))
@@ -106,26 +135,25 @@ class FittingRpcs(RpcBase):
         name = validation.family_name("family", request.family)
         methods = (
             tuple(_fit_method(f"methods[{i}]", m) for i, m in enumerate(request.methods))
-            or fitting.METHODS
+            or BACKTEST_METHODS
         )
         cut = positive("train_below", request.train_below)
+        options, checkpoints, _ = await self._fit_settings(request.options, "options.")
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
         if not records:
             raise Infeasible(f"family {name!r} has no runs to backtest", field="family")
-        runs = _runs_of(records)
-        k = family.flops_per_param_token
-        compute = np.array(
-            [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
-        )
-        result = await self.pool.run(backtest, runs, compute, cut, methods)
+        runs, compute = _runs_of(records, family.flops_per_param_token)
+        result = await self.pool.run(backtest, runs, compute, cut, methods, options, checkpoints)
         order = result.test[np.argsort(compute[result.test])]
         position = {int(index): i for i, index in enumerate(result.test)}
         response = pb.BacktestLawResponse(
-            train_runs=int(result.train.size), test_runs=int(result.test.size)
+            train_runs=result.train_runs, test_runs=int(result.test.size)
         )
         for scored in result.methods:
-            entry = response.methods.add(method=scored.method, failure=scored.failure)
+            entry = response.methods.add(
+                method=scored.method, failure=scored.failure, chosen=scored.chosen
+            )
             if scored.law is None:
                 continue
             entry.parameters.update(scored.law.to_mapping())
@@ -142,6 +170,57 @@ class FittingRpcs(RpcBase):
                 )
         return response
 
+    async def _fit_settings(
+        self, message: pb.FitOptions, prefix: str
+    ) -> tuple[FitOptions, CheckpointSelection, dict[str, str]]:
+        """Domain fit options from the request's, with borrowed parameters resolved, and where
+        they were borrowed from (stored with the version)."""
+        fixed = {
+            name: finite(f"{prefix}fixed.{name}", value) for name, value in message.fixed.items()
+        }
+        provenance: dict[str, str] = {}
+        if message.HasField("borrow_from"):
+            borrowed, source = await self._borrow(message, prefix)
+            provenance["borrowed_from"] = f"{source}: {', '.join(borrowed)}"
+            for name, value in borrowed.items():
+                if name in fixed:
+                    raise InvalidInput(
+                        f"{prefix}borrow",
+                        f"{name} is both fixed and borrowed; give it one way",
+                    )
+                fixed[name] = value
+        elif message.borrow:
+            raise InvalidInput(f"{prefix}borrow", "names parameters but borrow_from is not set")
+        penalty = finite(f"{prefix}overestimate_penalty", message.overestimate_penalty) or 1.0
+        options = FitOptions.of(message.tie_exponents, fixed, penalty)
+        mode = message.checkpoints or "final"
+        fraction = finite(f"{prefix}after_fraction", message.after_fraction)
+        return options, CheckpointSelection(mode, fraction).validated(), provenance
+
+    async def _borrow(self, message: pb.FitOptions, prefix: str) -> tuple[dict[str, float], str]:
+        """The parameters named in `borrow` (all five when empty) of the borrow_from law, and
+        which version that was."""
+        names = list(message.borrow) or list(OPTION_PARAMETERS)
+        for index, name in enumerate(names):
+            if name not in OPTION_PARAMETERS:
+                raise InvalidInput(
+                    f"{prefix}borrow[{index}]",
+                    f"unknown parameter {name!r}; borrowable: {list(OPTION_PARAMETERS)}",
+                )
+        resolved = await self._resolve(message.borrow_from)
+        try:
+            source = resolved.law.as_chinchilla()
+        except PlannerError as exc:
+            raise Infeasible(
+                f"{prefix}borrow_from: the {resolved.record.form} law has no Chinchilla "
+                f"parameters to borrow ({exc.message})",
+                field=f"{prefix}borrow_from",
+            ) from exc
+        values = source.to_mapping()
+        record = resolved.record
+        label = f"{record.family} {record.form} v{record.version}"
+        return {name: values[name] for name in names}, label
+
     @translate_errors
     async def FitIsoFLOP(
         self, request: pb.FitIsoFLOPRequest, context: Context
@@ -149,10 +228,13 @@ class FittingRpcs(RpcBase):
         name = validation.family_name("family", request.family)
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
-        runs = _runs_of(records)
         k = family.flops_per_param_token
+        all_rows, compute = _runs_of(records, k)
+        # A profile point is a finished run: its last checkpoint.
+        finals = final_rows(all_rows)
+        runs, records = all_rows.subset(finals), [records[i] for i in finals]
         if records and all(r.flops is not None for r in records):
-            budgets = np.array([r.flops for r in records], dtype=np.float64)
+            budgets = compute[finals]
         else:
             budgets = nominal_budgets(k * runs.params * runs.tokens)
         fit = await self.pool.run(fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k)
@@ -188,12 +270,11 @@ class FittingRpcs(RpcBase):
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
-        runs = _runs_of(records)
+        all_rows, compute = _runs_of(records, family.flops_per_param_token)
+        finals = final_rows(all_rows)
+        runs, records = all_rows.subset(finals), [records[i] for i in finals]
         if against == "compute":
-            k = family.flops_per_param_token
-            x = np.array(
-                [r.flops if r.flops is not None else k * r.params * r.tokens for r in records]
-            )
+            x = compute[finals]
         else:
             x = runs.params if against == "params" else runs.tokens
         response = pb.FitBrokenPowerLawResponse(runs=len(records))
@@ -216,15 +297,16 @@ class FittingRpcs(RpcBase):
     async def _bootstrap(
         self, job: FitJob, resamples: int, seed: int, start: Law
     ) -> AsyncIterator[tuple[int, NDArray[np.float64]]]:
-        """Resample runs with replacement and refit, in chunks spread over the pool; yields
-        (resamples done, that chunk's parameter vectors) as chunks finish."""
+        """Resample training runs (each with all its selected checkpoints) with replacement and
+        refit, in chunks spread over the pool; yields (resamples done, that chunk's parameter
+        vectors) as chunks finish."""
         if resamples == 0:
             return
-        indices = fitting.resample_indices(len(job.runs), resamples, seed)
+        samples = cluster_resamples(job.selected, resamples, seed)
         count = min(resamples, max(4 * self.pool.processes, resamples // 10))
         pending = [
-            asyncio.ensure_future(self.pool.run(job.bootstrap, chunk, start))
-            for chunk in np.array_split(indices, count)
+            asyncio.ensure_future(self.pool.run(job.bootstrap, [samples[i] for i in chunk], start))
+            for chunk in np.array_split(np.arange(resamples), count)
         ]
         done = 0
         try:
@@ -249,8 +331,11 @@ class FittingRpcs(RpcBase):
         return record.version, law
 
 
-def _runs_of(records: list[RunRecord], with_unique: bool = False) -> Runs:
-    """The runs as arrays; `with_unique` requires every run's unique_tokens."""
+def _runs_of(
+    records: list[RunRecord], k: float, with_unique: bool = False
+) -> tuple[Runs, NDArray[np.float64]]:
+    """The rows as arrays (rows sharing a run_id are checkpoints of one run) and each row's
+    training compute (its flops, else k N D); `with_unique` requires every unique_tokens."""
     unique: list[float] | None = None
     if with_unique:
         missing = [r.run_id for r in records if r.unique_tokens is None]
@@ -261,18 +346,49 @@ def _runs_of(records: list[RunRecord], with_unique: bool = False) -> Runs:
                 field="runs",
             )
         unique = [r.unique_tokens for r in records if r.unique_tokens is not None]
-    return Runs.of(
+    weights = None
+    if any(r.weight is not None for r in records):
+        weights = [1.0 if r.weight is None else r.weight for r in records]
+    runs = Runs.of(
         [r.params for r in records],
         [r.tokens for r in records],
         [r.loss for r in records],
         unique,
+        groups=[r.run_id for r in records] if records else None,
+        weights=weights,
     )
+    compute = np.array(
+        [r.flops if r.flops is not None else k * r.params * r.tokens for r in records],
+        dtype=np.float64,
+    )
+    return runs, compute
 
 
 def _fit_method(field: str, method: str) -> str:
-    if method not in fitting.METHODS:
-        raise InvalidInput(field, f"unknown fit method {method!r}; known: {fitting.METHODS}")
+    if method not in BACKTEST_METHODS:
+        raise InvalidInput(field, f"unknown fit method {method!r}; known: {BACKTEST_METHODS}")
     return method
+
+
+def _auto_choice(choice: AutoChoice) -> dict[str, Any]:
+    """AutoChoice as the stored diagnostics' `auto` (the shape of pb.AutoChoice)."""
+    return {
+        "chosen": choice.chosen.label,
+        "folds": choice.folds,
+        "candidates": [
+            {
+                "candidate": score.candidate.label,
+                "mean_abs_relative_error": _finite_or_zero(score.mean_abs_relative_error),
+                "max_abs_relative_error": _finite_or_zero(score.max_abs_relative_error),
+                "failure": score.failure,
+            }
+            for score in choice.scores
+        ],
+    }
+
+
+def _finite_or_zero(value: float) -> float:
+    return value if np.isfinite(value) else 0.0
 
 
 def _progress(stage: str, done: int, total: int) -> pb.FitLawEvent:

@@ -24,6 +24,9 @@ CONVENTION_ENUM = {
 }
 
 
+DIAGNOSTIC_FIELDS = frozenset(pb.FitDiagnostics.DESCRIPTOR.fields_by_name)
+
+
 def timestamp(seconds: float) -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(int(seconds * 1e9))
@@ -62,6 +65,8 @@ def run_message(record: RunRecord) -> pb.Run:
         message.flops = record.flops
     if record.step is not None:
         message.step = record.step
+    if record.weight is not None:
+        message.weight = record.weight
     return message
 
 
@@ -73,10 +78,13 @@ def law_message(record: LawRecord) -> pb.Law:
         parameters=record.parameters,
         source=pb.LawSource(method=record.method, citation=record.citation, note=record.note),
         create_time=timestamp(record.created_at),
+        current=record.current,
     )
     fit = record.fit
     if fit is not None:
-        message.diagnostics.CopyFrom(pb.FitDiagnostics(**fit.diagnostics))
+        # Versions stored by older releases lack newer keys; unknown keys are not the API's.
+        known = {k: v for k, v in fit.diagnostics.items() if k in DIAGNOSTIC_FIELDS}
+        message.diagnostics.CopyFrom(pb.FitDiagnostics(**known))
         for name, (low, high) in fit.intervals.items():
             message.intervals[name].CopyFrom(pb.Interval(low=low, high=high))
         message.ensemble_size = len(fit.ensemble)

@@ -76,11 +76,29 @@ def decode_page_token(field: str, token: str) -> str | int | None:
     raise InvalidInput(field, "is not a token this service issued")
 
 
+# Values beyond these make the laws' powers and logs leave float range in a fit (N^-alpha with
+# alpha up to 5, k N D); no real run is near them.
+MIN_COUNT = 1.0
+MAX_COUNT = 1e24
+MAX_FLOPS = 1e50
+MAX_LOSS = 1e3
+MAX_WEIGHT = 1e6
+
+
+def _in_range(field: str, value: float, low: float, high: float, what: str) -> float:
+    if not low <= value <= high:
+        raise InvalidInput(field, f"{value:g} is outside [{low:g}, {high:g}] ({what})")
+    return value
+
+
 def run_record(field: str, run: pb.Run) -> RunRecord:
     """A validated run; an empty run_id is derived from the values, so re-uploads are no-ops."""
     params = positive(f"{field}.params", run.params)
     tokens = positive(f"{field}.tokens", run.tokens)
     loss = positive(f"{field}.loss", run.loss)
+    _in_range(f"{field}.params", params, MIN_COUNT, MAX_COUNT, "a count of parameters")
+    _in_range(f"{field}.tokens", tokens, MIN_COUNT, MAX_COUNT, "a count of tokens")
+    _in_range(f"{field}.loss", loss, 0.0, MAX_LOSS, "nats per token")
     unique = optional_positive(
         f"{field}.unique_tokens", run.unique_tokens if run.HasField("unique_tokens") else None
     )
@@ -89,6 +107,11 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
             f"{field}.unique_tokens", f"{unique:g} exceeds the run's tokens {tokens:g}"
         )
     flops = optional_positive(f"{field}.flops", run.flops if run.HasField("flops") else None)
+    if flops is not None:
+        _in_range(f"{field}.flops", flops, MIN_COUNT, MAX_FLOPS, "training FLOPs")
+    weight = optional_positive(f"{field}.weight", run.weight if run.HasField("weight") else None)
+    if weight is not None:
+        _in_range(f"{field}.weight", weight, 0.0, MAX_WEIGHT, "a relative weight")
     step = run.step if run.HasField("step") else None
     if step is not None and step < 0:
         raise InvalidInput(f"{field}.step", f"must be >= 0, got {step}")
@@ -99,10 +122,12 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
             raise InvalidInput(f"{field}.tags", f"keys must be 1-{MAX_TAG_KEY} characters")
         if len(value) > MAX_TAG_VALUE:
             raise InvalidInput(f"{field}.tags[{key}]", f"is longer than {MAX_TAG_VALUE}")
-    run_id = run.run_id or _derived_run_id(params, tokens, loss, unique, flops, step)
+    # Weight joins the derived id only when given, so ids derived before weights existed hold.
+    values = (params, tokens, loss, unique, flops, step) + (() if weight is None else (weight,))
+    run_id = run.run_id or _derived_run_id(*values)
     if len(run_id) > MAX_RUN_ID:
         raise InvalidInput(f"{field}.run_id", f"is longer than {MAX_RUN_ID} characters")
-    return RunRecord(run_id, params, tokens, loss, unique, flops, step, dict(run.tags))
+    return RunRecord(run_id, params, tokens, loss, unique, flops, step, dict(run.tags), weight)
 
 
 def _derived_run_id(*values: float | int | None) -> str:
@@ -118,16 +143,32 @@ def runs_batch(field: str, runs: list[pb.Run], limit: int) -> list[RunRecord]:
             field, f"has {len(runs)} runs; at most {limit} per request, split the upload"
         )
     records = [run_record(f"{field}[{i}]", run) for i, run in enumerate(runs)]
-    first_index: dict[str, int] = {}
+    first_index: dict[tuple[str, int | None], int] = {}
     for index, record in enumerate(records):
-        earlier = first_index.setdefault(record.run_id, index)
+        earlier = first_index.setdefault(record.key, index)
         if earlier != index and records[earlier] != record:
+            at = "" if record.step is None else f" at step {record.step}"
             raise InvalidInput(
                 f"{field}[{index}].run_id",
-                f"{record.run_id!r} repeats runs[{earlier}] with other values",
+                f"{record.run_id!r}{at} repeats runs[{earlier}] with other values",
             )
-    unique = {r.run_id: r for r in records}
+    unique = {r.key: r for r in records}
     return list(unique.values())
+
+
+MAX_RUN_IDS = 10_000
+
+
+def run_ids(field: str, values: list[str]) -> list[str]:
+    """Run ids to act on: 1 to MAX_RUN_IDS non-empty ids of at most MAX_RUN_ID characters."""
+    if not values:
+        raise InvalidInput(field, "is empty; give at least one run_id")
+    if len(values) > MAX_RUN_IDS:
+        raise InvalidInput(field, f"has {len(values)} ids; at most {MAX_RUN_IDS} per request")
+    for index, value in enumerate(values):
+        if not value or len(value) > MAX_RUN_ID:
+            raise InvalidInput(f"{field}[{index}]", f"must be 1-{MAX_RUN_ID} characters")
+    return values
 
 
 def law_parameters(field: str, values: dict[str, float]) -> dict[str, float]:

@@ -1,19 +1,22 @@
 """Backtests: fit on the runs below a compute cut, predict the runs above it.
 
 A law is worth betting a cluster on only if it extrapolates; this measures how well each fit
-method's law, fitted on small runs, predicts the large ones.
+method's law, fitted on small runs, predicts the large ones. A run is on the side of the cut its
+final checkpoint's compute puts it, so no checkpoint of a held-out run is fitted, and held-out
+runs are scored by their final loss.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
 
 from planner.errors import Infeasible, PlannerError
-from planner.fitting.chinchilla import fit_chinchilla
-from planner.fitting.data import Array, Runs
+from planner.fitting.checkpoints import CheckpointSelection, final_rows
+from planner.fitting.data import Array, Index, Runs
+from planner.fitting.jobs import FitJob
+from planner.fitting.options import FitOptions
 from planner.laws import ChinchillaLaw
 from planner.validation import positive
 
@@ -27,6 +30,8 @@ class MethodBacktest:
     failure: str
     predicted: Array
     relative_error: Array
+    # For method auto: the candidate it chose on the training runs.
+    chosen: str = ""
 
     @property
     def mean_abs_relative_error(self) -> float:
@@ -39,19 +44,29 @@ class MethodBacktest:
 
 @dataclass(frozen=True)
 class Backtest:
-    train: NDArray[np.intp]  # indices of the training runs
-    test: NDArray[np.intp]  # indices of the held-out runs
+    train: Index  # indices of the training rows (every checkpoint of the runs below the cut)
+    test: Index  # indices of the held-out runs' final checkpoints
     methods: tuple[MethodBacktest, ...]
+    train_runs: int = field(default=0)
 
 
-def backtest(runs: Runs, compute: Array, train_below: float, methods: tuple[str, ...]) -> Backtest:
-    """Fit each method on runs with compute < train_below and score it on the others.
-
-    A method whose fit fails reports why instead of failing the whole backtest.
-    """
+def backtest(
+    runs: Runs,
+    compute: Array,
+    train_below: float,
+    methods: tuple[str, ...],
+    options: FitOptions | None = None,
+    checkpoints: CheckpointSelection | None = None,
+) -> Backtest:
+    """Fit each method on the runs whose final compute is < train_below, score it on the final
+    checkpoints of the others. A method whose fit fails reports why instead of failing all."""
     cut = positive("train_below", train_below)
-    train = np.flatnonzero(compute < cut)
-    test = np.flatnonzero(compute >= cut)
+    finals = final_rows(runs)
+    run_compute = np.zeros(int(runs.group_codes.max()) + 1)
+    run_compute[runs.group_codes[finals]] = compute[finals]
+    row_compute = run_compute[runs.group_codes]
+    train = np.flatnonzero(row_compute < cut)
+    test = finals[compute[finals] >= cut]
     if test.size == 0:
         raise Infeasible(
             f"no run has compute >= train_below = {cut:g} (the largest is {compute.max():.4g}); "
@@ -65,15 +80,27 @@ def backtest(runs: Runs, compute: Array, train_below: float, methods: tuple[str,
             field="train_below",
         )
     held_out = runs.subset(test)
+    training = runs.subset(train)
     results = []
     for method in methods:
+        job = FitJob(
+            training,
+            method=method,
+            options=options or FitOptions(),
+            checkpoints=checkpoints or CheckpointSelection(),
+            compute=compute[train],
+        )
         try:
-            law = fit_chinchilla(runs.subset(train), method).law
+            fitted = job.validated().fit()
         except PlannerError as error:
             empty = np.full(test.size, np.nan)
             results.append(MethodBacktest(method, None, error.message, empty, empty))
             continue
+        law = fitted.law
+        assert isinstance(law, ChinchillaLaw)
         predicted = law.predict(held_out.params, held_out.tokens)
         error_ratio = predicted / held_out.loss - 1.0
-        results.append(MethodBacktest(method, law, "", predicted, error_ratio))
-    return Backtest(train=train, test=test, methods=tuple(results))
+        chosen = fitted.choice.chosen.label if fitted.choice else ""
+        results.append(MethodBacktest(method, law, "", predicted, error_ratio, chosen))
+    train_runs = int(np.unique(runs.group_codes[train]).size)
+    return Backtest(train=train, test=test, methods=tuple(results), train_runs=train_runs)

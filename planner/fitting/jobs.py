@@ -1,24 +1,30 @@
 """One fit request, whatever the law form: fit all runs once, refit bootstrap resamples.
 
 A FitJob is a small picklable value, so the service can send its `fit` and `bootstrap` to worker
-processes without knowing which form it fits.
+processes without knowing which form it fits. Method "auto" is resolved by `fit` (see auto.py);
+the bootstrap then refits with the method and options that won (`resolved`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numpy.typing import NDArray
 
 from planner.errors import InvalidInput, Unsupported
-from planner.fitting import chinchilla, data_constrained
-from planner.fitting.data import Array, Runs
+from planner.fitting import auto, chinchilla, data_constrained
+from planner.fitting.checkpoints import CheckpointSelection
+from planner.fitting.data import Array, Index, Runs
+from planner.fitting.options import FitOptions
 from planner.fitting.result import Diagnostics
 from planner.laws import ChinchillaLaw, Law
 from planner.laws.data_constrained import DataConstrainedLaw
 
 FITTABLE_FORMS = ("chinchilla", "data_constrained")
+METHODS = ("auto", *chinchilla.METHODS)
+# Forms whose fit takes the Chinchilla-form options (tied exponents, fixed parameters, ...).
+OPTION_FORMS = ("chinchilla",)
 
 
 @dataclass(frozen=True)
@@ -30,18 +36,26 @@ class FittedLaw:
     objective: float
     diagnostics: Diagnostics
     options: dict[str, str] = field(default_factory=dict)
+    # How method "auto" chose; None when the caller named the method.
+    choice: auto.AutoChoice | None = None
+    # Reasons not to trust the law as is; a law with warnings is not made current by default.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FitJob:
-    """What to fit: the runs, the form and method, and (data_constrained) where the Chinchilla
-    part comes from: `base` as in data_constrained.BASES, `chinchilla` for base "law"."""
+    """What to fit: the runs (every checkpoint row), the form and method, the options, which
+    checkpoints to use, and each row's training compute (method auto holds the largest out).
+    data_constrained: `base` as in data_constrained.BASES, `chinchilla` for base "law"."""
 
     runs: Runs
     form: str = "chinchilla"
-    method: str = "vpnls"
+    method: str = "auto"
     base: str = ""
     chinchilla: ChinchillaLaw | None = None
+    options: FitOptions = field(default_factory=FitOptions)
+    checkpoints: CheckpointSelection = field(default_factory=CheckpointSelection)
+    compute: Array | None = None
 
     def validated(self) -> FitJob:
         if self.form not in FITTABLE_FORMS:
@@ -50,21 +64,37 @@ class FitJob:
                 f"{list(FITTABLE_FORMS)}",
                 field="form",
             )
-        if self.method not in chinchilla.METHODS:
+        if self.method not in METHODS:
             raise InvalidInput(
-                "method", f"unknown fit method {self.method!r}; known: {list(chinchilla.METHODS)}"
+                "method", f"unknown fit method {self.method!r}; known: {list(METHODS)}"
             )
+        options = self.options.validated()
+        checkpoints = self.checkpoints.validated()
+        if self.form not in OPTION_FORMS and not options.is_default:
+            raise Unsupported(
+                f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
+                f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
+                field="options",
+            )
+        if self.compute is not None and self.compute.shape != self.runs.params.shape:
+            raise InvalidInput("compute", "needs one value per run")
+        job = replace(self, options=options, checkpoints=checkpoints)
         if self.form == "chinchilla":
             if self.base:
                 raise InvalidInput("base", "applies only to the data_constrained form")
-            self.runs.require_fittable(chinchilla.FREE_PARAMETERS)
-            return self
+            job.selected.require_fittable(options.free_parameters)
+            return job
         base = self.base or ("law" if self.chinchilla is not None else "single_epoch")
         if base not in data_constrained.BASES:
             raise InvalidInput(
                 "base", f"unknown base {base!r}; known: {list(data_constrained.BASES)}"
             )
-        return FitJob(self.runs, self.form, self.method, base, self.chinchilla)
+        return replace(job, base=base)
+
+    @property
+    def selected(self) -> Runs:
+        """The rows the fit uses (the chosen checkpoints of each run)."""
+        return self.checkpoints.select(self.runs)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -72,29 +102,71 @@ class FitJob:
             return chinchilla.PARAMETER_NAMES
         return data_constrained.PARAMETER_NAMES
 
+    def _compute(self) -> Array:
+        if self.compute is not None:
+            return self.compute
+        return 6.0 * self.runs.params * self.runs.tokens
+
+    def choose(self) -> auto.AutoChoice:
+        """Method auto's rolling-origin choice on these runs."""
+        if self.form == "data_constrained":
+            # The method fits the Chinchilla part, on the runs that saw each token once.
+            single = self.runs.single_epoch()
+            compute = self._compute()[self.runs.tokens <= _unique_or_inf(self.runs)]
+            pool = tuple(c for c in auto.candidates(self.options) if not c.options.tie_exponents)
+            return auto.choose(single, compute, self.options, self.checkpoints, pool)
+        return auto.choose(self.runs, self._compute(), self.options, self.checkpoints)
+
     def fit(self) -> FittedLaw:
-        """The fit on all runs."""
+        """The fit on all selected runs (after method auto's choice, when asked)."""
+        choice = self.choose() if self.method == "auto" else None
+        job = self if choice is None else self.resolved(choice.chosen)
+        fitted = job._fit_named()
+        options = {**fitted.options, **job.checkpoints.describe(), **job.options.describe()}
+        if choice is not None:
+            options["method_requested"] = "auto"
+        warnings = tuple(
+            f"{name} ended on a bound of its search: these runs do not pin it down"
+            for name in fitted.diagnostics.on_bound
+        )
+        if choice is not None and choice.note:
+            warnings += (choice.note,)
+        return replace(fitted, options=options, choice=choice, warnings=warnings)
+
+    def resolved(self, fitted: FittedLaw | auto.Candidate) -> FitJob:
+        """This job with the method and options that won method auto (what the bootstrap
+        refits); unchanged when the method was named."""
+        candidate = (
+            fitted.choice.chosen if isinstance(fitted, FittedLaw) and fitted.choice else fitted
+        )
+        if not isinstance(candidate, auto.Candidate):
+            return self
+        return replace(self, method=candidate.method, options=candidate.options)
+
+    def _fit_named(self) -> FittedLaw:
+        runs = self.selected
         if self.form == "chinchilla":
-            result = chinchilla.fit_chinchilla(self.runs, self.method)
+            result = chinchilla.fit_chinchilla(runs, self.method, options=self.options)
             return FittedLaw(result.law, self.method, result.objective, result.diagnostics)
         fitted = data_constrained.fit_data_constrained(
-            self.runs, self.base, self.method, self.chinchilla
+            runs, self.base, self.method, self.chinchilla
         )
         return FittedLaw(
-            fitted.law,
-            self.method,
-            fitted.objective,
-            fitted.diagnostics,
-            {"base": self.base},
+            fitted.law, self.method, fitted.objective, fitted.diagnostics, {"base": self.base}
         )
 
-    def bootstrap(self, indices: NDArray[np.intp], start: Law) -> Array:
-        """Parameter vectors (in `parameter_names` order) of refits on each row's resample,
-        refined from `start`, the fit on all runs; NaN rows where a resample failed."""
+    def bootstrap(self, samples: Sequence[Index], start: Law) -> Array:
+        """Parameter vectors (in `parameter_names` order) of refits on each sample of rows of
+        `selected`, refined from `start`, the fit on all runs; NaN rows where a sample failed."""
+        runs = self.selected
         if self.form == "chinchilla":
             assert isinstance(start, ChinchillaLaw)
-            return chinchilla.bootstrap_fits(self.runs, self.method, indices, start)
+            return chinchilla.bootstrap_fits(runs, self.method, samples, start, self.options)
         assert isinstance(start, DataConstrainedLaw)
         return data_constrained.bootstrap_fits(
-            self.runs, indices, self.base, self.method, self.chinchilla, start
+            runs, samples, self.base, self.method, self.chinchilla, start
         )
+
+
+def _unique_or_inf(runs: Runs) -> Array:
+    return np.full(len(runs), np.inf) if runs.unique is None else runs.unique * (1 + 1e-9)

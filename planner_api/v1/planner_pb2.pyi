@@ -203,6 +203,7 @@ class Run(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
     UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
     FLOPS_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
@@ -217,10 +218,10 @@ class Run(_message.Message):
     """Parameters N (>= 1)."""
     tokens: _builtins.float
     """Training tokens D (>= 1): for a checkpoint, the tokens seen up to its step."""
+    loss: _builtins.float
+    """Loss in nats/token (> 0, at most 1000) at the end of the run, or at the checkpoint."""
     unique_tokens: _builtins.float
-    """Loss in nats/token (> 0, at most 1000) at the end of the run, or at the checkpoint.
-    Unique tokens U (> 0, at most tokens), when data was repeated.
-    """
+    """Unique tokens U (> 0, at most tokens), when data was repeated."""
     flops: _builtins.float
     """Training FLOPs (> 0), when measured rather than k N D."""
     step: _builtins.int
@@ -237,6 +238,7 @@ class Run(_message.Message):
         run_id: _builtins.str = ...,
         params: _builtins.float = ...,
         tokens: _builtins.float = ...,
+        loss: _builtins.float = ...,
         unique_tokens: _builtins.float | None = ...,
         flops: _builtins.float | None = ...,
         step: _builtins.int | None = ...,
@@ -245,7 +247,7 @@ class Run(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "step", b"step", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "loss", b"loss", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__flops: _TypeAlias = _typing.Literal["flops"]  # noqa: Y015
     _WhichOneofArgType__flops: _TypeAlias = _typing.Literal["_flops", b"_flops"]  # noqa: Y015
@@ -1485,6 +1487,7 @@ class MethodBacktest(_message.Message):
     MEAN_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
     MAX_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    CHOSEN_FIELD_NUMBER: _builtins.int
     method: _builtins.str
     """Fit method."""
     failure: _builtins.str
@@ -1493,6 +1496,8 @@ class MethodBacktest(_message.Message):
     """Mean of |predicted / observed - 1| over the held-out runs."""
     max_abs_relative_error: _builtins.float
     """Largest |predicted / observed - 1| over the held-out runs."""
+    chosen: _builtins.str
+    """Method auto: the candidate it chose on the training runs (e.g. "huber+tied")."""
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Parameters fitted on the training runs; empty if the fit failed."""
@@ -1510,10 +1515,11 @@ class MethodBacktest(_message.Message):
         mean_abs_relative_error: _builtins.float = ...,
         max_abs_relative_error: _builtins.float = ...,
         runs: _abc.Iterable[Global___HeldOutRun] | None = ...,
+        chosen: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "max_abs_relative_error", b"max_abs_relative_error", "mean_abs_relative_error", b"mean_abs_relative_error", "method", b"method", "parameters", b"parameters", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chosen", b"chosen", "failure", b"failure", "max_abs_relative_error", b"max_abs_relative_error", "mean_abs_relative_error", b"mean_abs_relative_error", "method", b"method", "parameters", b"parameters", "runs", b"runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

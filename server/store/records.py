@@ -38,6 +38,13 @@ class RunRecord:
     flops: float | None = None
     step: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Relative weight in fits; None means 1.
+    weight: float | None = None
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """What identifies the row in its family: checkpoints of one run share its run_id."""
+        return self.run_id, self.step
 
 
 @dataclass(frozen=True)
@@ -62,3 +69,5 @@ class LawRecord:
     note: str
     created_at: float
     fit: FitRecord | None = None
+    # Whether this is the family's current version of its form.
+    current: bool = False

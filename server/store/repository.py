@@ -120,6 +120,7 @@ class Store:
                         law.citation,
                         law.note,
                         now,
+                        current_revision=1,
                     )
             conn.execute(sa.insert(meta).values(key=CATALOG_KEY, value=str(now)))
             return True
@@ -169,16 +170,17 @@ class Store:
         with self._write() as conn:
             before = self._family_row(conn, name, lock=True)
             family_id = self._bump_revision(conn, name, expected_revision)
-            stored = self._runs_by_id(conn, family_id, [r.run_id for r in new_runs])
+            stored = self._runs_by_id(conn, family_id, sorted({r.run_id for r in new_runs}))
             fresh = []
             for index, run in enumerate(new_runs):
-                existing = stored.get(run.run_id)
+                existing = stored.get(run.key)
                 if existing is None:
                     fresh.append(run)
                 elif existing != run:
+                    at = "" if run.step is None else f" at step {run.step}"
                     raise AlreadyExists(
-                        f"run_id {run.run_id!r} is already stored in family {name!r} with other "
-                        f"values; nothing was added",
+                        f"run_id {run.run_id!r}{at} is already stored in family {name!r} with "
+                        f"other values; nothing was added",
                         field=f"runs[{index}].run_id",
                     )
             if fresh:
@@ -195,6 +197,7 @@ class Store:
                             "flops": r.flops,
                             "step": r.step,
                             "tags": dict(r.tags),
+                            "weight": r.weight,
                         }
                         for r in fresh
                     ],
@@ -208,6 +211,29 @@ class Store:
                     .values(revision=before.revision, updated_at=before.updated_at)
                 )
             return len(fresh), len(new_runs) - len(fresh), self._family_record(conn, name)
+
+    def delete_runs(
+        self, name: str, run_ids: Sequence[str], expected_revision: int | None
+    ) -> tuple[int, FamilyRecord]:
+        """Delete every row (all checkpoints) of the named runs; all or nothing."""
+        with self._write() as conn:
+            family_id = self._bump_revision(conn, name, expected_revision)
+            wanted = list(dict.fromkeys(run_ids))
+            found = {key[0] for key in self._runs_by_id(conn, family_id, wanted)}
+            for index, run_id in enumerate(run_ids):
+                if run_id not in found:
+                    raise NotFound(
+                        f"family {name!r} has no run {run_id!r}; nothing was deleted",
+                        field=f"run_ids[{index}]",
+                    )
+            deleted = 0
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                result = conn.execute(
+                    sa.delete(runs).where(runs.c.family_id == family_id, runs.c.run_id.in_(chunk))
+                )
+                deleted += int(result.rowcount)
+            return deleted, self._family_record(conn, name)
 
     def list_runs(self, name: str, limit: int, after_id: int) -> list[tuple[int, RunRecord]]:
         """Up to `limit` (row id, run) pairs with row id > after_id, in insertion order."""
@@ -246,33 +272,75 @@ class Store:
         note: str,
         expected_revision: int | None,
         fit: FitRecord | None = None,
+        make_current: bool = True,
     ) -> LawRecord:
+        """Store a new version; it becomes the form's current one when `make_current`."""
         with self._write() as conn:
             family_id = self._bump_revision(conn, name, expected_revision)
+            revision = self._revision(conn, family_id) if make_current else None
             version = self._insert_law(
-                conn, family_id, form, parameters, method, citation, note, time.time(), fit
+                conn, family_id, form, parameters, method, citation, note, time.time(), fit,
+                current_revision=revision,
+            )  # fmt: skip
+            return self._law_record(conn, name, family_id, form, version)
+
+    def set_current_law(
+        self, name: str, form: str, version: int, expected_revision: int | None
+    ) -> LawRecord:
+        """Make a stored version the current one of its form."""
+        with self._write() as conn:
+            family_id = self._bump_revision(conn, name, expected_revision)
+            exists = conn.execute(
+                sa.select(law_versions.c.id).where(
+                    law_versions.c.family_id == family_id,
+                    law_versions.c.form == form,
+                    law_versions.c.version == version,
+                )
+            ).first()
+            if exists is None:
+                raise NotFound(
+                    f"family {name!r} has no version {version} of a {form} law", field="version"
+                )
+            conn.execute(
+                sa.update(law_versions)
+                .where(law_versions.c.id == exists.id)
+                .values(current_revision=self._revision(conn, family_id))
             )
             return self._law_record(conn, name, family_id, form, version)
 
     def get_law(self, name: str, forms: Sequence[str], version: int) -> LawRecord:
-        """The given version (0: newest) of the first of `forms` that the family has."""
+        """The given version (0: the current one) of the first of `forms` the family has (with
+        version 0: the first with a current version)."""
         with self._read() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
                 raise NotFound(f"family {name!r} not found", field="family")
-            present = self._current_versions(conn, family.id)
-            form = next((f for f in forms if f in present), None)
+            newest = self._newest_versions(conn, family.id)
+            wanted = forms[0] if len(forms) == 1 else " or ".join(forms)
+            if version == 0:
+                current = self._current_versions(conn, family.id)
+                form = next((f for f in forms if f in current), None)
+                if form is None:
+                    held = [f for f in forms if f in newest]
+                    if held:
+                        raise NotFound(
+                            f"family {name!r} has no current {wanted} law: its {held[0]} "
+                            f"versions 1-{newest[held[0]]} were stored with warnings and not "
+                            "made current; name a version, or make one current (SetCurrentLaw)",
+                            field="version",
+                        )
+                    raise NotFound(f"family {name!r} has no {wanted} law", field="form")
+                return self._law_record(conn, name, family.id, form, current[form][0])
+            form = next((f for f in forms if f in newest), None)
             if form is None:
-                wanted = forms[0] if len(forms) == 1 else " or ".join(forms)
                 raise NotFound(f"family {name!r} has no {wanted} law", field="form")
-            chosen = version or present[form][0]
-            if not 1 <= chosen <= present[form][0]:
+            if not 1 <= version <= newest[form]:
                 raise NotFound(
                     f"family {name!r} has no version {version} of its {form} law "
-                    f"(versions 1-{present[form][0]})",
+                    f"(versions 1-{newest[form]})",
                     field="version",
                 )
-            return self._law_record(conn, name, family.id, form, chosen)
+            return self._law_record(conn, name, family.id, form, version)
 
     def list_law_versions(self, name: str, form: str | None) -> list[LawRecord]:
         with self._read() as conn:
@@ -286,7 +354,11 @@ class Store:
             )
             if form:
                 query = query.where(law_versions.c.form == form)
-            return [_law_record(name, row) for row in conn.execute(query)]
+            current = self._current_versions(conn, family.id)
+            return [
+                _law_record(name, row, current.get(row.form, (0, ""))[0] == row.version)
+                for row in conn.execute(query)
+            ]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -321,6 +393,11 @@ class Store:
         assert key is not None
         return int(key[0])
 
+    @staticmethod
+    def _revision(conn: Connection, family_id: int) -> int:
+        query = sa.select(families.c.revision).where(families.c.id == family_id)
+        return int(conn.execute(query).scalar_one())
+
     def _bump_revision(self, conn: Connection, name: str, expected: int | None) -> int:
         """Lock the family row and bump its revision; NotFound / Conflict as due."""
         row = self._family_row(conn, name, lock=True)
@@ -350,6 +427,7 @@ class Store:
         note: str,
         now: float,
         fit: FitRecord | None = None,
+        current_revision: int | None = None,
     ) -> int:
         newest = conn.execute(
             sa.select(sa.func.max(law_versions.c.version)).where(
@@ -368,6 +446,7 @@ class Store:
                     citation=citation,
                     note=note,
                     created_at=now,
+                    current_revision=current_revision,
                     **(asdict(fit) if fit is not None else {}),
                 )
             )
@@ -376,10 +455,23 @@ class Store:
         return version
 
     @staticmethod
+    def _newest_versions(conn: Connection, family_id: int) -> dict[str, int]:
+        """form -> its newest version."""
+        rows = conn.execute(
+            sa.select(law_versions.c.form, sa.func.max(law_versions.c.version))
+            .where(law_versions.c.family_id == family_id)
+            .group_by(law_versions.c.form)
+        )
+        return {form: int(version) for form, version in rows}
+
+    @staticmethod
     def _current_versions(conn: Connection, family_id: int) -> dict[str, tuple[int, str]]:
-        """form -> (newest version, its method)."""
-        newest = (
-            sa.select(law_versions.c.form, sa.func.max(law_versions.c.version).label("version"))
+        """form -> (current version, its method): the version made current last."""
+        latest = (
+            sa.select(
+                law_versions.c.form,
+                sa.func.max(law_versions.c.current_revision).label("current_revision"),
+            )
             .where(law_versions.c.family_id == family_id)
             .group_by(law_versions.c.form)
             .subquery()
@@ -387,10 +479,10 @@ class Store:
         rows = conn.execute(
             sa.select(law_versions.c.form, law_versions.c.version, law_versions.c.method)
             .join(
-                newest,
+                latest,
                 sa.and_(
-                    law_versions.c.form == newest.c.form,
-                    law_versions.c.version == newest.c.version,
+                    law_versions.c.form == latest.c.form,
+                    law_versions.c.current_revision == latest.c.current_revision,
                 ),
             )
             .where(law_versions.c.family_id == family_id)
@@ -420,14 +512,15 @@ class Store:
     @staticmethod
     def _runs_by_id(
         conn: Connection, family_id: int, run_ids: Sequence[str]
-    ) -> dict[str, RunRecord]:
-        found: dict[str, RunRecord] = {}
+    ) -> dict[tuple[str, int | None], RunRecord]:
+        """Every stored row of the given runs, by (run_id, step)."""
+        found: dict[tuple[str, int | None], RunRecord] = {}
         for start in range(0, len(run_ids), _IN_CHUNK):
             chunk = run_ids[start : start + _IN_CHUNK]
             rows = conn.execute(
                 sa.select(runs).where(runs.c.family_id == family_id, runs.c.run_id.in_(chunk))
             )
-            found.update({row.run_id: _run_record(row) for row in rows})
+            found.update({(row.run_id, row.step): _run_record(row) for row in rows})
         return found
 
     @staticmethod
@@ -441,7 +534,8 @@ class Store:
                 law_versions.c.version == version,
             )
         ).one()
-        return _law_record(name, row)
+        current = Store._current_versions(conn, family_id).get(form, (0, ""))[0]
+        return _law_record(name, row, current == version)
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -454,10 +548,11 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         flops=row.flops,
         step=row.step,
         tags=dict(row.tags or {}),
+        weight=row.weight,
     )
 
 
-def _law_record(name: str, row: sa.Row[Any]) -> LawRecord:
+def _law_record(name: str, row: sa.Row[Any], current: bool) -> LawRecord:
     return LawRecord(
         family=name,
         form=row.form,
@@ -476,4 +571,5 @@ def _law_record(name: str, row: sa.Row[Any]) -> LawRecord:
             intervals={k: list(v) for k, v in (row.intervals or {}).items()},
             ensemble=[list(v) for v in (row.ensemble or [])],
         ),
+        current=current,
     )

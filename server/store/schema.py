@@ -34,10 +34,21 @@ runs = sa.Table(
     sa.Column("flops", sa.Float, nullable=True),
     sa.Column("step", sa.BigInteger, nullable=True),
     sa.Column("tags", sa.JSON, nullable=False),
-    sa.UniqueConstraint("family_id", "run_id", name="uq_runs_family_run_id"),
+    # Relative weight in fits (migration 0003); NULL means 1.
+    sa.Column("weight", sa.Float, nullable=True),
 )
+# (run_id, step) is unique: checkpoints of one run share its run_id; a NULL step is a finished
+# run, indexed as -1 because unique indexes treat NULLs as distinct (migration 0003).
+sa.Index(
+    "uq_runs_family_run_step",
+    runs.c.family_id,
+    runs.c.run_id,
+    sa.func.coalesce(runs.c.step, -1),
+    unique=True,
+)
+sa.Index("ix_runs_family_run_id", runs.c.family_id, runs.c.run_id)
 
-# Append-only: rows are inserted, never updated; a family's current law of a form is its newest.
+# Append-only but for current_revision: a form's current version is the one made current last.
 law_versions = sa.Table(
     "law_versions",
     metadata,
@@ -58,6 +69,8 @@ law_versions = sa.Table(
     sa.Column("diagnostics", sa.JSON, nullable=True),
     sa.Column("intervals", sa.JSON, nullable=True),
     sa.Column("ensemble", sa.JSON, nullable=True),
+    # Family revision at which the version was made current (migration 0003); NULL: never was.
+    sa.Column("current_revision", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("family_id", "form", "version", name="uq_law_versions_version"),
 )
 

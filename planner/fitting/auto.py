@@ -1,0 +1,148 @@
+"""Method "auto": choose the fit method and options that extrapolate best on these runs.
+
+Every candidate (vpnls, huber, each with and without tied exponents, within the caller's own
+options) is fitted on the training runs below a compute cut and scored on the final losses of
+the runs above it, for several cuts (a rolling-origin backtest: the largest runs are held out
+in every fold, the next largest in some). The lowest mean relative error wins. A default fitted
+on all runs says nothing about extrapolation; this scores exactly what the law is used for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.fitting.checkpoints import CheckpointSelection, final_rows
+from planner.fitting.chinchilla import fit_chinchilla
+from planner.fitting.data import Array, Index, Runs
+from planner.fitting.options import FitOptions
+
+METHODS = ("vpnls", "huber")
+# Fractions of the training runs (by final compute) held out, one fold each.
+HOLDOUTS = (0.2, 0.3, 0.4)
+# A fold needs this many training runs beyond the free parameters.
+SPARE_RUNS = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fit method with its options."""
+
+    method: str
+    options: FitOptions
+
+    @property
+    def label(self) -> str:
+        return self.method + ("+tied" if self.options.tie_exponents else "")
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    candidate: Candidate
+    mean_abs_relative_error: float  # mean over folds of each fold's mean |error|
+    max_abs_relative_error: float
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The winner, every candidate's held-out error, and the folds scored (0: too few runs for
+    a backtest, and the winner is the default `huber` with the caller's options)."""
+
+    chosen: Candidate
+    scores: tuple[CandidateScore, ...]
+    folds: int
+    note: str = ""
+
+
+def candidates(options: FitOptions) -> tuple[Candidate, ...]:
+    """The caller's options, fitted by each method, with and without tied exponents (tying is
+    left out when the caller tied them already or fixed both exponents)."""
+    fixed = options.fixed_values
+    ties = [options.tie_exponents]
+    if not options.tie_exponents and not ("alpha" in fixed and "beta" in fixed):
+        ties.append(True)
+    # An asymmetric penalty is a Huber-loss option.
+    methods = METHODS if options.overestimate_penalty == 1.0 else ("huber",)
+    return tuple(
+        Candidate(method, replace(options, tie_exponents=tie)) for tie in ties for method in methods
+    )
+
+
+def fold_cuts(final_compute: Array, free_parameters: int) -> list[float]:
+    """Compute cuts, one per holdout fraction, that leave enough runs on both sides."""
+    ordered = np.sort(final_compute)
+    cuts: list[float] = []
+    for holdout in HOLDOUTS:
+        train = round(ordered.size * (1 - holdout))
+        if train >= ordered.size:
+            continue
+        cut = float(ordered[train])
+        below = int(np.sum(ordered < cut))  # runs at exactly the cut are held out
+        if below >= free_parameters + SPARE_RUNS and below < ordered.size and cut not in cuts:
+            cuts.append(cut)
+    return cuts
+
+
+def held_out_errors(
+    runs: Runs, compute: Array, cut: float, candidate: Candidate, selection: CheckpointSelection
+) -> Array:
+    """Relative errors on the final checkpoints of runs whose final compute is >= cut, of the
+    candidate fitted to the selected checkpoints of the runs below the cut."""
+    finals = final_rows(runs)
+    run_compute = np.zeros(int(runs.group_codes.max()) + 1)
+    run_compute[runs.group_codes[finals]] = compute[finals]
+    below = run_compute[runs.group_codes] < cut
+    train = selection.select(runs.subset(np.flatnonzero(below)))
+    law = fit_chinchilla(train, candidate.method, options=candidate.options).law
+    test: Index = finals[compute[finals] >= cut]
+    predicted = law.predict(runs.params[test], runs.tokens[test])
+    return np.asarray(predicted / runs.loss[test] - 1.0)
+
+
+def choose(
+    runs: Runs,
+    compute: Array,
+    options: FitOptions,
+    selection: CheckpointSelection,
+    choices: tuple[Candidate, ...] | None = None,
+) -> AutoChoice:
+    """Score every candidate by the rolling-origin backtest and pick the best."""
+    pool = choices or candidates(options)
+    finals = final_rows(runs)
+    cuts = fold_cuts(compute[finals], max(c.options.free_parameters for c in pool))
+    if not cuts:
+        fallback = next((c for c in pool if c.method == "huber"), pool[0])
+        return AutoChoice(
+            fallback,
+            (),
+            0,
+            f"{finals.size} runs are too few to hold the largest out; {fallback.label} is used "
+            "without a backtest",
+        )
+    scores = []
+    for candidate in pool:
+        try:
+            errors = [
+                np.abs(held_out_errors(runs, compute, cut, candidate, selection)) for cut in cuts
+            ]
+        except PlannerError as error:
+            scores.append(CandidateScore(candidate, float("nan"), float("nan"), error.message))
+            continue
+        mean = float(np.mean([e.mean() for e in errors]))
+        worst = float(max(e.max() for e in errors))
+        if not np.isfinite(mean):
+            scores.append(CandidateScore(candidate, mean, worst, "non-finite predictions"))
+            continue
+        scores.append(CandidateScore(candidate, mean, worst))
+    scored = [s for s in scores if not s.failure]
+    if not scored:
+        fallback = next((c for c in pool if c.method == "huber"), pool[0])
+        return AutoChoice(
+            fallback, tuple(scores), len(cuts), "no candidate could be backtested; "
+            f"{fallback.label} is used without a backtest"
+        )  # fmt: skip
+    best = min(scored, key=lambda s: s.mean_abs_relative_error)
+    return AutoChoice(best.candidate, tuple(scores), len(cuts))
