@@ -67,7 +67,7 @@ class AllocationRpcs(RpcBase):
             budget_binding=result.budget_binding,
             solver=result.solver,
         )
-        ensembles = [law.ensemble for law in resolved]
+        ensembles = [law.chinchilla_ensemble for law in resolved]
         if any(e is not None for e in ensembles):
             bands = await self.pool.run(allocation_intervals, ensembles, query)
             for message, job_bands in zip(response.jobs, bands, strict=True):

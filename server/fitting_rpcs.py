@@ -73,6 +73,9 @@ class FittingRpcs(RpcBase):
             options=options,
             checkpoints=checkpoints,
             compute=compute,
+            breaks=optional_field(request, "breaks"),
+            seed=request.seed,
+            flops_per_param_token=family.flops_per_param_token,
         ).validated()
         yield _progress("fit", 0, 1)
         fit = await self.pool.run(job.fit)
@@ -82,7 +85,7 @@ class FittingRpcs(RpcBase):
         async for done, part in self._bootstrap(refit, resamples, request.seed, fit.law):
             parts.append(part)
             yield _progress("bootstrap", done, resamples)
-        names = job.parameter_names
+        names = job.parameter_names(fit.law)
         ensemble = fitting.Ensemble.of(
             np.concatenate(parts) if parts else np.empty((0, len(names)))
         )
@@ -101,6 +104,8 @@ class FittingRpcs(RpcBase):
         )
         if fit.choice is not None:
             diagnostics["auto"] = _auto_choice(fit.choice)
+        diagnostics = {k: _finite_or_zero(v) if isinstance(v, float) else v
+                       for k, v in diagnostics.items()}  # fmt: skip
         options_used = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
         if job.base == "law" and base_law is not None:
             options_used["base_law"] = f"chinchilla v{base_law[0]}"
@@ -388,6 +393,7 @@ def _auto_choice(choice: AutoChoice) -> dict[str, Any]:
 
 
 def _finite_or_zero(value: float) -> float:
+    """JSON (and the proto's readers) have no NaN: an undefined figure is stored as 0."""
     return value if np.isfinite(value) else 0.0
 
 

@@ -24,12 +24,15 @@ Key = tuple[str, str, int]  # (family, form or "" for the default, version or 0 
 @dataclass(frozen=True)
 class ResolvedLaw:
     """A stored law version, parsed, with the family's FLOPs per param per token and, for a
-    fitted Chinchilla law, its bootstrap ensemble (rows E, A, B, alpha, beta)."""
+    fitted law, its bootstrap ensemble (columns as the form's, uncertainty.ENSEMBLE_COLUMNS)
+    and the same rows as Chinchilla parameters (E, A, B, alpha, beta) for plan bands; None for
+    forms without a Chinchilla form."""
 
     record: LawRecord
     law: Law
     flops_per_param_token: float
     ensemble: NDArray[np.float64] | None = None
+    chinchilla_ensemble: NDArray[np.float64] | None = None
 
 
 class LawCache:

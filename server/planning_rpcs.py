@@ -27,7 +27,7 @@ from planner.planning.repeated_data import RepeatedDataQuery, solve_repeated
 from planner.planning.sparsity import PruningSchedule, SparsityQuery, plan_sparsity
 from planner.uncertainty import (
     inference_intervals,
-    loss_interval,
+    law_loss_interval,
     plan_intervals,
     repeated_plan_intervals,
     sparsity_intervals,
@@ -39,6 +39,7 @@ from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
 from server.rpc_base import Context, RpcBase, optional_field, with_form
 from server.store import NotFound
+from server.store.records import LawRecord
 
 
 class PlanningRpcs(RpcBase):
@@ -59,15 +60,19 @@ class PlanningRpcs(RpcBase):
                 f"D = {tokens:g}"
             )
         response = pb.PredictResponse(loss=loss, law=mapping.law_summary(resolved.record))
+        kind = request.interval_kind or pb.INTERVAL_KIND_BAND
+        if kind not in (pb.INTERVAL_KIND_BAND, pb.INTERVAL_KIND_PREDICTION):
+            raise InvalidInput("interval_kind", f"unknown interval kind {kind}")
         if resolved.ensemble is not None:
-            interval = loss_interval(
-                resolved.ensemble,
-                params,
-                tokens,
-                unique if isinstance(resolved.law, DataConstrainedLaw) else None,
+            noise = None
+            if kind == pb.INTERVAL_KIND_PREDICTION:
+                noise = _residual_sd(resolved.record)
+            interval = law_loss_interval(
+                resolved.law, resolved.ensemble, params, tokens, unique, noise
             )
             if interval is not None:
-                response.interval.CopyFrom(pb.Interval(low=interval[0], high=interval[1]))
+                response.interval.CopyFrom(pb.Interval(low=interval.low, high=interval.high))
+                response.interval_kind = kind
         return response
 
     @translate_errors
@@ -99,8 +104,10 @@ class PlanningRpcs(RpcBase):
         if plan is None:
             plan = await self.solver.solve(query)
         response = mapping.plan_message(plan, resolved.record)
-        if resolved.ensemble is not None:
-            mapping.add_bands(response.intervals, plan_intervals(resolved.ensemble, query))
+        if resolved.chinchilla_ensemble is not None:
+            mapping.add_bands(
+                response.intervals, plan_intervals(resolved.chinchilla_ensemble, query)
+            )
         return response
 
     @translate_errors
@@ -141,8 +148,8 @@ class PlanningRpcs(RpcBase):
             solver=result.solver,
             law=mapping.law_summary(resolved.record),
         )
-        if resolved.ensemble is not None:
-            bands = await self.pool.run(inference_intervals, resolved.ensemble, query)
+        if resolved.chinchilla_ensemble is not None:
+            bands = await self.pool.run(inference_intervals, resolved.chinchilla_ensemble, query)
             mapping.add_bands(response.intervals, bands)
         return response
 
@@ -257,8 +264,8 @@ class PlanningRpcs(RpcBase):
         ).validated()
         plan = await self.pool.run(plan_sparsity, query)
         response = mapping.sparsity_message(plan, resolved.record)
-        if resolved.ensemble is not None:
-            bands = await self.pool.run(sparsity_intervals, resolved.ensemble, query)
+        if resolved.chinchilla_ensemble is not None:
+            bands = await self.pool.run(sparsity_intervals, resolved.chinchilla_ensemble, query)
             mapping.add_bands(response.intervals, bands)
         return response
 
@@ -273,3 +280,15 @@ class PlanningRpcs(RpcBase):
             if error.field != "law.form":
                 raise
         return await self._resolve(selector)
+
+
+def _residual_sd(record: LawRecord) -> float:
+    """The fit's residual noise on log loss, which a new run adds to the law's band."""
+    value = record.fit.diagnostics.get("residual_sd_log_loss") if record.fit else None
+    if not value:  # versions stored before residual SDs were recorded
+        raise Infeasible(
+            f"{record.family} {record.form} v{record.version} has no residual standard deviation "
+            "stored; refit it for prediction intervals, or ask for the band",
+            field="interval_kind",
+        )
+    return float(value)

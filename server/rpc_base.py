@@ -13,6 +13,8 @@ from planner.laws import (
     FORMS,
     parse_law,
 )
+from planner.laws.bnsl_forms import BnslLaw
+from planner.uncertainty import chinchilla_rows
 from planner_api.v1 import planner_pb2 as pb
 from server import validation
 from server.batched_solver import BatchedSolver
@@ -79,7 +81,9 @@ class RpcBase:
         record = self._law_record(selector, "law.")
         family = self.store.get_family(record.family)
         law = parse_law(record.form, record.parameters, "law.parameters")
-        ensemble = None
+        ensemble = chinchilla_ensemble = None
         if record.fit is not None and record.fit.ensemble:
             ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
-        return ResolvedLaw(record, law, family.flops_per_param_token, ensemble)
+            if not isinstance(law, BnslLaw):
+                chinchilla_ensemble = chinchilla_rows(record.form, ensemble)
+        return ResolvedLaw(record, law, family.flops_per_param_token, ensemble, chinchilla_ensemble)

@@ -7,14 +7,17 @@ trust-region least squares from several starts (breaks spread over the data's ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import least_squares
 
-from planner.errors import Infeasible, InvalidInput, SolverFailed
+from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
+from planner.fitting.result import Diagnostics
 from planner.laws.bnsl import MAX_BREAKS, Break, BrokenPowerLaw
+from planner.laws.bnsl_forms import VARIABLES, BnslLaw, bnsl_law, columns, row_of
 
 Array = NDArray[np.float64]
 HOLDOUT = 0.2
@@ -124,3 +127,78 @@ def fit_bnsl_auto(
     best = min(errors.values())
     chosen = min(n for n, error in errors.items() if error <= best * PARSIMONY + 1e-12)
     return BnslChoice(fit_bnsl(xs, ys, chosen, seed), chosen, errors)
+
+
+# -- stored forms (bnsl_compute, bnsl_params, bnsl_tokens) and their bootstrap -----------------
+
+
+@dataclass(frozen=True)
+class BnslFormFit:
+    """A BNSL fitted for storage: the stored law, how its break count was chosen (held-out
+    errors are empty when the caller fixed the count) and residuals on log y."""
+
+    law: BnslLaw
+    choice: BnslChoice
+    diagnostics: Diagnostics
+
+
+def fit_bnsl_form(
+    x: ArrayLike,
+    y: ArrayLike,
+    variable: str,
+    breaks: int | None = None,
+    seed: int = 0,
+    k: float | None = None,
+) -> BnslFormFit:
+    """Fit y against x (compute = k N D, params or tokens) and return the law as the stored form
+    bnsl_<variable>. `breaks` None chooses 0-3 breaks by held-out error (fit_bnsl_auto);
+    `k` (bnsl_compute only, default 6) records how x was computed."""
+    if variable not in VARIABLES:
+        raise InvalidInput("variable", f"must be one of {list(VARIABLES)}, got {variable!r}")
+    if breaks is None:
+        choice = fit_bnsl_auto(x, y, MAX_BREAKS, seed)
+    else:
+        choice = BnslChoice(fit_bnsl(x, y, breaks, seed), breaks, {})
+    law = bnsl_law(variable, choice.law, k)
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return BnslFormFit(law, choice, _diagnostics(law.predict_x(xs), ys))
+
+
+def _diagnostics(predicted: Array, observed: Array) -> Diagnostics:
+    """Residuals ln(y_hat) - ln(y), as for every other law; NaN when some y or y_hat <= 0 (an
+    error-rate curve may go there, and a log residual then means nothing)."""
+    if np.any(predicted <= 0) or np.any(observed <= 0):
+        return Diagnostics(float("nan"), float("nan"), int(observed.size), ())
+    residuals = np.log(predicted) - np.log(observed)
+    return Diagnostics(
+        rmse_log_loss=float(np.sqrt(np.mean(residuals**2))),
+        max_abs_log_loss=float(np.max(np.abs(residuals))),
+        runs=int(observed.size),
+        on_bound=(),
+    )
+
+
+def bootstrap_bnsl(
+    x: ArrayLike, y: ArrayLike, breaks: int, indices: Sequence[NDArray[np.intp]], seed: int = 0
+) -> Array:
+    """One parameter row per resample (each entry of `indices` an array of point indices; a
+    2-D array is a sequence of its rows), with `breaks` fixed for the whole ensemble so the
+    columns mean the same thing in every row. Columns are
+    bnsl_forms.columns(breaks): a, b, c0, then c_i, d_i, f_i with breaks sorted by location
+    (bnsl_forms.row_of). NaN rows where a resample could not be fitted, e.g. it drew too few
+    distinct x."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    _check(xs, ys)
+    if not 0 <= breaks <= MAX_BREAKS:
+        raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {breaks}")
+    names = columns(breaks)
+    rows = np.full((len(indices), len(names)), np.nan)
+    for row, entry in enumerate(indices):
+        index = np.asarray(entry)
+        if np.unique(xs[index]).size <= len(names):
+            continue  # repeated points add no information on the curve's shape
+        try:
+            rows[row] = row_of(fit_bnsl(xs[index], ys[index], breaks, seed))
+        except PlannerError:
+            continue
+    return rows

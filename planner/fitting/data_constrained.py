@@ -11,10 +11,11 @@ from the single-epoch answer). R* are fitted in log space: they are positive sca
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed
@@ -31,6 +32,8 @@ PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta", "r_d_star", "r_n_star")
 # R* beyond these are not identified by any realistic set of runs: a fit ending there says so.
 LOG_R_BOUNDS = (np.log(1e-2), np.log(1e4))
 R_STARTS = (1.0, 4.0, 16.0, 64.0)
+# An R* within this (relative, ~1e-6) of a search bound counts as ending on it.
+BOUND_TOLERANCE = 1e-6
 EXPONENT_BOUNDS = (1e-3, 5.0)
 
 
@@ -207,7 +210,7 @@ def _result(runs: Runs, theta: Array, base: str, method: str) -> DataConstrained
     on_bound = tuple(
         name
         for name, value in (("r_d_star", log_rd), ("r_n_star", log_rn))
-        if min(abs(value - LOG_R_BOUNDS[0]), abs(value - LOG_R_BOUNDS[1])) < 1e-6
+        if min(abs(value - LOG_R_BOUNDS[0]), abs(value - LOG_R_BOUNDS[1])) < BOUND_TOLERANCE
     )
     predicted = law.predict(runs.params, runs.tokens, runs.unique)
     return DataConstrainedFit(
@@ -221,17 +224,19 @@ def _result(runs: Runs, theta: Array, base: str, method: str) -> DataConstrained
 
 def bootstrap_fits(
     runs: Runs,
-    indices: np.ndarray,
+    indices: Sequence[NDArray[np.intp]],
     base: str,
     method: str,
     chinchilla: ChinchillaLaw | None,
     start: DataConstrainedLaw,
 ) -> Array:
-    """One (E, A, B, alpha, beta, R_D*, R_N*) row per row of `indices`; NaN where a resample
-    could not be fitted. The single-epoch Chinchilla part is refitted on each resample."""
-    vectors = np.full((indices.shape[0], len(PARAMETER_NAMES)), np.nan)
+    """One (E, A, B, alpha, beta, R_D*, R_N*) row per resample: `indices` holds one 1-D array
+    of row indices each (any lengths, as chinchilla.bootstrap_fits; a 2-D array is a sequence
+    of its rows). NaN where a resample could not be fitted. The single-epoch Chinchilla part is
+    refitted on each resample."""
+    vectors = np.full((len(indices), len(PARAMETER_NAMES)), np.nan)
     for row, index in enumerate(indices):
-        sample = runs.subset(index)
+        sample = runs.subset(np.asarray(index))
         try:
             if base == "single_epoch":
                 part = fit_chinchilla_part(sample, method, start.as_chinchilla())
@@ -242,3 +247,35 @@ def bootstrap_fits(
             continue
         vectors[row] = [getattr(law, name) for name in PARAMETER_NAMES]
     return vectors
+
+
+# Which way each decay constant is pinned by its runs, for the advice in a warning.
+_IDENTIFIED_BY = {
+    "r_d_star": "runs that repeat their unique data for more epochs",
+    "r_n_star": "runs with more parameters than their unique data supports (N > N_opt(U))",
+}
+
+
+def identification_warnings(intervals: dict[str, tuple[float, float]]) -> list[str]:
+    """A sentence for each of R_D* and R_N* whose bootstrap 95% interval reaches a search bound
+    (LOG_R_BOUNDS): the runs then do not determine it, and any value up to the bound fits as
+    well. `intervals`: parameter name -> (low, high), e.g. Ensemble.intervals(PARAMETER_NAMES);
+    names absent from it are not judged."""
+    bounds = tuple(float(np.exp(b)) for b in LOG_R_BOUNDS)
+    warnings = []
+    for name, remedy in _IDENTIFIED_BY.items():
+        if name not in intervals:
+            continue
+        low, high = intervals[name]
+        reached = [
+            bound
+            for bound, value in zip(bounds, (low, high), strict=True)
+            if abs(np.log(value) - np.log(bound)) <= BOUND_TOLERANCE
+        ]
+        if reached:
+            where = " and ".join(f"{bound:g}" for bound in reached)
+            warnings.append(
+                f"{name}: the 95% interval ({low:.3g}, {high:.3g}) reaches the search bound "
+                f"{where}; these runs do not identify it - add {remedy}"
+            )
+    return warnings

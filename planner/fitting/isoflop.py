@@ -16,6 +16,9 @@ from numpy.typing import ArrayLike, NDArray
 from planner.errors import Infeasible, InvalidInput
 
 MIN_POINTS_PER_BUDGET = 3
+# Two vertices always lie on a line: a third is the least that tests the power law at all.
+MIN_BUDGETS = 3
+SHOWN_BUDGETS = 8
 KNOWN_BIAS = (
     "Approach 2 is biased unless alpha = beta: the intercept (hence tokens per parameter) is off "
     "by a factor that grows with the sampling grid's width (LAWS.md §1.6)"
@@ -58,6 +61,27 @@ def nominal_budgets(flops: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(10 ** means[group])
 
 
+def _too_few_profiles(counts: NDArray[np.intp], convex: int) -> str:
+    """Why Approach 2 refuses, with what the runs offered."""
+    full = int(np.sum(counts >= MIN_POINTS_PER_BUDGET))
+    ordered = sorted((int(c) for c in counts), reverse=True)
+    shown = ", ".join(str(c) for c in ordered[:SHOWN_BUDGETS])
+    if len(ordered) > SHOWN_BUDGETS:
+        shown += ", ..."
+    found = (
+        f"found {int(counts.sum())} runs in {counts.size} budgets (runs per budget: {shown}), "
+        f"{full} of them with >= {MIN_POINTS_PER_BUDGET} runs"
+    )
+    if convex < full:
+        found += f" and {convex} of those with a convex profile (a parabola with a minimum)"
+    return (
+        f"Approach 2 needs at least {MIN_BUDGETS} compute budgets with >= "
+        f"{MIN_POINTS_PER_BUDGET} runs each and a convex profile: a parabola per budget, then a "
+        f"power law through the vertices, which two vertices cannot test; {found}. Add IsoFLOP "
+        f"profiles: several model sizes at each of {MIN_BUDGETS} or more budgets"
+    )
+
+
 def fit_isoflop(
     params: ArrayLike,
     tokens: ArrayLike,
@@ -69,21 +93,18 @@ def fit_isoflop(
     n, d, values, group = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss, budgets))
     if not (n.size == d.size == values.size == group.size) or n.size == 0:
         raise InvalidInput("runs", "params, tokens, loss and budgets must be equal, non-empty")
+    budget_values, counts = np.unique(group, return_counts=True)
     vertices: list[tuple[float, float]] = []
-    for budget in np.unique(group):
-        mask = group == budget
-        if mask.sum() < MIN_POINTS_PER_BUDGET:
+    for budget, count in zip(budget_values, counts, strict=True):
+        if count < MIN_POINTS_PER_BUDGET:
             continue
-        x = np.log10(n[mask])
-        curvature, slope, _ = np.polyfit(x, values[mask], 2)
+        mask = group == budget
+        curvature, slope, _ = np.polyfit(np.log10(n[mask]), values[mask], 2)
         if curvature <= 0:
             continue  # no minimum along this profile
         vertices.append((float(budget), float(10 ** (-slope / (2 * curvature)))))
-    if len(vertices) < 2:
-        raise Infeasible(
-            "Approach 2 needs at least two budgets with >= 3 runs and a convex profile",
-            field="runs",
-        )
+    if len(vertices) < MIN_BUDGETS:
+        raise Infeasible(_too_few_profiles(counts, len(vertices)), field="runs")
     c = np.array([v[0] for v in vertices])
     n_opt = np.array([v[1] for v in vertices])
     a, log_kn = np.polyfit(np.log(c), np.log(n_opt), 1)

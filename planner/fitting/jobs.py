@@ -13,18 +13,22 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.errors import InvalidInput, Unsupported
-from planner.fitting import auto, chinchilla, data_constrained
+from planner.fitting import auto, chinchilla, data_constrained, overtraining
+from planner.fitting.bnsl import bootstrap_bnsl, fit_bnsl_form
 from planner.fitting.checkpoints import CheckpointSelection
 from planner.fitting.data import Array, Index, Runs
 from planner.fitting.options import FitOptions
 from planner.fitting.result import Diagnostics
-from planner.laws import ChinchillaLaw, Law
+from planner.laws import ChinchillaLaw, Law, OvertrainingLaw
+from planner.laws.bnsl import MAX_BREAKS
+from planner.laws.bnsl_forms import BNSL_LAWS, BnslLaw, columns
 from planner.laws.data_constrained import DataConstrainedLaw
 
-FITTABLE_FORMS = ("chinchilla", "data_constrained")
+BNSL_FORMS = tuple(f"bnsl_{variable}" for variable in BNSL_LAWS)
+FITTABLE_FORMS = ("chinchilla", "data_constrained", "overtraining", *BNSL_FORMS)
 METHODS = ("auto", *chinchilla.METHODS)
 # Forms whose fit takes the Chinchilla-form options (tied exponents, fixed parameters, ...).
-OPTION_FORMS = ("chinchilla",)
+OPTION_FORMS = ("chinchilla", "overtraining")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ class FitJob:
     options: FitOptions = field(default_factory=FitOptions)
     checkpoints: CheckpointSelection = field(default_factory=CheckpointSelection)
     compute: Array | None = None
+    # bnsl_* forms: breaks (None: chosen by held-out error), the seed of the restarts, and the
+    # FLOPs per parameter per token that define x = k N D for bnsl_compute.
+    breaks: int | None = None
+    seed: int = 0
+    flops_per_param_token: float = 6.0
 
     def validated(self) -> FitJob:
         if self.form not in FITTABLE_FORMS:
@@ -64,10 +73,14 @@ class FitJob:
                 f"{list(FITTABLE_FORMS)}",
                 field="form",
             )
+        if self.form in BNSL_FORMS:
+            return self._validated_bnsl()
         if self.method not in METHODS:
             raise InvalidInput(
                 "method", f"unknown fit method {self.method!r}; known: {list(METHODS)}"
             )
+        if self.breaks is not None:
+            raise InvalidInput("breaks", "applies only to the bnsl_* forms")
         options = self.options.validated()
         checkpoints = self.checkpoints.validated()
         if self.form not in OPTION_FORMS and not options.is_default:
@@ -78,8 +91,10 @@ class FitJob:
             )
         if self.compute is not None and self.compute.shape != self.runs.params.shape:
             raise InvalidInput("compute", "needs one value per run")
+        if self.form == "overtraining":
+            options = overtraining.tied(options)
         job = replace(self, options=options, checkpoints=checkpoints)
-        if self.form == "chinchilla":
+        if self.form in OPTION_FORMS:
             if self.base:
                 raise InvalidInput("base", "applies only to the data_constrained form")
             job.selected.require_fittable(options.free_parameters)
@@ -91,16 +106,43 @@ class FitJob:
             )
         return replace(job, base=base)
 
+    def _validated_bnsl(self) -> FitJob:
+        if self.method not in ("auto", "bnsl"):
+            raise InvalidInput(
+                "method", f"a {self.form} law is fitted by method 'bnsl' (or 'auto'), not "
+                f"{self.method!r}"
+            )  # fmt: skip
+        if not self.options.is_default:
+            raise Unsupported(
+                f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
+                f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
+                field="options",
+            )
+        if self.breaks is not None and not 0 <= self.breaks <= MAX_BREAKS:
+            raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {self.breaks}")
+        return replace(self, method="bnsl", checkpoints=self.checkpoints.validated())
+
     @property
     def selected(self) -> Runs:
         """The rows the fit uses (the chosen checkpoints of each run)."""
         return self.checkpoints.select(self.runs)
 
-    @property
-    def parameter_names(self) -> tuple[str, ...]:
+    def parameter_names(self, fitted: Law) -> tuple[str, ...]:
+        """The ensemble's columns for the fitted law (a BNSL's depend on its breaks)."""
         if self.form == "chinchilla":
             return chinchilla.PARAMETER_NAMES
+        if self.form == "overtraining":
+            return overtraining.OVERTRAINING_PARAMETERS
+        if isinstance(fitted, BnslLaw):
+            return columns(len(fitted.breaks))
         return data_constrained.PARAMETER_NAMES
+
+    def _x(self, runs: Runs) -> Array:
+        """The variable of a BNSL form (compute is k N D, as the stored law predicts it)."""
+        variable = self.form.removeprefix("bnsl_")
+        if variable == "compute":
+            return self.flops_per_param_token * runs.params * runs.tokens
+        return runs.params if variable == "params" else runs.tokens
 
     def _compute(self) -> Array:
         if self.compute is not None:
@@ -109,6 +151,9 @@ class FitJob:
 
     def choose(self) -> auto.AutoChoice:
         """Method auto's rolling-origin choice on these runs."""
+        if self.form == "overtraining":
+            pool = auto.candidates(self.options)  # tied already: one exponent
+            return auto.choose(self.runs, self._compute(), self.options, self.checkpoints, pool)
         if self.form == "data_constrained":
             # The method fits the Chinchilla part, on the runs that saw each token once.
             single = self.runs.single_epoch()
@@ -119,7 +164,7 @@ class FitJob:
 
     def fit(self) -> FittedLaw:
         """The fit on all selected runs (after method auto's choice, when asked)."""
-        choice = self.choose() if self.method == "auto" else None
+        choice = self.choose() if self.method == "auto" and self.form not in BNSL_FORMS else None
         job = self if choice is None else self.resolved(choice.chosen)
         fitted = job._fit_named()
         options = {**fitted.options, **job.checkpoints.describe(), **job.options.describe()}
@@ -148,6 +193,22 @@ class FitJob:
         if self.form == "chinchilla":
             result = chinchilla.fit_chinchilla(runs, self.method, options=self.options)
             return FittedLaw(result.law, self.method, result.objective, result.diagnostics)
+        if self.form == "overtraining":
+            tied = overtraining.fit_overtraining(runs, self.method, self.options)
+            return FittedLaw(tied.law, self.method, tied.objective, tied.diagnostics)
+        if self.form in BNSL_FORMS:
+            curve = fit_bnsl_form(
+                self._x(runs),
+                runs.loss,
+                self.form.removeprefix("bnsl_"),
+                self.breaks,
+                self.seed,
+                self.flops_per_param_token,
+            )
+            options = {"breaks": str(curve.choice.breaks)}
+            if curve.choice.held_out_error:
+                options["breaks_chosen_by"] = "held-out error on the largest 20% of x"
+            return FittedLaw(curve.law, "bnsl", float("nan"), curve.diagnostics, options)
         fitted = data_constrained.fit_data_constrained(
             runs, self.base, self.method, self.chinchilla
         )
@@ -162,6 +223,14 @@ class FitJob:
         if self.form == "chinchilla":
             assert isinstance(start, ChinchillaLaw)
             return chinchilla.bootstrap_fits(runs, self.method, samples, start, self.options)
+        if self.form == "overtraining":
+            assert isinstance(start, OvertrainingLaw)
+            return overtraining.bootstrap_overtraining(
+                runs, self.method, samples, start, self.options
+            )
+        if isinstance(start, BnslLaw):
+            x = self._x(runs)
+            return bootstrap_bnsl(x, runs.loss, len(start.breaks), samples, self.seed)
         assert isinstance(start, DataConstrainedLaw)
         return data_constrained.bootstrap_fits(
             runs, samples, self.base, self.method, self.chinchilla, start

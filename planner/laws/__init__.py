@@ -1,4 +1,5 @@
-"""Law forms by name. Each form is a frozen pydantic model with predict() and as_chinchilla()."""
+"""Law forms by name. Each form is a frozen pydantic model with predict() and as_chinchilla();
+the broken-power-law forms (bnsl_*) predict but refuse as_chinchilla() (no N/D split)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,29 @@ from collections.abc import Mapping
 
 from planner.errors import InvalidInput
 from planner.laws.base import LawParams
+from planner.laws.bnsl_forms import BnslComputeLaw, BnslLaw, BnslParamsLaw, BnslTokensLaw
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.laws.data_constrained import DataConstrainedLaw
 from planner.laws.overtraining import OvertrainingLaw
 from planner.laws.sparse import SparseAvgParamsLaw
 
-Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw
+Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw | BnslLaw
 
-FORMS: dict[str, type[ChinchillaLaw] | type[DataConstrainedLaw] | type[OvertrainingLaw]] = {
+FORMS: dict[
+    str,
+    type[ChinchillaLaw] | type[DataConstrainedLaw] | type[OvertrainingLaw] | type[BnslLaw],
+] = {
     cls.form: cls
-    for cls in (ChinchillaLaw, OvertrainingLaw, DataConstrainedLaw, SparseAvgParamsLaw)
+    for cls in (
+        ChinchillaLaw,
+        OvertrainingLaw,
+        DataConstrainedLaw,
+        SparseAvgParamsLaw,
+        # After the Chinchilla family, so a family's default law stays the one it had.
+        BnslComputeLaw,
+        BnslParamsLaw,
+        BnslTokensLaw,
+    )
 }
 # When a request names no form, the first one a family has in this order answers.
 DEFAULT_FORM_ORDER: tuple[str, ...] = tuple(FORMS)
@@ -27,6 +41,8 @@ def parse_law(form: str, values: Mapping[str, float], field: str = "parameters")
     if cls is None:
         raise InvalidInput("form", f"unknown law form {form!r}; known forms: {sorted(FORMS)}")
     law = cls.from_mapping(values, field)
+    if isinstance(law, BnslLaw):
+        return law  # no Chinchilla form to check; its own validators ran
     try:
         law.as_chinchilla()
     except ValueError as exc:  # pydantic's ValidationError included
@@ -46,6 +62,10 @@ def predict_loss(law: Law, params: float, tokens: float, unique_tokens: float | 
 __all__ = [
     "DEFAULT_FORM_ORDER",
     "FORMS",
+    "BnslComputeLaw",
+    "BnslLaw",
+    "BnslParamsLaw",
+    "BnslTokensLaw",
     "ChinchillaLaw",
     "DataConstrainedLaw",
     "Law",

@@ -47,7 +47,9 @@ def test_isoflop_refuses_data_without_profiles(client: PlannerClient, family_nam
     )
     with pytest.raises(PlannerClientError) as caught:
         client.fit_isoflop(family_name)
-    assert caught.value.code == "FAILED_PRECONDITION" and "two budgets" in caught.value.message
+    assert caught.value.code == "FAILED_PRECONDITION"
+    assert "at least 3 compute budgets" in caught.value.message
+    assert "found 5 runs in 5 budgets" in caught.value.message
 
 
 def test_broken_power_law_against_params(client: PlannerClient, family_name: str) -> None:

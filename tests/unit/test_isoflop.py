@@ -67,5 +67,35 @@ def test_chinchilla_isoflop_data(shared_data: Path) -> None:
 
 
 def test_too_few_budgets() -> None:
-    with pytest.raises(Infeasible, match="two budgets"):
+    with pytest.raises(Infeasible, match="at least 3 compute budgets") as caught:
         fit_isoflop([1e8, 2e8, 3e8], [1e9, 1e9, 1e9], [3.0, 2.9, 3.1], [1e18, 1e18, 1e18])
+    assert "found 3 runs in 1 budgets (runs per budget: 3)" in caught.value.message
+
+
+def test_two_profiles_are_refused_not_fitted() -> None:
+    """Two vertices always lie on a line: the old rule printed an exponent from them."""
+    law = ChinchillaLaw(E=1.69, A=400.0, B=400.0, alpha=0.31, beta=0.31)
+    params, tokens, loss, budgets = design(law, 8.0)
+    two = budgets <= 1e18 * 1.0001  # the 1e17 and 1e18 profiles, 15 runs each
+    plus_stragglers = two | ((np.arange(budgets.size) % 15 < 2) & (budgets > 1e18 * 1.0001))
+    with pytest.raises(Infeasible) as caught:
+        fit_isoflop(params[two], tokens[two], loss[two], budgets[two])
+    assert "found 30 runs in 2 budgets (runs per budget: 15, 15), 2 of them" in str(caught.value)
+    # Three more budgets of two runs each still leave only two usable profiles.
+    with pytest.raises(Infeasible, match=r"runs per budget: 15, 15, 2, 2, 2\), 2 of them"):
+        fit_isoflop(
+            params[plus_stragglers],
+            tokens[plus_stragglers],
+            loss[plus_stragglers],
+            budgets[plus_stragglers],
+        )
+    three = budgets <= 1e19 * 1.0001
+    assert len(fit_isoflop(params[three], tokens[three], loss[three], budgets[three]).budgets) == 3
+
+
+def test_lump_of_runs_without_profiles() -> None:
+    """Five runs along one line, each its own budget: no profile at all."""
+    n = 1e8 * 4.0 ** np.arange(5)
+    d = 2e9 * 4.0 ** np.arange(5)
+    with pytest.raises(Infeasible, match=r"5 budgets \(runs per budget: 1, 1, 1, 1, 1\), 0 of"):
+        fit_isoflop(n, d, 3.0 - np.arange(5) / 5, 6 * n * d)

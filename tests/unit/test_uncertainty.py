@@ -81,9 +81,10 @@ def test_loss_interval_brackets_the_point_prediction() -> None:
     vectors = ensemble()
     e, a, b, alpha, beta = vectors.T
     losses = e + a * 7e10**-alpha + b * 1.4e12**-beta
-    interval = loss_interval(vectors, 7e10, 1.4e12)
-    assert interval == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
-    assert loss_interval(vectors[:5], 7e10, 1.4e12) is None  # too few rows to say
+    interval = loss_interval("chinchilla", vectors, 7e10, 1.4e12)
+    assert interval is not None and interval.kind == "band"
+    assert interval[:2] == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
+    assert loss_interval("chinchilla", vectors[:5], 7e10, 1.4e12) is None  # too few rows
 
 
 def data_constrained_ensemble(rows: int = 12) -> np.ndarray:
@@ -103,11 +104,12 @@ def test_data_constrained_loss_interval_matches_each_rows_law() -> None:
                              np.array([6.34e9]), np.array([242e9]), 25e9)[0])
         for row in vectors
     ]  # fmt: skip
-    interval = loss_interval(vectors, 6.34e9, 242e9, 25e9)
-    assert interval == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
+    interval = loss_interval("data_constrained", vectors, 6.34e9, 242e9, 25e9)
+    assert interval is not None
+    assert interval[:2] == pytest.approx(tuple(np.percentile(losses, [2.5, 97.5])), rel=1e-12)
     # Without U the Chinchilla part alone answers.
-    chinchilla = loss_interval(vectors[:, :5], 6.34e9, 242e9)
-    assert loss_interval(vectors, 6.34e9, 242e9) == chinchilla
+    chinchilla = loss_interval("chinchilla", vectors[:, :5], 6.34e9, 242e9)
+    assert loss_interval("data_constrained", vectors, 6.34e9, 242e9) == chinchilla
     assert interval is not None and chinchilla is not None and interval[0] > chinchilla[0]
 
 
