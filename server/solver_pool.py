@@ -29,7 +29,13 @@ T = TypeVar("T")
 
 
 def _initialise_worker() -> None:
+    from threadpoolctl import threadpool_limits
+
     from planner.planning import allocation, geometric_program, inference
+
+    # Two processes share two cores: a BLAS pool per process oversubscribes them (a Huber
+    # bootstrap ran 3x slower with default threads).
+    threadpool_limits(1)
 
     geometric_program.warm_up()
     inference.warm_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,25 +11,34 @@ from numpy.typing import NDArray
 from planner.errors import InvalidInput, PlannerError
 from planner.fitting.data import Runs
 from planner.fitting.huber import fit_huber
+from planner.fitting.options import DEFAULT_OPTIONS, FitOptions
+from planner.fitting.options import PARAMETER_NAMES as PARAMETER_NAMES
 from planner.fitting.result import ChinchillaFit
 from planner.fitting.vpnls import fit_vpnls
 from planner.laws import ChinchillaLaw
 
 METHODS = ("vpnls", "huber")
+# Free parameters without options (FitOptions.free_parameters counts them with options).
 FREE_PARAMETERS = 5
-PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
 MAX_RESAMPLES = 1000
 
 
 def fit_chinchilla(
-    runs: Runs, method: str = "vpnls", start: ChinchillaLaw | None = None
+    runs: Runs,
+    method: str = "vpnls",
+    start: ChinchillaLaw | None = None,
+    options: FitOptions = DEFAULT_OPTIONS,
 ) -> ChinchillaFit:
-    """Fit with `method`. With `start` (the full-data fit, for bootstrap resamples) the search
-    refines from it instead of searching the whole grid."""
+    """Fit with `method` and `options`. With `start` (the full-data fit, for bootstrap
+    resamples) the search refines from it instead of searching the whole grid."""
     if method == "vpnls":
-        return fit_vpnls(runs, start=None if start is None else (start.alpha, start.beta))
+        exponents = None if start is None else (start.alpha, start.beta)
+        return fit_vpnls(runs, start=exponents, options=options)
     if method == "huber":
-        return fit_huber(runs, local_starts=4 if start is not None else 30, start=start)
+        # A resample starts from the full fit alone; the grid is searched only if that fails.
+        return fit_huber(
+            runs, local_starts=0 if start is not None else 30, start=start, options=options
+        )
     raise InvalidInput("method", f"unknown fit method {method!r}; known: {list(METHODS)}")
 
 
@@ -38,14 +48,20 @@ def resample_indices(size: int, resamples: int, seed: int) -> NDArray[np.intp]:
 
 
 def bootstrap_fits(
-    runs: Runs, method: str, indices: NDArray[np.intp], start: ChinchillaLaw | None = None
+    runs: Runs,
+    method: str,
+    indices: Sequence[NDArray[np.intp]] | NDArray[np.intp],
+    start: ChinchillaLaw | None = None,
+    options: FitOptions = DEFAULT_OPTIONS,
 ) -> NDArray[np.float64]:
-    """One parameter vector (E, A, B, alpha, beta) per row of `indices`; NaN rows where the
-    resample could not be fitted (e.g. it drew a single model size)."""
-    vectors = np.full((indices.shape[0], len(PARAMETER_NAMES)), np.nan)
+    """One parameter vector (E, A, B, alpha, beta) per resample: `indices` holds one 1-D array
+    of row indices each (of any lengths, e.g. a cluster bootstrap drawing whole training runs;
+    a 2-D array is a sequence of its rows). NaN rows where the resample could not be fitted
+    (e.g. it drew a single model size)."""
+    vectors = np.full((len(indices), len(PARAMETER_NAMES)), np.nan)
     for row, index in enumerate(indices):
         try:
-            law = fit_chinchilla(runs.subset(index), method, start).law
+            law = fit_chinchilla(runs.subset(np.asarray(index)), method, start, options).law
         except PlannerError:
             continue
         vectors[row] = [law.E, law.A, law.B, law.alpha, law.beta]

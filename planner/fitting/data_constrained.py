@@ -218,7 +218,10 @@ def _result(runs: Runs, theta: Array, base: str, method: str) -> DataConstrained
         method=method,
         base=base,
         objective=_objective(theta, runs),
-        diagnostics=diagnose_predictions(predicted, runs, on_bound),
+        # R_D* and R_N* are fitted; the Chinchilla part too only with base "joint".
+        diagnostics=diagnose_predictions(
+            predicted, runs, on_bound, 2 + (CHINCHILLA_FREE if base == "joint" else 0)
+        ),
     )
 
 

@@ -23,9 +23,10 @@ class FitOptions:
     tie_exponents: alpha = beta (Gadre, Muennighoff practice); one exponent is searched.
     fixed: parameters held at given values, by name (e.g. E from a larger study, or exponents
         borrowed from another family's law); the others are fitted.
-    overestimate_penalty: the loss of a run whose prediction is above its observed loss is
-        multiplied by this (1: symmetric). A value > 1 makes the law err on the optimistic side
-        less often (OLMo-core's overestimate_penalty).
+    overestimate_penalty: the loss of a row whose prediction is above its observed loss
+        (r = ln predicted - ln observed > 0) is multiplied by this (1: symmetric). A value > 1
+        pulls the law toward the lower edge of the runs, i.e. the loss a well-tuned run reaches
+        (OLMo-core's overestimate_penalty; kyo-takano/chinchilla's asymmetric loss).
     """
 
     tie_exponents: bool = False
@@ -52,6 +53,9 @@ class FitOptions:
         return self == FitOptions()
 
     def validated(self) -> FitOptions:
+        names = [name for name, _ in self.fixed]
+        if len(set(names)) != len(names):
+            raise InvalidInput("fixed", f"a parameter is fixed twice: {names}")
         for name, value in self.fixed:
             if name not in PARAMETER_NAMES:
                 raise InvalidInput(
@@ -66,32 +70,44 @@ class FitOptions:
             if name in ("alpha", "beta") and value > MAX_EXPONENT:
                 raise InvalidInput(f"fixed.{name}", f"must be at most {MAX_EXPONENT:g}")
         values = self.fixed_values
-        if self.tie_exponents and "alpha" in values and "beta" in values:
-            if not math.isclose(values["alpha"], values["beta"], rel_tol=1e-12):
-                raise InvalidInput(
-                    "tie_exponents",
-                    f"alpha = {values['alpha']:g} and beta = {values['beta']:g} are fixed to "
-                    "different values; they cannot also be tied",
-                )
+        both = self.tie_exponents and "alpha" in values and "beta" in values
+        if both and not math.isclose(values["alpha"], values["beta"], rel_tol=1e-12):
+            raise InvalidInput(
+                "tie_exponents",
+                f"alpha = {values['alpha']:g} and beta = {values['beta']:g} are fixed to "
+                "different values; they cannot also be tied",
+            )
         penalty = self.overestimate_penalty
         if not (math.isfinite(penalty) and 0 < penalty <= MAX_PENALTY):
             raise InvalidInput(
                 "overestimate_penalty", f"must be in (0, {MAX_PENALTY:g}], got {penalty}"
             )
-        if len(values) == len(PARAMETER_NAMES):
+        if self.free_parameters == 0:
+            # Also E, A, B and one exponent fixed with tied exponents: the tie fixes the other.
             raise InvalidInput("fixed", "every parameter is fixed; leave at least one to fit")
         return self
 
     @property
+    def pinned(self) -> dict[str, float]:
+        """The fixed values, with a tie carried over: alpha = beta and one of them fixed fixes
+        the other at the same value."""
+        values = self.fixed_values
+        if self.tie_exponents:
+            for name, other in (("alpha", "beta"), ("beta", "alpha")):
+                if name in values:
+                    values.setdefault(other, values[name])
+        return values
+
+    @property
+    def shares_exponent(self) -> bool:
+        """One exponent is searched and used for both alpha and beta."""
+        values = self.fixed_values
+        return self.tie_exponents and "alpha" not in values and "beta" not in values
+
+    @property
     def free_parameters(self) -> int:
         """Parameters the fit determines."""
-        values = self.fixed_values
-        free = len(PARAMETER_NAMES) - len(values)
-        if self.tie_exponents and "alpha" not in values and "beta" not in values:
-            free -= 1  # one exponent for both
-        elif self.tie_exponents:
-            free -= 1 if ("alpha" in values) != ("beta" in values) else 0
-        return free
+        return len(PARAMETER_NAMES) - len(self.pinned) - (1 if self.shares_exponent else 0)
 
     def describe(self) -> dict[str, str]:
         """The options as the strings stored with a law version (only those set)."""
@@ -103,3 +119,7 @@ class FitOptions:
         if self.overestimate_penalty != 1.0:
             described["overestimate_penalty"] = repr(self.overestimate_penalty)
         return described
+
+
+# The default (a frozen value, so safe as a shared argument default).
+DEFAULT_OPTIONS = FitOptions()
