@@ -28,6 +28,8 @@ from planner.fitting.result import ChinchillaFit, diagnose, fit_weights
 from planner.laws import ChinchillaLaw
 
 EXPONENT_RANGE = (0.05, 1.0)
+# A fitted E below this fraction of the smallest loss sits on its bound 0.
+E_AT_ZERO = 1e-6
 # Where the refine may go (a grid edge is a start, not a wall).
 SEARCH_LIMITS = (EXPONENT_RANGE[0] / 10, MAX_EXPONENT)
 GRID = 32
@@ -250,7 +252,7 @@ def fit_vpnls(
         law,
         "vpnls",
         _objective(law, runs, problem),
-        diagnose(law, runs, _on_bound(search, point, values), options.free_parameters),
+        diagnose(law, runs, _on_bound(search, point, values, runs), options.free_parameters),
     )
 
 
@@ -261,13 +263,16 @@ def _objective(law: ChinchillaLaw, runs: Runs, problem: _Problem) -> float:
     return float(np.dot(problem.weights * factor, residual**2))
 
 
-def _on_bound(search: _Search, point: Array, values: dict[str, float]) -> tuple[str, ...]:
-    """Searched exponents at or past the grid's edges, and a fitted E at 0."""
+def _on_bound(
+    search: _Search, point: Array, values: dict[str, float], runs: Runs
+) -> tuple[str, ...]:
+    """Searched exponents at or past the grid's edges, and a fitted E at 0 (to rounding: the
+    QR-reduced NNLS leaves ~1e-9 where the bound holds)."""
     low, high = EXPONENT_RANGE
     names: list[str] = []
     for name, value in zip(search.names, point, strict=True):
         if value <= low or value >= high:
             names += name.split("=")
-    if "E" not in search.pinned and values["E"] <= 0:
+    if "E" not in search.pinned and values["E"] <= E_AT_ZERO * float(np.min(runs.loss)):
         names.append("E")
     return tuple(names)
