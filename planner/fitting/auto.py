@@ -20,6 +20,9 @@ from planner.fitting.data import Array, Index, Runs
 from planner.fitting.options import FitOptions
 
 METHODS = ("vpnls", "huber")
+# Over-estimate penalties tried with Huber (OLMo-core's option): on Chinchilla's and OLMo's
+# ladders, fits to small runs under-predict the large ones' loss less with a penalty.
+PENALTIES = (2.0, 5.0)
 # Fractions of the training runs (by final compute) held out, one fold each.
 HOLDOUTS = (0.2, 0.3, 0.4)
 # A fold needs this many training runs beyond the free parameters.
@@ -35,7 +38,9 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return self.method + ("+tied" if self.options.tie_exponents else "")
+        tied = "+tied" if self.options.tie_exponents else ""
+        penalty = self.options.overestimate_penalty
+        return self.method + tied + (f"+penalty{penalty:g}" if penalty != 1.0 else "")
 
 
 @dataclass(frozen=True)
@@ -58,16 +63,22 @@ class AutoChoice:
 
 
 def candidates(options: FitOptions) -> tuple[Candidate, ...]:
-    """The caller's options, fitted by each method, with and without tied exponents (tying is
-    left out when the caller tied them already or fixed both exponents)."""
+    """The caller's options fitted by vpnls and huber, and by huber with each of PENALTIES,
+    each with and without tied exponents. Tying is left out when the caller tied the exponents
+    already or fixed both; a penalty the caller chose is the only one tried, by huber."""
     fixed = options.fixed_values
     ties = [options.tie_exponents]
     if not options.tie_exponents and not ("alpha" in fixed and "beta" in fixed):
         ties.append(True)
-    # An asymmetric penalty is a Huber-loss option.
-    methods = METHODS if options.overestimate_penalty == 1.0 else ("huber",)
+    if options.overestimate_penalty != 1.0:
+        variants = [("huber", options.overestimate_penalty)]
+    else:
+        variants = [(method, 1.0) for method in METHODS]
+        variants += [("huber", penalty) for penalty in PENALTIES]
     return tuple(
-        Candidate(method, replace(options, tie_exponents=tie)) for tie in ties for method in methods
+        Candidate(method, replace(options, tie_exponents=tie, overestimate_penalty=penalty))
+        for tie in ties
+        for method, penalty in variants
     )
 
 

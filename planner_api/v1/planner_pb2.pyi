@@ -527,7 +527,7 @@ class AutoChoice(_message.Message):
     CANDIDATES_FIELD_NUMBER: _builtins.int
     FOLDS_FIELD_NUMBER: _builtins.int
     chosen: _builtins.str
-    """The winning candidate, e.g. "huber+tied"."""
+    """The winning candidate, e.g. "huber+tied+penalty2"."""
     folds: _builtins.int
     """Rolling-origin folds scored (compute cuts)."""
     @_builtins.property
@@ -560,7 +560,7 @@ class CandidateScore(_message.Message):
     MAX_ABS_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
     candidate: _builtins.str
-    """Method and options, e.g. "vpnls", "huber+tied"."""
+    """Method and options, e.g. "vpnls", "huber+tied", "huber+penalty5"."""
     mean_abs_relative_error: _builtins.float
     """Mean over folds of the mean |predicted / observed - 1| of the held-out runs."""
     max_abs_relative_error: _builtins.float
@@ -1173,10 +1173,10 @@ class FitLawRequest(_message.Message):
     "bnsl_tokens" (a broken power law of loss against k N D, N or D; see `breaks`).
     """
     method: _builtins.str
-    """"auto" (the default): every candidate method and option (vpnls, huber, each with and without
-    tied exponents, within the options given) is fitted on the runs below rolling compute cuts
-    and scored on the larger runs; the best is refitted on all runs and the choice stored in the
-    diagnostics. "vpnls" (variable projection with NNLS) or "huber" (Hoffmann's recipe) force a
+    """"auto" (the default): every candidate (vpnls, huber, and huber with over-estimate penalties
+    2 and 5, each with and without tied exponents, within the options given) is fitted on the
+    runs below three rolling compute cuts and scored on the larger runs' final losses; the best
+    is refitted on all runs and the choice stored in the diagnostics. "vpnls" (variable projection with NNLS) or "huber" (Hoffmann's recipe) force a
     method. For data_constrained it fits the Chinchilla part when that part is fitted to
     single-epoch runs; R_D* and R_N* are always fitted by Huber (delta 1e-3) on log loss.
     """

@@ -73,15 +73,17 @@ def test_resamples_are_reproducible_and_plain_without_runs() -> None:
 
 def test_candidates_follow_the_callers_options() -> None:
     labels = [c.label for c in auto.candidates(FitOptions())]
-    assert labels == ["vpnls", "huber", "vpnls+tied", "huber+tied"]
-    assert [c.label for c in auto.candidates(FitOptions(tie_exponents=True))] == [
-        "vpnls+tied",
-        "huber+tied",
-    ]
+    free = ["vpnls", "huber", "huber+penalty2", "huber+penalty5"]
+    tied = ["vpnls+tied", "huber+tied", "huber+tied+penalty2", "huber+tied+penalty5"]
+    assert labels == free + tied
+    assert [c.label for c in auto.candidates(FitOptions(tie_exponents=True))] == tied
     both = FitOptions.of(fixed={"alpha": 0.3, "beta": 0.3})
-    assert [c.label for c in auto.candidates(both)] == ["vpnls", "huber"]
-    penalised = FitOptions.of(overestimate_penalty=2.0)
-    assert {c.method for c in auto.candidates(penalised)} == {"huber"}
+    assert [c.label for c in auto.candidates(both)] == free
+    penalised = FitOptions.of(overestimate_penalty=3.0)
+    assert [c.label for c in auto.candidates(penalised)] == [
+        "huber+penalty3",
+        "huber+tied+penalty3",
+    ]
 
 
 def ladder(rng: np.random.Generator) -> tuple[Runs, np.ndarray]:
