@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from clients import formatting as fmt
-from clients import planning_commands
+from clients import law_commands, planning_commands, run_commands
 from clients.client import PlannerClient, PlannerClientError
-from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
-from clients.csv_runs import CsvError, read_runs
+from clients.command_base import (
+    Output,
+    UsageError,
+    band_text,
+    bands_json,
+    law_selector,
+    notices,
+)
+from clients.csv_runs import CsvError
 from clients.results import ComputeOptimalPlan, Family
 
 
@@ -78,83 +85,6 @@ def families_delete(client: PlannerClient, args: argparse.Namespace) -> Output:
     return {"deleted": args.name}, f"deleted {args.name}"
 
 
-def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
-    runs = read_runs(Path(args.file))
-    result = client.add_runs(args.family, runs)
-    data = {"added": result.added, "unchanged": result.unchanged, "runs": result.family.run_count}
-    text = (
-        f"added {result.added} runs to {args.family} ({result.unchanged} already stored); "
-        f"{result.family.run_count} in all"
-    )
-    return data, text
-
-
-def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
-    if args.method == "isoflop":
-        return _isoflop(client, args)
-    law = client.fit_law(
-        args.family,
-        args.method,
-        args.bootstrap,
-        args.seed,
-        args.form,
-        timeout=args.fit_timeout,
-        on_progress=ProgressBar() if sys.stderr.isatty() else None,
-        base=args.base,
-    )
-    data = {
-        "version": law.version,
-        "form": law.form,
-        "params": law.parameters,
-        "intervals": {k: list(v) for k, v in law.intervals.items()},
-        "diagnostics": law.diagnostics,
-    }
-    order = {
-        name: i for i, name in enumerate(("E", "A", "B", "alpha", "beta", "r_d_star", "r_n_star"))
-    }
-    rows = [
-        [name, fmt.number(value), *(fmt.number(v) for v in law.intervals.get(name, (None, None)))]
-        for name, value in sorted(law.parameters.items(), key=lambda kv: order.get(kv[0], 99))
-    ]
-    d = law.diagnostics
-    text = "\n".join(
-        [
-            f"{args.family}: {law.form} v{law.version} by {law.method} on {d.get('runs')} runs, "
-            f"{law.ensemble_size} bootstrap fits"
-            + (f"; Chinchilla part: {law.options['base']}" if "base" in law.options else ""),
-            fmt.table(["PARAMETER", "VALUE", "95% LOW", "95% HIGH"], rows),
-            f"RMSE on log loss {fmt.number(d.get('rmse_log_loss'))}, max "
-            f"{fmt.number(d.get('max_abs_log_loss'))}"
-            + (f"; on a bound: {', '.join(d['on_bound'])}" if d.get("on_bound") else ""),
-        ]
-    )
-    return data, text
-
-
-def _isoflop(client: PlannerClient, args: argparse.Namespace) -> Output:
-    if args.form != "chinchilla" or args.base:
-        raise UsageError("--method isoflop takes no --form or --base")
-    result = client.fit_isoflop(args.family)
-    data = {"method": "isoflop", **result.as_dict()}
-    text = "\n".join(
-        [
-            f"{args.family}: Chinchilla Approach 2 over {len(result.vertices)} budgets "
-            "(for comparison; not stored)",
-            fmt.table(
-                ["BUDGET (FLOPs)", "RUNS", "N AT VERTEX", "D = C / kN"],
-                [
-                    [fmt.number(v.flops), str(v.runs), fmt.number(v.params), fmt.number(v.tokens)]
-                    for v in result.vertices
-                ],
-            ),
-            f"N_opt = {fmt.number(result.params_coefficient)} C^{result.params_exponent:.4f}, "
-            f"D_opt = {fmt.number(result.tokens_coefficient)} C^{result.tokens_exponent:.4f}",
-            f"caveat: {result.caveat}",
-        ]
-    )
-    return data, text
-
-
 def bnsl(client: PlannerClient, args: argparse.Namespace) -> Output:
     result = client.fit_broken_power_law(
         args.family, args.against, args.breaks, args.predict or (), args.seed
@@ -188,56 +118,6 @@ def bnsl(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, "\n".join(lines)
 
 
-def backtest(client: PlannerClient, args: argparse.Namespace) -> Output:
-    result = client.backtest(args.family, args.train_below, tuple(args.method or ()))
-    data = {
-        "train_runs": result.train_runs,
-        "test_runs": result.test_runs,
-        "methods": [
-            {
-                "method": m.method,
-                "params": m.parameters,
-                "failure": m.failure,
-                "mean_abs_relative_error": m.mean_abs_relative_error if not m.failure else None,
-                "max_abs_relative_error": m.max_abs_relative_error if not m.failure else None,
-                "runs": [asdict(r) for r in m.runs],
-            }
-            for m in result.methods
-        ],
-    }
-    summary = fmt.table(
-        ["METHOD", "MEAN |REL ERR|", "MAX |REL ERR|", "NOTE"],
-        [
-            [
-                m.method,
-                "-" if m.failure else f"{m.mean_abs_relative_error:.3%}",
-                "-" if m.failure else f"{m.max_abs_relative_error:.3%}",
-                m.failure,
-            ]
-            for m in result.methods
-        ],
-    )
-    scored = [m for m in result.methods if not m.failure]
-    runs = scored[0].runs if scored else []
-    detail = fmt.table(
-        ["RUN", "FLOPS", "OBSERVED", *(f"{m.method.upper()} PRED" for m in scored)],
-        [
-            [
-                run.run_id,
-                fmt.number(run.flops),
-                fmt.number(run.observed_loss),
-                *(fmt.number(m.runs[i].predicted_loss) for m in scored),
-            ]
-            for i, run in enumerate(runs)
-        ],
-    )
-    head = (
-        f"{args.family}: fitted on {result.train_runs} runs below {args.train_below:g} FLOPs, "
-        f"predicted {result.test_runs} above"
-    )
-    return data, "\n\n".join([head, summary, detail])
-
-
 def plot(client: PlannerClient, args: argparse.Namespace) -> Output:
     from clients import plots
 
@@ -250,13 +130,23 @@ def plot(client: PlannerClient, args: argparse.Namespace) -> Output:
 
 def predict(client: PlannerClient, args: argparse.Namespace) -> Output:
     result = client.predict(
-        args.family, args.params, args.tokens, args.unique_tokens, args.form, args.version
+        args.family,
+        args.params,
+        args.tokens,
+        args.unique_tokens,
+        args.form,
+        args.version,
+        interval_kind=args.interval or "",
     )
     interval = list(result.interval) if result.interval else None
     law = f"{result.law.form} v{result.law.version}"
-    band = f"  (95%: {fmt.number(interval[0])} - {fmt.number(interval[1])})" if interval else ""
+    kind = "prediction interval" if result.interval_kind == "prediction" else "band"
+    band = (
+        f"  (95% {kind}: {fmt.number(interval[0])} - {fmt.number(interval[1])})" if interval else ""
+    )
     text = f"loss {fmt.number(result.loss)} nats/token{band}  [{args.family}, {law}]"
-    return {"loss": result.loss, "interval": interval}, text
+    data = {"loss": result.loss, "interval": interval, "interval_kind": result.interval_kind}
+    return data, text
 
 
 def _plan_output(plan: ComputeOptimalPlan) -> Output:
@@ -374,18 +264,6 @@ def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, text
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr: `bootstrap [#####-----]  100/200`."""
-
-    WIDTH = 30
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        filled = self.WIDTH * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        end = "\n" if stage == "bootstrap" and done >= total else ""
-        print(f"\r{stage:>9} [{bar}] {done:>4}/{total}", end=end, file=sys.stderr, flush=True)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planner", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -414,36 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.set_defaults(func=families_delete)
 
-    runs = commands.add_parser("runs", help="training runs of a family")
-    run_commands = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = run_commands.add_parser(
-        "add", help="add runs from CSV (params,tokens,loss[,unique_tokens,flops,step,run_id])"
-    )
-    add.add_argument("family")
-    add.add_argument("file")
-    add.set_defaults(func=runs_add)
-
-    fitter = commands.add_parser("fit", help="fit a law to the family's runs (new version)")
-    fitter.add_argument("family")
-    fitter.add_argument("--form", default="chinchilla", choices=["chinchilla", "data_constrained"])
-    fitter.add_argument(
-        "--method",
-        default="vpnls",
-        choices=["vpnls", "huber", "isoflop"],
-        help="Chinchilla fitter (for data_constrained: of the single-epoch part); isoflop runs "
-        "Approach 2 for comparison and stores nothing",
-    )
-    fitter.add_argument(
-        "--base",
-        default="",
-        choices=["", "law", "single_epoch", "joint"],
-        help="data_constrained: take E, A, B, alpha, beta from the family's chinchilla law "
-        "(law; the default when it has one), fit them to single-epoch runs, or fit all jointly",
-    )
-    fitter.add_argument("--bootstrap", type=int, default=200, help="resamples (0-1000)")
-    fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
-    fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
-    fitter.set_defaults(func=fit)
+    run_commands.register(commands)
+    law_commands.register(commands)
 
     curve = commands.add_parser(
         "bnsl", help="broken power law of the runs' loss against one variable (not stored)"
@@ -478,14 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     law_selector(infer)
     infer.set_defaults(func=inference)
 
-    back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
-    back.add_argument("family")
-    back.add_argument("--train-below", type=float, required=True, help="compute cut, FLOPs")
-    back.add_argument(
-        "--method", action="append", choices=["vpnls", "huber"], help="repeatable; default both"
-    )
-    back.set_defaults(func=backtest)
-
     picture = commands.add_parser("plot", help="draw the law: fit, isoflop or frontier (PNG)")
     picture.add_argument("family")
     picture.add_argument("--kind", choices=["fit", "isoflop", "frontier"], required=True)
@@ -497,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--params", type=float, required=True, help="parameters N")
     pred.add_argument("--tokens", type=float, required=True, help="training tokens D")
     pred.add_argument("--unique-tokens", type=float, help="unique tokens U (repetition laws)")
+    pred.add_argument(
+        "--interval",
+        choices=["band", "prediction"],
+        help="band (default): where the law's mean loss lies, 95%% over the bootstrap ensemble; "
+        "prediction: 95%% for one new run (the band widened by the fit's residual noise)",
+    )
     law_selector(pred)
     pred.set_defaults(func=predict)
 
@@ -533,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CsvError, UsageError) as error:
         return _fail(args, {"code": "USAGE", "message": str(error)}, str(error), 2)
     print(json.dumps(data) if args.json else text)
+    for line in notices(args):
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -27,6 +27,17 @@ CONVENTION_NAMES = {
     pb.PARAM_CONVENTION_TOTAL: "total",
     pb.PARAM_CONVENTION_NON_EMBEDDING: "non_embedding",
 }
+INTERVAL_KINDS = {
+    "": pb.INTERVAL_KIND_UNSPECIFIED,
+    "band": pb.INTERVAL_KIND_BAND,
+    "prediction": pb.INTERVAL_KIND_PREDICTION,
+}
+# The server answers with the band when no kind was asked for.
+INTERVAL_KIND_NAMES = {
+    pb.INTERVAL_KIND_UNSPECIFIED: "band",
+    pb.INTERVAL_KIND_BAND: "band",
+    pb.INTERVAL_KIND_PREDICTION: "prediction",
+}
 
 
 @dataclass(frozen=True)
@@ -89,18 +100,37 @@ def _family(message: pb.Family) -> results.Family:
     )
 
 
+def _auto(message: pb.AutoChoice) -> results.AutoChoice:
+    return results.AutoChoice(
+        chosen=message.chosen,
+        candidates=[
+            results.CandidateScore(
+                c.candidate, c.mean_abs_relative_error, c.max_abs_relative_error, c.failure
+            )
+            for c in message.candidates
+        ],
+        folds=message.folds,
+    )
+
+
 def _law(message: pb.Law) -> results.Law:
     diagnostics: dict[str, Any] = {}
+    auto = None
     if message.HasField("diagnostics"):
         d = message.diagnostics
         diagnostics = {
             "rmse_log_loss": d.rmse_log_loss,
             "max_abs_log_loss": d.max_abs_log_loss,
             "runs": d.runs,
+            "training_runs": d.training_runs,
             "on_bound": list(d.on_bound),
             "objective": d.objective,
             "failed_resamples": d.failed_resamples,
+            "warnings": list(d.warnings),
+            "residual_sd_log_loss": d.residual_sd_log_loss,
         }
+        if d.HasField("auto"):
+            auto = _auto(d.auto)
     return results.Law(
         family=message.family,
         form=message.form,
@@ -115,6 +145,8 @@ def _law(message: pb.Law) -> results.Law:
         ensemble_size=message.ensemble_size,
         run_ids=list(message.run_ids),
         options=dict(message.options),
+        current=message.current,
+        auto=auto,
     )
 
 
@@ -128,6 +160,8 @@ def _run_message(run: results.Run) -> pb.Run:
         message.flops = run.flops
     if run.step is not None:
         message.step = run.step
+    if run.weight is not None:
+        message.weight = run.weight
     return message
 
 
@@ -141,7 +175,28 @@ def _run(message: pb.Run) -> results.Run:
         flops=message.flops if message.HasField("flops") else None,
         step=message.step if message.HasField("step") else None,
         tags=dict(message.tags),
+        weight=message.weight if message.HasField("weight") else None,
     )
+
+
+def _selector(selector: results.LawSelector) -> pb.LawSelector:
+    return pb.LawSelector(family=selector.family, form=selector.form, version=selector.version)
+
+
+def _options_message(options: results.FitOptions | None) -> pb.FitOptions:
+    if options is None:
+        return pb.FitOptions()
+    message = pb.FitOptions(
+        checkpoints=options.checkpoints,
+        after_fraction=options.after_fraction,
+        tie_exponents=options.tie_exponents,
+        fixed=options.fixed,
+        borrow=options.borrow,
+        overestimate_penalty=options.overestimate_penalty,
+    )
+    if options.borrow_from is not None:
+        message.borrow_from.CopyFrom(_selector(options.borrow_from))
+    return message
 
 
 class PlannerClient:
@@ -221,14 +276,33 @@ class PlannerClient:
         return results.AddRunsResult(reply.added, reply.unchanged, _family(reply.family))
 
     def list_runs(self, family: str, page_size: int = 0) -> Iterator[results.Run]:
+        """Every run of the family in insertion order, fetched `page_size` at a time."""
         token = ""
         while True:
-            request = pb.ListRunsRequest(family=family, page_size=page_size, page_token=token)
-            reply = self._call("ListRuns", request)
-            yield from (_run(r) for r in reply.runs)
-            token = reply.next_page_token
+            page = self.list_runs_page(family, page_size, token)
+            yield from page.runs
+            token = page.next_page_token
             if not token:
                 return
+
+    def list_runs_page(
+        self, family: str, page_size: int = 0, page_token: str = ""
+    ) -> results.RunsPage:
+        """One page of runs (page_size 0: the server's default of 1000)."""
+        request = pb.ListRunsRequest(family=family, page_size=page_size, page_token=page_token)
+        reply = self._call("ListRuns", request)
+        return results.RunsPage([_run(r) for r in reply.runs], reply.next_page_token)
+
+    def delete_runs(
+        self, family: str, run_ids: Iterable[str], expected_revision: int | None = None
+    ) -> results.DeleteRunsResult:
+        """Delete runs by run_id, every checkpoint of each; all or none (NOT_FOUND names the
+        first unknown run_id)."""
+        request = pb.DeleteRunsRequest(family=family, run_ids=list(run_ids))
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        reply = self._call("DeleteRuns", request)
+        return results.DeleteRunsResult(reply.deleted, _family(reply.family))
 
     # -- laws ---------------------------------------------------------------------------------
 
@@ -255,7 +329,7 @@ class PlannerClient:
     def fit_law(
         self,
         family: str,
-        method: str = "vpnls",
+        method: str = "auto",
         bootstrap: int | None = None,
         seed: int = 0,
         form: str = "chinchilla",
@@ -263,16 +337,39 @@ class PlannerClient:
         timeout: float | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
         base: str = "",
+        *,
+        options: results.FitOptions | None = None,
+        make_current: bool | None = None,
+        breaks: int | None = None,
     ) -> results.Law:
         """Fit the family's runs and store the result as a new version (can take a while:
         `timeout` defaults to 10 minutes). `on_progress(stage, done, total)` is called as the
-        server reports progress. `base` (data_constrained only): "law", "single_epoch" or
-        "joint", where E, A, B, alpha, beta come from."""
-        request = pb.FitLawRequest(family=family, form=form, method=method, seed=seed, base=base)
+        server reports progress.
+
+        method: "auto" (every candidate method and option scored on held-out larger runs; the
+            choice is in `Law.auto`), "vpnls" or "huber".
+        base (data_constrained only): "law", "single_epoch" or "joint", where E, A, B, alpha,
+            beta come from.
+        options: checkpoints, tied exponents, fixed or borrowed parameters, penalty.
+        make_current: None makes the version current unless the fit has warnings; True even
+            with warnings; False stores it without making it current.
+        breaks: bnsl_* forms only, 0-3 (None: chosen by held-out error)."""
+        request = pb.FitLawRequest(
+            family=family,
+            form=form,
+            method=method,
+            seed=seed,
+            base=base,
+            options=_options_message(options),
+        )
         if bootstrap is not None:
             request.bootstrap = bootstrap
         if expected_revision is not None:
             request.expected_revision = expected_revision
+        if make_current is not None:
+            request.make_current = make_current
+        if breaks is not None:
+            request.breaks = breaks
         try:
             events = self._stub.FitLaw(request, timeout=timeout or 600.0, metadata=self._metadata)
             for event in events:
@@ -291,10 +388,15 @@ class PlannerClient:
         train_below: float,
         methods: tuple[str, ...] = (),
         timeout: float | None = None,
+        options: results.FitOptions | None = None,
     ) -> results.Backtest:
-        """Fit each method below the compute cut and score it above (nothing is stored)."""
+        """Fit each method ("vpnls", "huber", "auto"; empty: all three) with `options` below
+        the compute cut and score it above (nothing is stored)."""
         request = pb.BacktestLawRequest(
-            family=family, train_below=train_below, methods=list(methods)
+            family=family,
+            train_below=train_below,
+            methods=list(methods),
+            options=_options_message(options),
         )
         reply = self._call("BacktestLaw", request, timeout or 600.0)
         return results.Backtest(
@@ -313,6 +415,7 @@ class PlannerClient:
                         )
                         for r in m.runs
                     ],
+                    chosen=m.chosen,
                 )
                 for m in reply.methods
             ],
@@ -366,8 +469,19 @@ class PlannerClient:
         return _law(self._call("GetLaw", request).law)
 
     def list_law_versions(self, family: str, form: str = "") -> list[results.Law]:
+        """Every stored version, by form then oldest first (form "": every form)."""
         request = pb.ListLawVersionsRequest(family=family, form=form)
         return [_law(law) for law in self._call("ListLawVersions", request).laws]
+
+    def set_current_law(
+        self, family: str, form: str, version: int, expected_revision: int | None = None
+    ) -> results.Law:
+        """Make a stored version the family's current law of its form (e.g. one a fit stored
+        with warnings, or an older version to roll back to)."""
+        request = pb.SetCurrentLawRequest(family=family, form=form, version=version)
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        return _law(self._call("SetCurrentLaw", request).law)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -379,17 +493,28 @@ class PlannerClient:
         unique_tokens: float | None = None,
         form: str = "",
         version: int = 0,
+        interval_kind: str = "",
     ) -> results.Prediction:
+        """`interval_kind`: "band" (the law's 95% band; the default when "") or "prediction"
+        (95% for one new run: the band widened by the fit's residual noise)."""
+        if interval_kind not in INTERVAL_KINDS:
+            raise ValueError(f"interval_kind must be one of {sorted(INTERVAL_KINDS)}")
         request = pb.PredictRequest(
             law=pb.LawSelector(family=family, form=form, version=version),
             params=params,
             tokens=tokens,
+            interval_kind=INTERVAL_KINDS[interval_kind],
         )
         if unique_tokens is not None:
             request.unique_tokens = unique_tokens
         reply = self._call("Predict", request)
         interval = (reply.interval.low, reply.interval.high) if reply.HasField("interval") else None
-        return results.Prediction(loss=reply.loss, interval=interval, law=_law_info(reply.law))
+        return results.Prediction(
+            loss=reply.loss,
+            interval=interval,
+            law=_law_info(reply.law),
+            interval_kind=INTERVAL_KIND_NAMES.get(reply.interval_kind, "band"),
+        )
 
     def plan_inference(
         self,

@@ -15,6 +15,16 @@ class UsageError(Exception):
     """A problem with the command line itself."""
 
 
+def notice(args: argparse.Namespace, line: str) -> None:
+    """A line for stderr ("warning: ...", "note: ..."), printed after the command's output, so
+    that stdout keeps only the output (one JSON object with --json)."""
+    vars(args).setdefault("notices", []).append(line)
+
+
+def notices(args: argparse.Namespace) -> list[str]:
+    return list(vars(args).get("notices", []))
+
+
 def law_selector(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--form", default="", help="law form (default: the family's first)")
     parser.add_argument("--version", type=int, default=0, help="law version (default: current)")

@@ -1,4 +1,9 @@
-"""Read training runs from CSV: header params,tokens,loss[,unique_tokens,flops,step,run_id]."""
+"""Read training runs from CSV: header params,tokens,loss[,unique_tokens,flops,step,run_id,weight].
+
+Rows sharing a run_id with different steps are checkpoints of one training run (tokens: seen up
+to that step). Within a file, (run_id, step) must not repeat, and the checkpoints of one run
+must share its parameter count. `weight` is the row's relative weight in fits (empty: 1).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import TextIO
 from clients.results import Run
 
 REQUIRED = ("params", "tokens", "loss")
-OPTIONAL = ("unique_tokens", "flops", "step", "run_id")
+OPTIONAL = ("unique_tokens", "flops", "step", "run_id", "weight")
 
 
 class CsvError(ValueError):
@@ -59,6 +64,9 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
         )
     reader.fieldnames = header
     runs = []
+    # (run_id, step) -> line, and run_id -> (params, line) of its first row.
+    keys: dict[tuple[str, int | None], int] = {}
+    sizes: dict[str, tuple[float, int]] = {}
     for row in reader:
         line = reader.line_num
         if None in row:
@@ -69,23 +77,49 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
                 raise CsvError(f"{path}:{line}: column {name!r} is empty")
         optional = {
             name: _number(path, line, name, cells[name])
-            for name in ("unique_tokens", "flops", "step")
+            for name in ("unique_tokens", "flops", "step", "weight")
             if cells.get(name)
         }
         step = optional.get("step")
         if step is not None and not (step.is_integer() and 0 <= step <= MAX_STEP):
             raise CsvError(f"{path}:{line}: column 'step': {step!r} is not a step count")
-        runs.append(
-            Run(
-                run_id=cells.get("run_id", ""),
-                params=_number(path, line, "params", cells["params"]),
-                tokens=_number(path, line, "tokens", cells["tokens"]),
-                loss=_number(path, line, "loss", cells["loss"]),
-                unique_tokens=optional.get("unique_tokens"),
-                flops=optional.get("flops"),
-                step=None if step is None else int(step),
-            )
+        run = Run(
+            run_id=cells.get("run_id", ""),
+            params=_number(path, line, "params", cells["params"]),
+            tokens=_number(path, line, "tokens", cells["tokens"]),
+            loss=_number(path, line, "loss", cells["loss"]),
+            unique_tokens=optional.get("unique_tokens"),
+            flops=optional.get("flops"),
+            step=None if step is None else int(step),
+            weight=optional.get("weight"),
         )
+        if run.run_id:
+            _check_checkpoint(path, line, run, keys, sizes)
+        runs.append(run)
     if not runs:
         raise CsvError(f"{path}: no runs below the header")
     return runs
+
+
+def _check_checkpoint(
+    path: Path,
+    line: int,
+    run: Run,
+    keys: dict[tuple[str, int | None], int],
+    sizes: dict[str, tuple[float, int]],
+) -> None:
+    """A row of a named run: its (run_id, step) is new, and its params are the run's."""
+    key = (run.run_id, run.step)
+    if key in keys:
+        at = "" if run.step is None else f" at step {run.step}"
+        raise CsvError(
+            f"{path}:{line}: run_id {run.run_id!r}{at} repeats line {keys[key]}; rows sharing "
+            "a run_id are checkpoints of one run and need different steps"
+        )
+    keys[key] = line
+    params, first = sizes.setdefault(run.run_id, (run.params, line))
+    if params != run.params:
+        raise CsvError(
+            f"{path}:{line}: run_id {run.run_id!r} has params {run.params:g} here but "
+            f"{params:g} on line {first}; checkpoints of one run share its parameter count"
+        )

@@ -40,6 +40,9 @@ class Family:
 
 @dataclass(frozen=True)
 class Run:
+    """One row: a finished run, or (with `step`) a checkpoint of the run named by `run_id`;
+    (run_id, step) is unique within a family. `weight`: relative weight in fits (None: 1)."""
+
     run_id: str
     params: float
     tokens: float
@@ -48,6 +51,7 @@ class Run:
     flops: float | None = None
     step: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,71 @@ class AddRunsResult:
     added: int
     unchanged: int
     family: Family
+
+
+@dataclass(frozen=True)
+class DeleteRunsResult:
+    """Rows deleted (each checkpoint counts one) and the family after the change."""
+
+    deleted: int
+    family: Family
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of ListRuns; pass `next_page_token` for the next ("" when there is none)."""
+
+    runs: list[Run]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class LawSelector:
+    """Which law version: form "" is the family's default form, version 0 the current one."""
+
+    family: str
+    form: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a fit treats the runs (FitLaw, BacktestLaw); the defaults change nothing.
+
+    checkpoints: "final" (each run's last checkpoint; the server's default when ""), "all" or
+        "after_fraction" (each run's checkpoints at or after `after_fraction` of its tokens).
+    tie_exponents: fit alpha = beta.
+    fixed: parameters held at these values (E, A, B, alpha, beta).
+    borrow_from, borrow: take the named parameters (all five when empty) from that law version.
+    overestimate_penalty: over-estimates cost this many times more (0: symmetric; Huber only).
+    """
+
+    checkpoints: str = ""
+    after_fraction: float = 0.0
+    tie_exponents: bool = False
+    fixed: dict[str, float] = field(default_factory=dict)
+    borrow_from: LawSelector | None = None
+    borrow: list[str] = field(default_factory=list)
+    overestimate_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One candidate of method "auto" and its held-out error (`failure` when not scored)."""
+
+    candidate: str
+    mean_abs_relative_error: float
+    max_abs_relative_error: float
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """How method "auto" chose: the winner, every candidate in the order tried, folds scored."""
+
+    chosen: str
+    candidates: list[CandidateScore]
+    folds: int
 
 
 @dataclass(frozen=True)
@@ -67,12 +136,34 @@ class Law:
     citation: str
     note: str
     create_time: str
-    # Fitted versions only: goodness of fit, 95% bootstrap intervals, ensemble size, runs used.
+    # Fitted versions only: goodness of fit (rmse_log_loss, max_abs_log_loss, runs (rows),
+    # training_runs, on_bound, objective, failed_resamples, warnings, residual_sd_log_loss),
+    # 95% bootstrap intervals, ensemble size, runs used, the fit's options.
     diagnostics: dict[str, Any] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     ensemble_size: int = 0
     run_ids: list[str] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
+    # Whether this version is the family's current law of its form.
+    current: bool = False
+    # How method "auto" chose, when it did.
+    auto: AutoChoice | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Reasons not to trust the fit as is (a fit with warnings is not made current
+        unless asked)."""
+        return list(self.diagnostics.get("warnings", []))
+
+    @property
+    def residual_sd_log_loss(self) -> float | None:
+        value = self.diagnostics.get("residual_sd_log_loss")
+        return None if value is None else float(value)
+
+    @property
+    def run_count(self) -> int:
+        """Rows the version was fitted to."""
+        return len(self.run_ids)
 
 
 @dataclass(frozen=True)
@@ -80,6 +171,9 @@ class Prediction:
     loss: float
     interval: tuple[float, float] | None
     law: LawInfo
+    # What `interval` covers: "band" (where the law's mean loss lies) or "prediction" (one new
+    # run, the band widened by the fit's residual noise).
+    interval_kind: str = "band"
 
 
 @dataclass(frozen=True)
@@ -114,6 +208,8 @@ class MethodBacktest:
     mean_abs_relative_error: float
     max_abs_relative_error: float
     runs: list[HeldOutRun]
+    # Method auto: the candidate it chose on the training runs (e.g. "huber+tied").
+    chosen: str = ""
 
 
 @dataclass(frozen=True)

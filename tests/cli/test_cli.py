@@ -86,12 +86,32 @@ def test_families_and_runs_from_csv(
     assert set(entry) == {"name", "description", "laws"}
     assert entry["laws"] == [{"form": "chinchilla", "version": 1, "method": "published"}]
     # The family has no chinchilla law: the Chinchilla part is fitted to single-epoch runs.
-    fitted = planner_json(server, "fit", "cli-c4", "--form", "data_constrained", "--bootstrap", "0")
+    fitted = planner_json(
+        server,
+        "fit",
+        "cli-c4",
+        "--form",
+        "data_constrained",
+        "--method",
+        "vpnls",
+        "--bootstrap",
+        "0",
+    )
     assert fitted["form"] == "data_constrained" and fitted["version"] == 1
     assert fitted["diagnostics"]["runs"] == distinct
     assert {"r_d_star", "r_n_star", "E", "alpha"} <= set(fitted["params"])
     text = planner(
-        server, "fit", "cli-c4", "--form", "data_constrained", "--base", "joint", "--bootstrap", "4"
+        server,
+        "fit",
+        "cli-c4",
+        "--form",
+        "data_constrained",
+        "--method",
+        "vpnls",
+        "--base",
+        "joint",
+        "--bootstrap",
+        "4",
     )
     assert text.returncode == 0 and "Chinchilla part: joint" in text.stdout
     assert "r_d_star" in text.stdout
@@ -111,7 +131,8 @@ def test_predict_json(server: ServerProcess) -> None:
     out = planner_json(
         server, "predict", "chinchilla-epoch-2024", "--params", "7e10", "--tokens", "1.4e12"
     )
-    assert set(out) == {"loss", "interval"}
+    assert set(out) == {"loss", "interval", "interval_kind"}
+    assert out["interval_kind"] == "band"
     assert out["loss"] == pytest.approx(1.8172 + 482.01 / 7e10**0.3478 + 2085.43 / 1.4e12**0.3658)
     assert out["interval"] is None
 
@@ -205,8 +226,15 @@ def epoch_family(server: ServerProcess, folder: Path, data: Path, name: str) -> 
 def test_fit_json(server: ServerProcess, tmp_path: Path, shared_data: Path) -> None:
     epoch_family(server, tmp_path, shared_data, "cli-fit")
     out = planner_json(server, "fit", "cli-fit", "--method", "vpnls", "--bootstrap", "12")
-    assert set(out) == {"version", "form", "params", "intervals", "diagnostics"}
+    # DESIGN.md §5's keys, and what a fit now says about trust and choice.
+    assert set(out) == {"version", "form", "params", "intervals", "diagnostics"} | {
+        "method",
+        "current",
+        "options",
+        "auto",
+    }
     assert out["version"] == 1 and out["form"] == "chinchilla"
+    assert out["method"] == "vpnls" and out["auto"] is None
     assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
     assert out["diagnostics"]["runs"] == 240
     assert set(out["intervals"]) <= set(out["params"])
@@ -233,7 +261,17 @@ def test_backtest_json(server: ServerProcess, tmp_path: Path, shared_data: Path)
         "predicted_loss",
         "relative_error",
     }
-    text = planner(server, "backtest", "cli-backtest", "--train-below", "1e21")
+    text = planner(
+        server,
+        "backtest",
+        "cli-backtest",
+        "--train-below",
+        "1e21",
+        "--method",
+        "vpnls",
+        "--method",
+        "huber",
+    )
     assert text.returncode == 0 and "VPNLS PRED" in text.stdout and "HUBER PRED" in text.stdout
 
 
@@ -243,7 +281,7 @@ def test_plots_are_written(
 ) -> None:
     name = f"cli-plot-{kind}"
     epoch_family(server, tmp_path, shared_data, name)
-    planner_json(server, "fit", name, "--bootstrap", "20")
+    planner_json(server, "fit", name, "--method", "vpnls", "--bootstrap", "20")
     out = tmp_path / f"{kind}.png"
     result = planner_json(server, "plot", name, "--kind", kind, "--out", str(out))
     assert result == {"out": str(out), "kind": kind}
