@@ -110,6 +110,7 @@ def _auto(message: pb.AutoChoice) -> results.AutoChoice:
             for c in message.candidates
         ],
         folds=message.folds,
+        note=message.note,
     )
 
 

@@ -66,7 +66,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
         "--overestimate-penalty",
         type=float,
         metavar="P",
-        help="over-estimates cost P times more than under-estimates (huber and auto's huber "
+        help="over-estimates cost P times more than under-estimates (huber, vpnls and auto's huber "
         "candidates; up to 1000)",
     )
 
@@ -171,6 +171,8 @@ def _auto_text(auto: AutoChoice) -> str:
         f"method auto chose {auto.chosen} over {auto.folds} folds (error of the held-out "
         "larger runs' final loss; * chosen)"
     )
+    if auto.note:  # no backtest was possible
+        return f"method auto chose {auto.chosen} without a backtest: {auto.note}"
     table = fmt.table(["CANDIDATE", "MEAN |REL ERR|", "MAX |REL ERR|", "NOTE"], rows)
     return f"{head}\n{table}"
 

@@ -124,6 +124,8 @@ class AutoChoice:
     chosen: str
     candidates: list[CandidateScore]
     folds: int
+    # Why no backtest was possible (too few runs), when none was.
+    note: str = ""
 
 
 @dataclass(frozen=True)

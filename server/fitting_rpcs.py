@@ -63,6 +63,8 @@ class FittingRpcs(RpcBase):
         base_law = None
         if form == "data_constrained" and request.base in ("", "law"):
             base_law = await asyncio.to_thread(self._current_chinchilla, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
         runs, compute = _runs_of(records, family.flops_per_param_token, form == "data_constrained")
         job = FitJob(
             runs=runs,
@@ -118,19 +120,21 @@ class FittingRpcs(RpcBase):
             ensemble=ensemble.vectors.tolist(),
         )
         make_current = request.make_current if request.HasField("make_current") else not warnings
-        stored = await asyncio.to_thread(
-            self.store.put_law,
-            name,
-            form,
-            fit.law.to_mapping(),
-            fit.method,
-            "",
-            f"fitted to {len(selected)} rows of {diagnostics['training_runs']} runs",
-            optional_field(request, "expected_revision"),
-            record,
-            make_current,
-        )
-        self.laws.invalidate(name)
+        try:
+            stored = await asyncio.to_thread(
+                self.store.put_law,
+                name,
+                form,
+                fit.law.to_mapping(),
+                fit.method,
+                "",
+                f"fitted to {len(selected)} rows of {diagnostics['training_runs']} runs",
+                optional_field(request, "expected_revision"),
+                record,
+                make_current,
+            )
+        finally:  # even when the caller went away mid-write
+            self.laws.invalidate(name)
         yield pb.FitLawEvent(law=mapping.law_message(stored))
 
     @translate_errors
@@ -197,7 +201,10 @@ class FittingRpcs(RpcBase):
         elif message.borrow:
             raise InvalidInput(f"{prefix}borrow", "names parameters but borrow_from is not set")
         penalty = finite(f"{prefix}overestimate_penalty", message.overestimate_penalty) or 1.0
-        options = FitOptions.of(message.tie_exponents, fixed, penalty)
+        try:
+            options = FitOptions.of(message.tie_exponents, fixed, penalty)
+        except InvalidInput as exc:  # the domain names fields inside the options message
+            raise InvalidInput(f"{prefix}{exc.field}", exc.reason) from exc
         mode = message.checkpoints or "final"
         fraction = finite(f"{prefix}after_fraction", message.after_fraction)
         return options, CheckpointSelection(mode, fraction).validated(), provenance
@@ -212,17 +219,18 @@ class FittingRpcs(RpcBase):
                     f"{prefix}borrow[{index}]",
                     f"unknown parameter {name!r}; borrowable: {list(OPTION_PARAMETERS)}",
                 )
-        resolved = await self._resolve(message.borrow_from)
+        record = await asyncio.to_thread(
+            self._law_record, message.borrow_from, f"{prefix}borrow_from."
+        )
         try:
-            source = resolved.law.as_chinchilla()
+            source = parse_law(record.form, record.parameters).as_chinchilla()
         except PlannerError as exc:
             raise Infeasible(
-                f"{prefix}borrow_from: the {resolved.record.form} law has no Chinchilla "
+                f"{prefix}borrow_from: the {record.form} law has no Chinchilla "
                 f"parameters to borrow ({exc.message})",
                 field=f"{prefix}borrow_from",
             ) from exc
         values = source.to_mapping()
-        record = resolved.record
         label = f"{record.family} {record.form} v{record.version}"
         return {name: values[name] for name in names}, label
 
@@ -380,6 +388,7 @@ def _auto_choice(choice: AutoChoice) -> dict[str, Any]:
     return {
         "chosen": choice.chosen.label,
         "folds": choice.folds,
+        "note": choice.note,
         "candidates": [
             {
                 "candidate": score.candidate.label,

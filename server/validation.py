@@ -82,6 +82,7 @@ MIN_COUNT = 1.0
 MAX_COUNT = 1e24
 MAX_FLOPS = 1e50
 MAX_LOSS = 1e3
+MIN_WEIGHT = 1e-6
 MAX_WEIGHT = 1e6
 
 
@@ -111,7 +112,7 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
         _in_range(f"{field}.flops", flops, MIN_COUNT, MAX_FLOPS, "training FLOPs")
     weight = optional_positive(f"{field}.weight", run.weight if run.HasField("weight") else None)
     if weight is not None:
-        _in_range(f"{field}.weight", weight, 0.0, MAX_WEIGHT, "a relative weight")
+        _in_range(f"{field}.weight", weight, MIN_WEIGHT, MAX_WEIGHT, "a relative weight")
     step = run.step if run.HasField("step") else None
     if step is not None and step < 0:
         raise InvalidInput(f"{field}.step", f"must be >= 0, got {step}")
@@ -124,6 +125,11 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
             raise InvalidInput(f"{field}.tags[{key}]", f"is longer than {MAX_TAG_VALUE}")
     # Weight joins the derived id only when given, so ids derived before weights existed hold.
     values = (params, tokens, loss, unique, flops, step) + (() if weight is None else (weight,))
+    if step is not None and not run.run_id:
+        raise InvalidInput(
+            f"{field}.run_id",
+            "is required with a step: checkpoints of one training run share its run_id",
+        )
     run_id = run.run_id or _derived_run_id(*values)
     if len(run_id) > MAX_RUN_ID:
         raise InvalidInput(f"{field}.run_id", f"is longer than {MAX_RUN_ID} characters")
@@ -151,6 +157,15 @@ def runs_batch(field: str, runs: list[pb.Run], limit: int) -> list[RunRecord]:
             raise InvalidInput(
                 f"{field}[{index}].run_id",
                 f"{record.run_id!r}{at} repeats runs[{earlier}] with other values",
+            )
+    params_of: dict[str, tuple[int, float]] = {}
+    for index, record in enumerate(records):
+        first, params = params_of.setdefault(record.run_id, (index, record.params))
+        if params != record.params:
+            raise InvalidInput(
+                f"{field}[{index}].params",
+                f"{record.params:g} differs from runs[{first}].params = {params:g}; checkpoints "
+                f"of run {record.run_id!r} must share its parameter count",
             )
     unique = {r.key: r for r in records}
     return list(unique.values())

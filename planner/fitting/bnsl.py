@@ -161,12 +161,14 @@ def fit_bnsl_form(
         choice = BnslChoice(fit_bnsl(x, y, breaks, seed), breaks, {})
     law = bnsl_law(variable, choice.law, k)
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    return BnslFormFit(law, choice, _diagnostics(law.predict_x(xs), ys))
+    free = 3 + 3 * len(choice.law.breaks)
+    return BnslFormFit(law, choice, _diagnostics(law.predict_x(xs), ys, free))
 
 
-def _diagnostics(predicted: Array, observed: Array) -> Diagnostics:
-    """Residuals ln(y_hat) - ln(y), as for every other law; NaN when some y or y_hat <= 0 (an
-    error-rate curve may go there, and a log residual then means nothing)."""
+def _diagnostics(predicted: Array, observed: Array, free_parameters: int) -> Diagnostics:
+    """Residuals ln(y_hat) - ln(y), as for every other law, and their SD per degree of freedom;
+    NaN when some y or y_hat <= 0 (an error-rate curve may go there, and a log residual then
+    means nothing)."""
     if np.any(predicted <= 0) or np.any(observed <= 0):
         return Diagnostics(float("nan"), float("nan"), int(observed.size), ())
     residuals = np.log(predicted) - np.log(observed)
@@ -175,6 +177,9 @@ def _diagnostics(predicted: Array, observed: Array) -> Diagnostics:
         max_abs_log_loss=float(np.max(np.abs(residuals))),
         runs=int(observed.size),
         on_bound=(),
+        residual_sd_log_loss=float(
+            np.sqrt(np.sum(residuals**2) / max(observed.size - free_parameters, 1))
+        ),
     )
 
 

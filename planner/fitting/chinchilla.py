@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.errors import InvalidInput, PlannerError
+from planner.errors import InvalidInput, PlannerError, SolverFailed
 from planner.fitting.data import Runs
 from planner.fitting.huber import fit_huber
 from planner.fitting.options import DEFAULT_OPTIONS, FitOptions
@@ -31,15 +31,19 @@ def fit_chinchilla(
 ) -> ChinchillaFit:
     """Fit with `method` and `options`. With `start` (the full-data fit, for bootstrap
     resamples) the search refines from it instead of searching the whole grid."""
-    if method == "vpnls":
-        exponents = None if start is None else (start.alpha, start.beta)
-        return fit_vpnls(runs, start=exponents, options=options)
-    if method == "huber":
+    if method not in METHODS:
+        raise InvalidInput("method", f"unknown fit method {method!r}; known: {list(METHODS)}")
+    try:
+        if method == "vpnls":
+            exponents = None if start is None else (start.alpha, start.beta)
+            return fit_vpnls(runs, start=exponents, options=options)
         # A resample starts from the full fit alone; the grid is searched only if that fails.
         return fit_huber(
             runs, local_starts=0 if start is not None else 30, start=start, options=options
         )
-    raise InvalidInput("method", f"unknown fit method {method!r}; known: {list(METHODS)}")
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        # Values that leave float range inside the solvers (huge fixed parameters, ...).
+        raise SolverFailed(f"the {method} fit failed numerically: {exc}") from exc
 
 
 def resample_indices(size: int, resamples: int, seed: int) -> NDArray[np.intp]:

@@ -218,9 +218,10 @@ def _result(runs: Runs, theta: Array, base: str, method: str) -> DataConstrained
         method=method,
         base=base,
         objective=_objective(theta, runs),
-        # R_D* and R_N* are fitted; the Chinchilla part too only with base "joint".
+        # R_D* and R_N* are fitted; the Chinchilla part too, to these runs, unless it came
+        # from a stored law.
         diagnostics=diagnose_predictions(
-            predicted, runs, on_bound, 2 + (CHINCHILLA_FREE if base == "joint" else 0)
+            predicted, runs, on_bound, 2 + (0 if base == "law" else CHINCHILLA_FREE)
         ),
     )
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from planner.errors import InvalidInput, Unsupported
+from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.fitting import auto, chinchilla, data_constrained, overtraining
 from planner.fitting.bnsl import bootstrap_bnsl, fit_bnsl_form
 from planner.fitting.checkpoints import CheckpointSelection
@@ -26,7 +26,7 @@ from planner.laws.data_constrained import DataConstrainedLaw
 
 BNSL_FORMS = tuple(f"bnsl_{variable}" for variable in BNSL_LAWS)
 FITTABLE_FORMS = ("chinchilla", "data_constrained", "overtraining", *BNSL_FORMS)
-METHODS = ("auto", *chinchilla.METHODS)
+METHODS = (*chinchilla.METHODS, "auto")
 # Forms whose fit takes the Chinchilla-form options (tied exponents, fixed parameters, ...).
 OPTION_FORMS = ("chinchilla", "overtraining")
 
@@ -84,10 +84,10 @@ class FitJob:
         options = self.options.validated()
         checkpoints = self.checkpoints.validated()
         if self.form not in OPTION_FORMS and not options.is_default:
-            raise Unsupported(
+            raise InvalidInput(
+                "options",
                 f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
                 f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
-                field="options",
             )
         if self.compute is not None and self.compute.shape != self.runs.params.shape:
             raise InvalidInput("compute", "needs one value per run")
@@ -98,12 +98,16 @@ class FitJob:
             if self.base:
                 raise InvalidInput("base", "applies only to the data_constrained form")
             job.selected.require_fittable(options.free_parameters)
+            _require_runs(job.selected, options.free_parameters)
             return job
         base = self.base or ("law" if self.chinchilla is not None else "single_epoch")
         if base not in data_constrained.BASES:
             raise InvalidInput(
                 "base", f"unknown base {base!r}; known: {list(data_constrained.BASES)}"
             )
+        if base == "law" and job.method == "auto":
+            # The Chinchilla part is the stored law's; R* are always fitted by Huber.
+            return replace(job, base=base, method="huber")
         return replace(job, base=base)
 
     def _validated_bnsl(self) -> FitJob:
@@ -113,11 +117,13 @@ class FitJob:
                 f"{self.method!r}"
             )  # fmt: skip
         if not self.options.is_default:
-            raise Unsupported(
+            raise InvalidInput(
+                "options",
                 f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
                 f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
-                field="options",
             )
+        if len(self.selected) == 0:
+            raise Infeasible("the family has no runs to fit", field="family")
         if self.breaks is not None and not 0 <= self.breaks <= MAX_BREAKS:
             raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {self.breaks}")
         return replace(self, method="bnsl", checkpoints=self.checkpoints.validated())
@@ -158,7 +164,12 @@ class FitJob:
             # The method fits the Chinchilla part, on the runs that saw each token once.
             single = self.runs.single_epoch()
             compute = self._compute()[self.runs.tokens <= _unique_or_inf(self.runs)]
-            pool = tuple(c for c in auto.candidates(self.options) if not c.options.tie_exponents)
+            # fit_data_constrained takes a method, not options: plain candidates only.
+            pool = tuple(
+                c
+                for c in auto.candidates(self.options)
+                if not c.options.tie_exponents and c.options.overestimate_penalty == 1.0
+            )
             return auto.choose(single, compute, self.options, self.checkpoints, pool)
         return auto.choose(self.runs, self._compute(), self.options, self.checkpoints)
 
@@ -174,8 +185,6 @@ class FitJob:
             f"{name} ended on a bound of its search: these runs do not pin it down"
             for name in fitted.diagnostics.on_bound
         )
-        if choice is not None and choice.note:
-            warnings += (choice.note,)
         return replace(fitted, options=options, choice=choice, warnings=warnings)
 
     def resolved(self, fitted: FittedLaw | auto.Candidate) -> FitJob:
@@ -239,3 +248,15 @@ class FitJob:
 
 def _unique_or_inf(runs: Runs) -> Array:
     return np.full(len(runs), np.inf) if runs.unique is None else runs.unique * (1 + 1e-9)
+
+
+def _require_runs(runs: Runs, free_parameters: int) -> None:
+    """Checkpoints of one run are not independent: the runs, not the rows, must outnumber the
+    free parameters."""
+    if runs.run_count <= free_parameters:
+        raise Infeasible(
+            f"{runs.run_count} training runs cannot determine {free_parameters} free "
+            f"parameters, however many checkpoints they have; give at least "
+            f"{free_parameters + 1}",
+            field="runs",
+        )

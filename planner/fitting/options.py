@@ -14,6 +14,9 @@ PARAMETER_NAMES = ("E", "A", "B", "alpha", "beta")
 # An exponent beyond this overflows every power of a real N or D (laws.base.MAX_EXPONENT).
 MAX_EXPONENT = 5.0
 MAX_PENALTY = 1e3
+# Fixed values beyond these leave float range in the fits; real laws are far inside (E is a
+# loss in nats, A and B are in the hundreds to thousands).
+MAX_FIXED = {"E": 1e3, "A": 1e30, "B": 1e30, "alpha": MAX_EXPONENT, "beta": MAX_EXPONENT}
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class FitOptions:
                 raise InvalidInput("fixed.E", f"must be >= 0, got {value:g}")
             if name != "E" and value <= 0:
                 raise InvalidInput(f"fixed.{name}", f"must be > 0, got {value:g}")
-            if name in ("alpha", "beta") and value > MAX_EXPONENT:
-                raise InvalidInput(f"fixed.{name}", f"must be at most {MAX_EXPONENT:g}")
+            if value > MAX_FIXED[name]:
+                raise InvalidInput(f"fixed.{name}", f"must be at most {MAX_FIXED[name]:g}")
         values = self.fixed_values
         both = self.tie_exponents and "alpha" in values and "beta" in values
         if both and not math.isclose(values["alpha"], values["beta"], rel_tol=1e-12):

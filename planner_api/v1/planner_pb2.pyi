@@ -121,7 +121,9 @@ class Family(_message.Message):
 
     @_builtins.property
     def laws(self) -> _containers.RepeatedCompositeFieldContainer[Global___LawSummary]:
-        """The current (newest) law version of each form the family has."""
+        """The current law version of each form the family has (the one made current last; a fit
+        with warnings is stored without becoming current).
+        """
 
     def __init__(
         self,
@@ -474,8 +476,9 @@ class FitDiagnostics(_message.Message):
     failed_resamples: _builtins.int
     """Bootstrap resamples that could not be fitted and were left out of the ensemble."""
     residual_sd_log_loss: _builtins.float
-    """Residual standard deviation of ln(loss), sqrt(SSR / (rows - free parameters)): the noise a
-    new run adds to the law's band in a prediction interval.
+    """Residual standard deviation of ln(loss), sqrt(SSR / (rows - free parameters)) with the SSR
+    weighted by Run.weight (weights scaled to mean 1): the noise a new run adds to the law's
+    band in a prediction interval.
     """
     training_runs: _builtins.int
     """Training runs fitted (runs counts rows: checkpoints of one run count once here)."""
@@ -526,10 +529,17 @@ class AutoChoice(_message.Message):
     CHOSEN_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
     FOLDS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     chosen: _builtins.str
     """The winning candidate, e.g. "huber+tied+penalty2"."""
     folds: _builtins.int
-    """Rolling-origin folds scored (compute cuts)."""
+    """Rolling-origin folds scored (compute cuts): up to three, fewer when too few runs lie below
+    a cut (the free parameters + 3); 0 means no backtest was possible.
+    """
+    note: _builtins.str
+    """Why the choice was made without a backtest, when it was (e.g. too few runs); "huber" with
+    the caller's options is then used.
+    """
     @_builtins.property
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateScore]:
         """Every candidate, in the order tried."""
@@ -540,10 +550,11 @@ class AutoChoice(_message.Message):
         chosen: _builtins.str = ...,
         candidates: _abc.Iterable[Global___CandidateScore] | None = ...,
         folds: _builtins.int = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "folds", b"folds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "chosen", b"chosen", "folds", b"folds", "note", b"note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1175,8 +1186,9 @@ class FitLawRequest(_message.Message):
     method: _builtins.str
     """"auto" (the default): every candidate (vpnls, huber, and huber with over-estimate penalties
     2 and 5, each with and without tied exponents, within the options given) is fitted on the
-    runs below three rolling compute cuts and scored on the larger runs' final losses; the best
-    is refitted on all runs and the choice stored in the diagnostics. "vpnls" (variable projection with NNLS) or "huber" (Hoffmann's recipe) force a
+    runs below up to three rolling compute cuts and scored on the larger runs' final losses; the
+    best is refitted on all runs and the choice stored in the diagnostics (AutoChoice). For
+    data_constrained it chooses the method of the Chinchilla part among vpnls and huber. "vpnls" (variable projection with NNLS) or "huber" (Hoffmann's recipe) force a
     method. For data_constrained it fits the Chinchilla part when that part is fitted to
     single-epoch runs; R_D* and R_N* are always fitted by Huber (delta 1e-3) on log loss.
     """
@@ -1285,8 +1297,8 @@ class FitOptions(_message.Message):
     tie_exponents: _builtins.bool
     """Fit alpha = beta (Gadre, Muennighoff practice)."""
     overestimate_penalty: _builtins.float
-    """Over-estimates (predicted above observed) cost this many times more in the fit's loss;
-    0 means 1 (symmetric). Up to 1000. Huber method (and auto's Huber candidates) only.
+    """Over-estimates (predicted above observed) cost this many times more in the fit's loss
+    (Huber's, or VPNLS's squared error); 0 means 1 (symmetric). Up to 1000.
     """
     @_builtins.property
     def fixed(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
@@ -1838,11 +1850,14 @@ class GetLawRequest(_message.Message):
     family: _builtins.str
     """Family name."""
     form: _builtins.str
-    """Law form; empty picks the family's default form (chinchilla, then overtraining, then
-    data_constrained).
+    """Law form; empty picks the family's default form: the first of chinchilla, overtraining,
+    data_constrained, sparse_avg_params, bnsl_compute, bnsl_params, bnsl_tokens that has a
+    current version.
     """
     version: _builtins.int
-    """Version; 0 means the current (newest) one."""
+    """Version; 0 means the current one (NOT_FOUND when every version of the form was stored
+    without becoming current).
+    """
     def __init__(
         self,
         *,

@@ -171,8 +171,16 @@ class Store:
             before = self._family_row(conn, name, lock=True)
             family_id = self._bump_revision(conn, name, expected_revision)
             stored = self._runs_by_id(conn, family_id, sorted({r.run_id for r in new_runs}))
+            params_of = {key[0]: row.params for key, row in stored.items()}
             fresh = []
             for index, run in enumerate(new_runs):
+                if params_of.get(run.run_id, run.params) != run.params:
+                    raise AlreadyExists(
+                        f"run {run.run_id!r} is stored in family {name!r} with params "
+                        f"{params_of[run.run_id]:g}, not {run.params:g}; checkpoints of one run "
+                        "share its parameter count; nothing was added",
+                        field=f"runs[{index}].params",
+                    )
                 existing = stored.get(run.key)
                 if existing is None:
                     fresh.append(run)

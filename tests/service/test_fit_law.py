@@ -52,7 +52,7 @@ def test_huber_fit_is_stored_with_intervals(
         mine = law.intervals[name]
         assert mine[0] < law.parameters[name] < mine[1]
         assert mine[0] < high and low < mine[1], (name, mine)  # the intervals overlap
-    assert law.options == {"bootstrap": "40", "seed": "3"}
+    assert law.options == {"bootstrap": "40", "seed": "3", "checkpoints": "final"}
     assert client.get_law(family_name) == law
     # The new version answers queries at once, with intervals from its ensemble.
     plan = client.plan_compute_optimal(family_name, compute=5.76e23)
@@ -105,7 +105,7 @@ def test_fit_refusals_store_nothing(client: PlannerClient, family_name: str) -> 
 def test_backtest_below_1e21(client: PlannerClient, family_name: str, data_dir: Path) -> None:
     """Fit below 1e21 FLOPs (the 217 points of LAWS.md §1.6), predict the 23 above."""
     add_epoch_runs(client, family_name, data_dir)
-    result = client.backtest(family_name, 1e21)
+    result = client.backtest(family_name, 1e21, ("vpnls", "huber"))
     assert (result.train_runs, result.test_runs) == (217, 23)
     assert [m.method for m in result.methods] == ["vpnls", "huber"]
     vpnls = result.methods[0]

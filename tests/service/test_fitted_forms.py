@@ -86,6 +86,13 @@ def test_broken_power_law_is_stored_and_predicts(
     )  # fmt: skip
     assert prediction.loss == pytest.approx(curve(6 * 1e10 * 2e11), rel=2e-3)
     assert prediction.interval_kind == pb.INTERVAL_KIND_BAND
+    new_run = stub.Predict(
+        pb.PredictRequest(law=pb.LawSelector(family=family_name, form="bnsl_compute"),
+                          params=1e10, tokens=2e11, interval_kind=pb.INTERVAL_KIND_PREDICTION)
+    )  # fmt: skip
+    assert new_run.interval_kind == pb.INTERVAL_KIND_PREDICTION
+    assert new_run.interval.low <= prediction.interval.low < prediction.interval.high
+    assert prediction.interval.high <= new_run.interval.high
     with pytest.raises(grpc.RpcError) as caught:
         stub.PlanComputeOptimal(
             pb.PlanComputeOptimalRequest(

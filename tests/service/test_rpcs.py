@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -101,12 +102,17 @@ def test_runs_are_idempotent_and_paginated(
 
 def test_runs_without_ids_get_stable_ids(client: PlannerClient, family_name: str) -> None:
     client.create_family(family_name)
-    runs = [Run("", 1e9, 2e10, 3.1, unique_tokens=1e10, step=100), Run("", 2e9, 4e10, 2.9)]
+    runs = [Run("", 1e9, 2e10, 3.1, unique_tokens=1e10), Run("", 2e9, 4e10, 2.9)]
     assert client.add_runs(family_name, runs).added == 2
     assert client.add_runs(family_name, runs).unchanged == 2
     stored = list(client.list_runs(family_name))
     assert all(run.run_id.startswith("auto-") for run in stored)
-    assert stored[0].unique_tokens == 1e10 and stored[0].step == 100
+    assert stored[0].unique_tokens == 1e10
+    # A checkpoint names its run: without a run_id it could not be grouped with its siblings.
+    with pytest.raises(PlannerClientError) as caught:
+        client.add_runs(family_name, [Run("", 1e9, 1e10, 3.3, step=100)])
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert [v.field for v in caught.value.violations] == ["runs[0].run_id"]
 
 
 def test_law_versions_are_append_only(client: PlannerClient, family_name: str) -> None:
@@ -115,10 +121,11 @@ def test_law_versions_are_append_only(client: PlannerClient, family_name: str) -
     second = client.put_law(family_name, "chinchilla", {**EPOCH_PARAMS, "E": 1.9}, note="v2")
     assert (first.version, second.version) == (1, 2)
     assert client.get_law(family_name).parameters["E"] == 1.9
-    assert client.get_law(family_name, "chinchilla", 1) == first
+    assert client.get_law(family_name, "chinchilla", 1) == replace(first, current=False)
     versions = client.list_law_versions(family_name)
     assert [law.version for law in versions] == [1, 2]
-    assert versions[0] == first
+    assert [law.current for law in versions] == [False, True]  # the newest put is current
+    assert versions[0] == replace(first, current=False)
     family = client.get_family(family_name)
     assert [(law.form, law.version) for law in family.laws] == [("chinchilla", 2)]
 

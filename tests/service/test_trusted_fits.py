@@ -241,3 +241,113 @@ def test_delete_runs_removes_every_checkpoint_or_nothing(
     assert done.deleted == 2 * len(FRACTIONS) and done.family.run_count == 72 - 8
     code, _ = code_of(lambda: stub.DeleteRuns(pb.DeleteRunsRequest(family=family_name)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def violation_fields(error: grpc.RpcError) -> list[str]:
+    """Field names of the google.rpc.BadRequest detail."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    trailers = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    fields = []
+    for detail in status.details:
+        request = error_details_pb2.BadRequest()
+        if detail.Unpack(request):
+            fields += [v.field for v in request.field_violations]
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (pb.FitOptions(fixed={"E": 1e300}), "options.fixed.E"),
+        (pb.FitOptions(fixed={"A": 1e308}), "options.fixed.A"),
+        (pb.FitOptions(fixed={"Q": 1.0}), "options.fixed.Q"),
+        (pb.FitOptions(overestimate_penalty=-1.0), "options.overestimate_penalty"),
+        (pb.FitOptions(checkpoints="latest"), "options.checkpoints"),
+        (pb.FitOptions(checkpoints="after_fraction", after_fraction=2.0), "options.after_fraction"),
+        (pb.FitOptions(borrow=["alpha"]), "options.borrow"),
+        (
+            pb.FitOptions(borrow_from=pb.LawSelector(family="chinchilla-epoch-2024"), borrow=["x"]),
+            "options.borrow[0]",
+        ),
+        (pb.FitOptions(borrow_from=pb.LawSelector(form="magic")), "options.borrow_from.family"),
+    ],
+)
+def test_bad_fit_options_name_their_field(
+    stub: rpc.PlannerServiceStub, family_name: str, options: pb.FitOptions, field: str
+) -> None:
+    create(stub, family_name, ladder())
+    for method in ("vpnls", "auto"):
+        with pytest.raises(grpc.RpcError) as caught:
+            fit(stub, family=family_name, method=method, bootstrap=0, options=options)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert violation_fields(caught.value) == [field]
+
+
+def test_borrowing_from_a_missing_or_unsuitable_law_is_refused(
+    stub: rpc.PlannerServiceStub, family_name: str
+) -> None:
+    create(stub, family_name, ladder())
+    missing = pb.FitOptions(borrow_from=pb.LawSelector(family="no-such-family"))
+    code, message = code_of(lambda: fit(stub, family=family_name, options=missing))
+    assert code == grpc.StatusCode.NOT_FOUND and "no-such-family" in message
+    stub.PutLaw(
+        pb.PutLawRequest(
+            family=family_name, form="bnsl_params", parameters={"a": 1.0, "b": 10.0, "c0": 0.1}
+        )
+    )
+    curve = pb.FitOptions(borrow_from=pb.LawSelector(family=family_name, form="bnsl_params"))
+    code, message = code_of(lambda: fit(stub, family=family_name, options=curve))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "no Chinchilla" in message
+
+
+def test_checkpoints_must_share_their_runs_params(
+    stub: rpc.PlannerServiceStub, family_name: str
+) -> None:
+    create(stub, family_name, ladder())
+    odd = [
+        pb.Run(run_id="new", step=1, params=1e8, tokens=1e9, loss=3.0),
+        pb.Run(run_id="new", step=2, params=2e8, tokens=2e9, loss=2.9),
+    ]
+    code, message = code_of(lambda: stub.AddRuns(pb.AddRunsRequest(family=family_name, runs=odd)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("runs[1].params")
+    stored = ladder()[0]  # r0-10 is stored with params 5e7
+    other = pb.Run(run_id=stored.run_id, step=99_000, params=6e7, tokens=1e10, loss=2.5)
+    code, message = code_of(
+        lambda: stub.AddRuns(pb.AddRunsRequest(family=family_name, runs=[other]))
+    )
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "params" in message
+    tiny = pb.Run(run_id="w", params=1e8, tokens=1e9, loss=3.0, weight=1e-310)
+    code, _ = code_of(lambda: stub.AddRuns(pb.AddRunsRequest(family=family_name, runs=[tiny])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_few_runs_with_many_checkpoints_cannot_fit(
+    stub: rpc.PlannerServiceStub, family_name: str
+) -> None:
+    rows = [r for r in ladder() if r.run_id in ("r0-10", "r3-20", "r5-40")]  # 3 runs, 12 rows
+    create(stub, family_name, rows)
+    code, message = code_of(
+        lambda: fit(stub, family=family_name, method="vpnls", bootstrap=0,
+                    options=pb.FitOptions(checkpoints="all"))
+    )  # fmt: skip
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "3 training runs" in message
+
+
+def test_auto_on_a_small_family_says_why_and_stays_current(
+    stub: rpc.PlannerServiceStub, family_name: str
+) -> None:
+    rows = [r for r in ladder() if r.step == 4000][:8]  # 8 runs: too few to hold any out
+    create(stub, family_name, rows)
+    law_ = fit(stub, family=family_name, bootstrap=0)
+    assert law_.current and not law_.diagnostics.warnings
+    assert law_.diagnostics.auto.folds == 0 and "too few" in law_.diagnostics.auto.note
+    assert law_.source.method == "huber"
+
+
+def test_an_empty_family_has_nothing_to_fit(stub: rpc.PlannerServiceStub, family_name: str) -> None:
+    stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name=family_name)))
+    for form in ("chinchilla", "bnsl_compute"):
+        code, message = code_of(lambda form=form: fit(stub, family=family_name, form=form))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "no runs" in message
