@@ -174,7 +174,9 @@ class Store:
             params_of = {key[0]: row.params for key, row in stored.items()}
             fresh = []
             for index, run in enumerate(new_runs):
-                if params_of.get(run.run_id, run.params) != run.params:
+                # A new checkpoint of a stored run (the same row is judged below, whole).
+                known = params_of.get(run.run_id, run.params)
+                if run.key not in stored and known != run.params:
                     raise AlreadyExists(
                         f"run {run.run_id!r} is stored in family {name!r} with params "
                         f"{params_of[run.run_id]:g}, not {run.params:g}; checkpoints of one run "
