@@ -42,8 +42,9 @@ lint: venv-dev
 pytest: venv-dev
 	$(BIN)/pytest
 
+# BENCH_ARGS="--only accuracy,scale" runs just those sections (see bench/run.py).
 bench: venv-dev proto
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

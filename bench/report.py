@@ -5,6 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bench.accuracy import (
+    CHINCHILLA_AUTO_MEAN_TARGET,
+    NAMED,
+    OLMO_7B_TARGET,
+    AccuracyBench,
+    DataSetScore,
+    MethodScore,
+)
 from bench.domain import (
     CLOSED_FORM_BUDGET,
     GP_BUDGET,
@@ -18,6 +26,7 @@ from bench.fitting import FitBench
 from bench.load import LoadResult
 from bench.machine import Machine
 from bench.queries import QueryBench
+from bench.scale import BOOTSTRAP_TARGET, RSS_TARGET, ScaleBench
 from bench.service import FirstRequest, HandlerTimes, RoundTrips
 from bench.stats import Summary
 
@@ -25,6 +34,10 @@ KKT_TOLERANCE = 1e-6
 SPEEDUP_TARGET = 5.0
 # Other processes using this many cores during a load probe make its numbers suspect.
 CONTENDED_CORES = 0.25
+# Accuracy data sets with at most this many held-out runs show each one's signed error.
+SHOWN_TARGETS = 6
+# "No worse" allows this much (relative error units) for ties reached by different paths.
+TIE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class BenchResults:
     load_average_at_end: tuple[float, float, float]
     fitting: FitBench | None = None
     queries: QueryBench | None = None
+    accuracy: AccuracyBench | None = None
+    scale: ScaleBench | None = None
 
 
 @dataclass(frozen=True)
@@ -236,21 +251,28 @@ def _profile_table(profile: Profile) -> list[str]:
     return lines
 
 
-def render(results: BenchResults) -> str:
-    m = results.machine
-    d = results.domain
+def _header(
+    quick: bool,
+    m: Machine,
+    wall_seconds: float,
+    load_at_end: tuple[float, float, float],
+    command: str = "python -m bench.run",
+) -> list[str]:
+    """Title, how the file was written, and the machine table."""
     out: list[str] = []
     add = out.append
     add("# Benchmark results")
     add("")
     add(
-        "Written by `python -m bench.run"
-        + (" --quick" if results.quick else "")
-        + "` (`make bench`); every number below comes from the one run described here. "
+        f"Written by `{command}"
+        + (" --quick" if quick else "")
+        + "`"
+        + (" (`make bench`)" if command == "python -m bench.run" else "")
+        + "; every number below comes from the one run described here. "
         "The machine is shared and noisy: compare speeds as ratios within this run, not with "
         "other runs or machines."
     )
-    if results.quick:
+    if quick:
         add("")
         add("**Quick mode**: a smoke test with few samples; do not quote these numbers.")
     add("")
@@ -263,14 +285,21 @@ def render(results: BenchResults) -> str:
     add(f"| cores | {m.logical_cpus} logical, {m.usable_cpus} usable by this process |")
     add(
         f"| load average (1, 5, 15 min) | at start {', '.join(f'{x:.2f}' for x in m.load_average)}"
-        f"; at end {', '.join(f'{x:.2f}' for x in results.load_average_at_end)} |"
+        f"; at end {', '.join(f'{x:.2f}' for x in load_at_end)} |"
     )
     add(f"| Python | {m.python} |")
     add(f"| platform | {m.platform} |")
     add(f"| packages | {', '.join(f'{k} {v}' for k, v in m.packages.items())} |")
     add(f"| commit | {m.commit} |")
-    add(f"| benchmark wall time | {results.wall_seconds:.0f} s |")
+    add(f"| benchmark wall time | {wall_seconds:.0f} s |")
     add("")
+    return out
+
+
+def render(results: BenchResults) -> str:
+    d = results.domain
+    out = _header(results.quick, results.machine, results.wall_seconds, results.load_average_at_end)
+    add = out.append
     add("## DESIGN.md §8 targets")
     add("")
     add("| what | target | measured | verdict |")
@@ -488,7 +517,36 @@ def render(results: BenchResults) -> str:
         add("")
     if results.queries is not None:
         out.extend(_queries_section(results.queries))
+    if results.accuracy is not None:
+        out.extend(accuracy_section(results.accuracy))
+    if results.scale is not None:
+        out.extend(scale_section(results.scale))
     return "\n".join(out)
+
+
+def render_sections(
+    quick: bool,
+    machine: Machine,
+    wall_seconds: float,
+    load_at_end: tuple[float, float, float],
+    command: str,
+    accuracy: AccuracyBench | None,
+    scale: ScaleBench | None,
+) -> str:
+    """A report of only the sections a `--only` run measured (§5, §6)."""
+    out = _header(quick, machine, wall_seconds, load_at_end, command)
+    if accuracy is not None:
+        out.extend(accuracy_section(accuracy))
+    if scale is not None:
+        out.extend(scale_section(scale))
+    return "\n".join(out)
+
+
+def issue_targets(accuracy: AccuracyBench | None, scale: ScaleBench | None) -> list[TargetRow]:
+    """The issue's targets for §5 and §6 (judged in their sections)."""
+    return (accuracy_targets(accuracy) if accuracy else []) + (
+        scale_targets(scale) if scale else []
+    )
 
 
 def _queries_section(bench: QueryBench) -> list[str]:
@@ -510,6 +568,243 @@ def _queries_section(bench: QueryBench) -> list[str]:
         out.append(
             f"- {query}: built per request / compiled once, ratio of medians "
             f"**{naive / compiled:.1f}x** ({duration(naive)} vs {duration(compiled)})."
+        )
+    out.append("")
+    return out
+
+
+def _pct(value: float, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+def _cores(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def accuracy_targets(bench: AccuracyBench) -> list[TargetRow]:
+    rows: list[TargetRow] = []
+    for data_set in bench.sets:
+        auto = data_set.method("auto")
+        best = data_set.best_single(tuple(spec.label for spec in NAMED))
+        overall = data_set.best_single()
+        if auto is None or best is None or overall is None:
+            continue
+        met = None if not auto.scored else auto.mean_abs <= best.mean_abs + TIE
+        rows.append(
+            TargetRow(
+                f"{data_set.name}: auto vs the best single method",
+                "auto's mean \\|error\\| no worse than the best of vpnls, huber, huber+tied, "
+                "vpnls+tied",
+                f"auto {_pct(auto.mean_abs)} (chose {auto.chosen or 'n/a'}) vs {best.label} "
+                f"{_pct(best.mean_abs)}"
+                + (
+                    f"; best of all auto's candidates: {overall.label} {_pct(overall.mean_abs)}"
+                    if overall is not best
+                    else ""
+                ),
+                met,
+            )
+        )
+        if data_set.key.startswith("olmo") and auto.scored:
+            error = auto.errors[data_set.target_labels.index("7B-4T")]
+            rows.append(
+                TargetRow(
+                    f"{data_set.name}: 7B-4T C4 loss predicted by auto",
+                    f"within {OLMO_7B_TARGET:.1%}",
+                    f"{_pct(error, signed=True)}",
+                    abs(error) <= OLMO_7B_TARGET,
+                )
+            )
+        if data_set.key == "chinchilla" and auto.scored:
+            rows.append(
+                TargetRow(
+                    "Chinchilla backtest below 1e21 FLOPs, auto",
+                    f"mean \\|error\\| <= {CHINCHILLA_AUTO_MEAN_TARGET:.1%}",
+                    _pct(auto.mean_abs),
+                    auto.mean_abs <= CHINCHILLA_AUTO_MEAN_TARGET,
+                )
+            )
+    return rows
+
+
+def scale_targets(bench: ScaleBench) -> list[TargetRow]:
+    rows: list[TargetRow] = []
+    fits = [row for row in bench.memory if row.label != "baseline"]
+    if fits:
+        worst = max(fits, key=lambda row: row.peak_rss_bytes)
+        failed = [row.label for row in fits if row.failure and not row.stopped]
+        stopped = [row.label for row in fits if row.stopped]
+        met: bool | None = worst.peak_rss_bytes < RSS_TARGET and not failed
+        if met and stopped:
+            met = None  # below the target so far, but a fit did not finish
+        rows.append(
+            TargetRow(
+                f"peak RSS of fitting {worst.runs:,} runs, every method (fresh process each)",
+                f"< {_mib(RSS_TARGET)}",
+                f"largest {_mib(worst.peak_rss_bytes)} ({worst.label})"
+                + (f"; failed: {', '.join(failed)}" if failed else "")
+                + (f"; stopped at the deadline: {', '.join(stopped)}" if stopped else ""),
+                None if bench.quick else met,
+            )
+        )
+    for boot in bench.bootstraps:
+        rows.append(
+            TargetRow(
+                f"{boot.resamples}-resample {boot.method} bootstrap of {boot.runs:,} runs",
+                f"< {BOOTSTRAP_TARGET:g} s on {boot.parallel.processes} worker processes",
+                f"{duration(boot.parallel.seconds)} ({boot.speedup:.2f}x the 1-worker "
+                f"{duration(boot.single.seconds)}; other processes kept "
+                f"{_cores(boot.parallel.other_cores)} cores busy meanwhile)",
+                None if bench.quick else boot.parallel.seconds < BOOTSTRAP_TARGET,
+            )
+        )
+    return rows
+
+
+def _target_table(rows: list[TargetRow]) -> list[str]:
+    out = ["| what | target | measured | verdict |", "|---|---|---|---|"]
+    out += [f"| {r.what} | {r.target} | {r.measured} | {verdict(r.met)} |" for r in rows]
+    return out
+
+
+def _method_cells(method: MethodScore, shown: bool, count: int) -> str:
+    if not method.scored:
+        blanks = " | ".join(["—"] * count) + " | " if shown else ""
+        return f"— | — | {blanks}"
+    cells = f"{_pct(method.mean_abs)} | {_pct(method.max_abs)} | "
+    if shown:
+        cells += " | ".join(_pct(e, signed=True) for e in method.errors) + " | "
+    return cells
+
+
+def _data_set_section(letter: str, data_set: DataSetScore) -> list[str]:
+    out = [f"### 5{letter}. {data_set.name}", ""]
+    out.append(
+        f"{data_set.setup} Fitted on {data_set.train_rows:,} rows ({data_set.train_runs} runs); "
+        f"{len(data_set.target_labels)} held out."
+    )
+    out.append("")
+    shown = len(data_set.target_labels) <= SHOWN_TARGETS
+    header = "| method | mean \\|error\\| | max \\|error\\| | "
+    rule = "|---|---:|---:|"
+    if shown:
+        header += " | ".join(
+            f"{label} (L {loss:.4f})"
+            for label, loss in zip(data_set.target_labels, data_set.observed, strict=True)
+        )
+        header += " | "
+        rule += "---:|" * len(data_set.target_labels)
+    out.append(header + "fit time | notes |")
+    out.append(rule + "---:|---|")
+    count = len(data_set.target_labels)
+    for method in data_set.methods:
+        notes = method.note
+        if method.chosen:
+            notes = f"chose **{method.chosen}**"
+            if method.candidates:
+                notes += "; rolling-origin means: " + ", ".join(
+                    f"{label} {_pct(mean)}" for label, mean in method.candidates
+                )
+        out.append(
+            f"| {method.label} | {_method_cells(method, shown, count)}"
+            f"{duration(method.seconds) if not method.note else '—'} | {notes} |"
+        )
+    for ref in data_set.references:
+        where = f" ({ref.elsewhere})" if ref.elsewhere else ""
+        cells = f"{_pct(ref.mean_abs)}{where} | {_pct(ref.max_abs)}{where} | "
+        if shown:
+            per_target = not ref.elsewhere and len(ref.errors) == count
+            cells += (
+                " | ".join(_pct(e, signed=True) for e in ref.errors)
+                if per_target
+                else " | ".join(["—"] * count)
+            )
+            cells += " | "
+        out.append(f"| *{ref.label}* | {cells}— | {ref.note or 'published'} |")
+    out.append("")
+    return out
+
+
+def accuracy_section(bench: AccuracyBench) -> list[str]:
+    out = ["## 5. Accuracy on published ladders", ""]
+    out.append(
+        "Each data set is fitted through the request path (`FitJob(runs, form, method, "
+        "options, checkpoints, compute).validated().fit()`) by every method: vpnls, huber, "
+        "huber and vpnls with tied exponents (alpha = beta), huber with an over-estimate "
+        "penalty of 2 or 5 (tied or not: auto's other candidates), and auto (the candidate "
+        "with the lowest rolling-origin held-out error on the training runs). The options "
+        "apply to the Chinchilla form only. Error = predicted / "
+        "observed − 1 on each held-out run. Published fits saw the held-out runs, so their "
+        "rows are in-sample (a floor for a backtest, not a competitor); the OLMo authors' "
+        "figure is their own extrapolation, to 13B-5T, which shared/data does not hold. "
+        "Fit times are wall times on the shared machine (auto fits each of its 8 candidates on "
+        "every rolling-origin fold, then the winner on all the training runs)."
+    )
+    out.append("")
+    out += _target_table(accuracy_targets(bench))
+    out.append("")
+    for index, data_set in enumerate(bench.sets):
+        out += _data_set_section("abcdefgh"[index], data_set)
+    return out
+
+
+def scale_section(bench: ScaleBench) -> list[str]:
+    out = ["## 6. Fitting at scale", ""]
+    out += _target_table(scale_targets(bench))
+    out.append("")
+    runs = bench.memory[0].runs if bench.memory else 0
+    out.append(
+        f"(a) Peak resident memory of fitting {runs:,} synthetic runs (Epoch's surface, 1% "
+        "log-normal noise, N over 1e7..1e10, 2..200 tokens per parameter) through `FitJob`, "
+        "each method in a fresh `python -m bench.scale --child` process with BLAS on one thread "
+        "(as in the server's solver processes); the peak is the "
+        "kernel's `ru_maxrss` of that child, read by `os.wait4` as it exits. *baseline* builds "
+        "the runs and imports the fitters without fitting."
+    )
+    out.append("")
+    out.append("| method | runs | peak RSS | above baseline | fit time | child CPU time | notes |")
+    out.append("|---|---:|---:|---:|---:|---:|---|")
+    base = next((r.peak_rss_bytes for r in bench.memory if r.label == "baseline"), 0)
+    for row in bench.memory:
+        above = "—" if row.label == "baseline" else _mib(row.peak_rss_bytes - base)
+        seconds = "—" if row.label == "baseline" else duration(row.seconds)
+        notes = row.failure or (f"chose {row.chosen}" if row.chosen else "")
+        out.append(
+            f"| {row.label} | {row.runs:,} | {_mib(row.peak_rss_bytes)} | {above} | "
+            f"{seconds} | {duration(row.cpu_seconds)} | {notes} |"
+        )
+    out.append("")
+    out.append(
+        "(b) Bootstrap: resamples of the runs (drawn with replacement) split into chunks as "
+        "`server/fitting_rpcs.py` splits them (min(resamples, max(4 x processes, resamples // "
+        "10)) chunks), each chunk one `FitJob.bootstrap` call refining from the full fit, on a "
+        "`ProcessPoolExecutor` (forkserver, as the server's pool) of 2 workers and then of 1 "
+        "worker, both started, warmed and pinned to one BLAS thread (threadpoolctl) before the "
+        "clock starts. The ratio shows the parallel gain "
+        "only when the machine's two cores are free: the column of other processes' cores "
+        "(from /proc/stat, as in §3) says how much of them other work took meanwhile."
+    )
+    out.append("")
+    out.append(
+        "| method | runs | resamples | chunks | 2 workers | 1 worker | 1 worker / 2 workers "
+        "| failed resamples | other processes' cores (2 workers / 1 worker) | BLAS threads "
+        "per worker |"
+    )
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for boot in bench.bootstraps:
+        single = duration(boot.single.seconds)
+        out.append(
+            f"| {boot.method} | {boot.runs:,} | {boot.resamples} | {boot.chunks} | "
+            f"{duration(boot.parallel.seconds)} | {single} | "
+            f"{boot.speedup:.2f}x | {boot.parallel.failed} | "
+            f"{_cores(boot.parallel.other_cores)} / {_cores(boot.single.other_cores)} | "
+            f"{boot.parallel.blas_threads} |"
         )
     out.append("")
     return out

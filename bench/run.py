@@ -1,12 +1,19 @@
-"""`python -m bench.run [--quick]`: measure DESIGN.md §8 targets and write bench/RESULTS.md.
+"""`python -m bench.run [--quick] [--only SECTIONS]`: measure DESIGN.md §8 targets and the
+issue's fitting targets, and write bench/RESULTS.md.
 
 1. in-process: closed form, compiled-once GP, cvxpy built per request, accuracy, profiles;
 2. a real `planner-server` on a loopback port: round trips, derived server-side time, the
    handler timed in-process, the first request after start;
 3. sustained load with grpc.aio (64 callers; closed-form mix, GP-only mix);
-4. the planning queries in-process, compiled-once GPs against problems built per request.
+4. the planning queries in-process, compiled-once GPs against problems built per request;
+5. accuracy on published ladders (bench/accuracy.py: Chinchilla, Muennighoff C4, OLMo ladder;
+   every fit method, held-out relative errors);
+6. fitting at scale (bench/scale.py: peak RSS of 50,000-run fits, bootstrap on 2 workers).
 
-Progress goes to stderr. --quick is a few-second smoke test and writes bench/out/ instead.
+Progress goes to stderr. --quick is a smoke test and writes bench/out/ instead.
+`--only accuracy` (or `scale`, or `accuracy,scale`) runs just those sections and writes
+bench/out/RESULTS.accuracy.md (RESULTS.scale.md, ...) instead of RESULTS.md:
+`.venv/bin/python -m bench.run --only accuracy` (add --quick for a smoke test).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import domain, fitting, load, machine, queries, report, service
+from bench import accuracy, domain, fitting, load, machine, queries, report, scale, service
 from bench.domain import log
 from tests.service.server_process import ServerProcess
 
@@ -29,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
+# Sections that `--only` can run on their own.
+SECTIONS = ("accuracy", "scale")
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"where to write the report (default {RESULTS.relative_to(REPO)}, or "
         f"{QUICK_RESULTS.relative_to(REPO)} with --quick)",
     )
+    parser.add_argument(
+        "--only",
+        type=_sections,
+        default=None,
+        metavar="SECTIONS",
+        help=f"run only these sections, comma-separated, of {', '.join(SECTIONS)}; writes "
+        "bench/out/RESULTS.<sections>.md",
+    )
     return parser.parse_args(argv)
+
+
+def _sections(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SECTIONS)}; got {value!r}")
+    return tuple(n for n in SECTIONS if n in names)
+
+
+def _plain(value: object) -> object:
+    """JSON fallback: dataclasses as dicts, anything else as its string."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> int:
+    """Only the named sections (§5 accuracy, §6 scale), reported on their own."""
+    began = time.monotonic()
+    host = machine.describe(REPO)
+    log(f"{host.cpu_model}, {host.usable_cpus} cores, Python {host.python}, {host.utc_time}")
+    accuracy_results = accuracy.run(quick) if "accuracy" in names else None
+    scale_results = scale.run(quick) if "scale" in names else None
+    stem = "RESULTS." + ".".join(names) + (".quick" if quick else "")
+    output = output or HERE / "out" / f"{stem}.md"
+    command = "python -m bench.run --only " + ",".join(names)
+    text = report.render_sections(
+        quick,
+        host,
+        time.monotonic() - began,
+        os.getloadavg(),
+        command,
+        accuracy_results,
+        scale_results,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    raw = HERE / "out" / f"{stem.replace('RESULTS', 'results')}.json"
+    raw.write_text(
+        json.dumps(
+            {"accuracy": accuracy_results, "scale": scale_results},
+            indent=1,
+            default=_plain,
+        )
+        + "\n"
+    )
+    log(f"wrote {output} and {raw} in {time.monotonic() - began:.0f} s")
+    for row in report.issue_targets(accuracy_results, scale_results):
+        log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quick: bool = args.quick
+    if args.only:
+        return run_sections(args.only, quick, args.output)
     output: Path = args.output or (QUICK_RESULTS if quick else RESULTS)
     began = time.monotonic()
     host = machine.describe(REPO)
@@ -144,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fit_results = fitting.run(quick)
     query_results = queries.run(quick)
+    accuracy_results = accuracy.run(quick)
+    scale_results = scale.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -161,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         load_average_at_end=os.getloadavg(),
         fitting=fit_results,
         queries=query_results,
+        accuracy=accuracy_results,
+        scale=scale_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")
@@ -168,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str) + "\n")
     log(f"wrote {output} and {raw} in {results.wall_seconds:.0f} s")
-    for row in report.targets(results):
+    for row in report.targets(results) + report.issue_targets(accuracy_results, scale_results):
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0 if not note else 1
 
