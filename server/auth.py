@@ -11,12 +11,17 @@ import grpc
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def load_tokens(path: Path) -> frozenset[str]:
-    """Accepted tokens, one per line; blank lines and '#' comments are skipped."""
-    lines = path.read_text().splitlines()
-    tokens = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+def load_tokens(path: Path) -> frozenset[bytes]:
+    """Accepted tokens (UTF-8), one per line; blank lines and '#' comments (indented or not)
+    are skipped. ValueError, with the path, when the file is missing, unreadable or empty."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
+    stripped = (line.strip() for line in lines)
+    tokens = frozenset(line.encode() for line in stripped if line and not line.startswith("#"))
     if not tokens:
-        raise ValueError(f"{path} holds no tokens")
+        raise ValueError(f"the tokens file {path} holds no tokens")
     return tokens
 
 
@@ -30,7 +35,7 @@ def _deny(message: str) -> grpc.RpcMethodHandler:
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Rejects calls without `authorization: Bearer <token>` for a known token."""
 
-    def __init__(self, tokens: frozenset[str]) -> None:
+    def __init__(self, tokens: frozenset[bytes]) -> None:
         self._tokens = tokens
 
     async def intercept_service(
@@ -45,6 +50,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         scheme, _, token = str(header).partition(" ")
         if scheme.lower() != "bearer" or not token:
             return _deny("missing 'authorization: Bearer <token>' metadata")
-        if not any(hmac.compare_digest(token, known) for known in self._tokens):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError per call).
+        offered = token.encode("utf-8", "surrogateescape")
+        if not any(hmac.compare_digest(offered, known) for known in self._tokens):
             return _deny("unknown token")
         return await continuation(handler_call_details)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from sqlalchemy import exc as sa_exc
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
 from server.solver_pool import SolverPoolUnavailable
@@ -71,6 +72,15 @@ async def abort_for(context: Any, error: Exception, handler_name: str) -> NoRetu
         await abort(context, status_for(error), error.message, error.field, reason)
     if isinstance(error, SolverPoolUnavailable):
         await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+    if isinstance(error, sa_exc.OperationalError):
+        # SQLite's "database is locked" after the busy timeout, a lost connection: the call
+        # changed nothing (its transaction rolled back) and may be retried.
+        log.warning("database unavailable in %s: %s", handler_name, error.orig)
+        await abort(
+            context,
+            grpc.StatusCode.UNAVAILABLE,
+            f"the database is unavailable or busy ({error.orig}); nothing was changed, retry",
+        )
     incident = uuid.uuid4().hex[:12]
     log.error("unexpected error in %s (incident %s)", handler_name, incident, exc_info=error)
     await abort(context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged")

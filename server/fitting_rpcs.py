@@ -241,6 +241,8 @@ class FittingRpcs(RpcBase):
         name = validation.family_name("family", request.family)
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
         k = family.flops_per_param_token
         all_rows, compute = _runs_of(records, k)
         # A profile point is a finished run: its last checkpoint.
@@ -283,6 +285,8 @@ class FittingRpcs(RpcBase):
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         family = await asyncio.to_thread(self.store.get_family, name)
         records = await asyncio.to_thread(self.store.all_runs, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
         all_rows, compute = _runs_of(records, family.flops_per_param_token)
         finals = final_rows(all_rows)
         runs, records = all_rows.subset(finals), [records[i] for i in finals]

@@ -59,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.health_check:
         return health_check(settings, args.timeout)
+    if settings.tokens_file is not None:
+        # Before any other start-up work: a server that would refuse every call should not
+        # migrate a database or start workers first.
+        from server.auth import load_tokens
+
+        try:
+            load_tokens(settings.tokens_file)
+        except ValueError as error:
+            print(f"planner-server: {error}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from server.app import serve

@@ -58,6 +58,10 @@ def page_size(field: str, value: int, default: int, maximum: int) -> int:
     return value or default
 
 
+# Tokens this service issues are a few dozen characters.
+MAX_PAGE_TOKEN = 1000
+
+
 def encode_page_token(position: str | int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode()
 
@@ -65,9 +69,12 @@ def encode_page_token(position: str | int) -> str:
 def decode_page_token(field: str, token: str) -> str | int | None:
     if not token:
         return None
+    if len(token) > MAX_PAGE_TOKEN:
+        raise InvalidInput(field, "is not a token this service issued")
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # RecursionError: deeply nested JSON in a forged token.
         raise InvalidInput(field, "is not a token this service issued") from exc
     if isinstance(value, str):
         return value

@@ -253,11 +253,10 @@ def _budget_interval(query: InferenceQuery, compute: float) -> tuple[float, floa
         low = max(low, math.log(compute / (ct * query.max_tokens + ci)))
     if query.max_params is not None:
         if math.log(query.max_params) < low:
-            raise Infeasible(
-                f"max_params = {query.max_params:g} and max_tokens = {query.max_tokens:g} "
-                f"cannot use the budget {compute:g}",
-                field="max_params",
-            )
+            caps = f"max_params = {query.max_params:g}"
+            if query.max_tokens is not None:
+                caps += f" and max_tokens = {query.max_tokens:g}"
+            raise Infeasible(f"{caps} cannot use the budget {compute:g}", field="max_params")
         return low, min(high - 1e-12, math.log(query.max_params))
     return low, high - 1e-12
 

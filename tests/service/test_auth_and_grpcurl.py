@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import PlannerClient, PlannerClientError
+from planner_api.v1 import planner_pb2 as pb
+from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from tests.service.server_process import ServerProcess
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -19,7 +22,8 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 
 def test_tokens_file_enforces_bearer_tokens(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("# team tokens\nsecret-one\n\nsecret-two\n")
+    # An indented '#' line is a comment; a non-ASCII token must not break other callers.
+    tokens.write_text("# team tokens\nsecret-one\n   # old-token\n\nsecret-two\nclé-três\n")
     env = {"PLANNER_TOKENS_FILE": str(tokens)}
     with ServerProcess(tmp_path / "auth.db", env) as server:
         with PlannerClient(server.target) as anonymous:
@@ -33,6 +37,20 @@ def test_tokens_file_enforces_bearer_tokens(tmp_path: Path) -> None:
             stranger.get_family("chinchilla-epoch-2024")
         with PlannerClient(server.target, token="secret-two") as member:
             assert member.get_family("chinchilla-epoch-2024").name == "chinchilla-epoch-2024"
+        with (
+            PlannerClient(server.target, token="# old-token") as commented,
+            pytest.raises(PlannerClientError, match="unknown token"),
+        ):
+            commented.get_family("chinchilla-epoch-2024")
+        # With a non-ASCII token in the file, every check compares against it too.
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.PlannerServiceStub(channel)
+            reply = stub.GetFamily(
+                pb.GetFamilyRequest(name="chinchilla-epoch-2024"),
+                metadata=(("authorization", "Bearer secret-one"),),
+                timeout=5,
+            )
+            assert reply.family.name == "chinchilla-epoch-2024"
         # Health stays open for probes.
         with grpc.insecure_channel(server.target) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -68,3 +86,20 @@ def test_grpcurl_lists_and_calls_without_proto_files(server: ServerProcess) -> N
     answer = json.loads(called.stdout)
     assert answer["params"] == pytest.approx(7.22487e10, rel=1e-5)
     assert answer["binding"] == ["compute"]
+
+
+def test_a_missing_tokens_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {
+        "PLANNER_TOKENS_FILE": str(tmp_path / "nowhere"),
+        "PLANNER_DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "planner-server")],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "nowhere" in done.stderr
+    assert not (tmp_path / "never.db").exists()  # refused before any other start-up work

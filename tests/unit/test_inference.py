@@ -109,3 +109,17 @@ def test_refusals() -> None:
         plan_inference(InferenceQuery(SARDANA, 1.0, target_loss=2.0, costs=Costs(training_mfu=2)))
     with pytest.raises(InvalidInput, match="goal"):
         plan_inference(InferenceQuery(SARDANA, 1.0))
+
+
+def test_a_budget_refused_by_a_params_cap_alone_says_so() -> None:
+    """No max_tokens: the refusal names only the cap given (it once formatted None)."""
+    from planner.errors import Infeasible
+    from planner.laws import ChinchillaLaw
+    from planner.planning.inference import Costs, InferenceQuery, plan_inference
+
+    law = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+    query = InferenceQuery(
+        law, 1e12, compute=1e22, max_params=1e3, costs=Costs(training_weight=1e-30)
+    )
+    with pytest.raises(Infeasible, match=r"^max_params = 1000 cannot use the budget 1e\+22$"):
+        plan_inference(query)
