@@ -14,9 +14,9 @@ from grpc_reflection.v1alpha import reflection
 
 from planner.catalog import CATALOG
 from planner_api.v1 import planner_pb2 as pb
-from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server.auth import BearerTokenInterceptor, load_tokens
 from server.config import Settings
+from server.decoding import add_service
 from server.law_cache import LawCache
 from server.servicer import PlannerService
 from server.solver_pool import SolverPool
@@ -58,7 +58,7 @@ async def start(settings: Settings) -> RunningServer:
             ("grpc.so_reuseport", 1),
         ],
     )
-    pb_grpc.add_PlannerServiceServicer_to_server(
+    add_service(
         PlannerService(
             store, pool, settings.max_runs_per_request, LawCache(settings.law_cache_seconds)
         ),

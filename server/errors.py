@@ -14,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from sqlalchemy import exc as sa_exc
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
+from server.decoding import REFUSED, Undecodable
 from server.solver_pool import SolverPoolUnavailable
 from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
@@ -86,6 +87,15 @@ async def abort_for(context: Any, error: Exception, handler_name: str) -> NoRetu
     await abort(context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged")
 
 
+async def refuse_undecodable(context: Any, request: Undecodable) -> NoReturn:
+    REFUSED.add(f"{request.message_type}: {request.reason}")
+    await abort(
+        context,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request is not a valid {request.message_type} message: {request.reason}",
+    )
+
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 # grpc ships no type information: the servicer and its aio context are typed as Any.
@@ -97,6 +107,8 @@ def translate_errors(handler: Handler[Request, Response]) -> Handler[Request, Re
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Request, context: Any) -> Response:
+        if isinstance(request, Undecodable):
+            await refuse_undecodable(context, request)
         try:
             return await handler(self, request, context)
         except grpc.aio.AbortError:
@@ -114,6 +126,8 @@ def translate_stream_errors(
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Request, context: Any) -> AsyncIterator[Response]:
+        if isinstance(request, Undecodable):
+            await refuse_undecodable(context, request)
         try:
             async for item in handler(self, request, context):
                 yield item

@@ -58,3 +58,27 @@ def test_inference_budget_with_only_a_params_cap(stub: rpc.PlannerServiceStub) -
     code, message = status(lambda: stub.PlanInference(request))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "max_params = 1000 cannot use the budget" in message and "None" not in message
+
+
+def test_undecodable_requests_are_invalid_argument_and_logged_once(
+    server: ServerProcess,
+) -> None:
+    garbage = b"\xff\xff\xff\xff\x0f"  # a truncated varint field: not a valid message
+    with grpc.insecure_channel(server.target) as channel:
+        for method in ("GetFamily", "PlanComputeOptimal", "FitLaw"):
+            path = f"/planner.v1.PlannerService/{method}"
+            if method == "FitLaw":
+                call = channel.unary_stream(path)
+                with pytest.raises(grpc.RpcError) as caught:
+                    list(call(garbage, timeout=10))
+            else:
+                with pytest.raises(grpc.RpcError) as caught:
+                    channel.unary_unary(path)(garbage, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert "not a valid" in caught.value.details()
+        for _ in range(30):
+            with pytest.raises(grpc.RpcError):
+                channel.unary_unary("/planner.v1.PlannerService/GetFamily")(garbage, timeout=10)
+    log = server.log_tail(400)
+    assert "Traceback" not in log
+    assert log.count("undecodable requests refused") <= 1
