@@ -40,6 +40,9 @@ from server.rpc_base import Context, RpcBase, optional_field
 from server.store import NotFound
 from server.store.records import FitRecord, RunRecord
 
+# Points one FitBrokenPowerLaw call predicts (the answer stays well under a megabyte).
+MAX_PREDICT_AT = 10_000
+
 
 class FittingRpcs(RpcBase):
     """FitLaw, BacktestLaw, FitIsoFLOP, FitBrokenPowerLaw."""
@@ -280,6 +283,11 @@ class FittingRpcs(RpcBase):
         breaks = request.breaks if request.HasField("breaks") else None
         if breaks is not None and not 0 <= breaks <= MAX_BREAKS:
             raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {breaks}")
+        if len(request.predict_at) > MAX_PREDICT_AT:
+            raise InvalidInput(
+                "predict_at",
+                f"has {len(request.predict_at)} values; at most {MAX_PREDICT_AT} per request",
+            )
         points = [positive(f"predict_at[{i}]", x) for i, x in enumerate(request.predict_at)]
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")

@@ -1699,7 +1699,7 @@ class FitBrokenPowerLawRequest(_message.Message):
     """Seed of the random restarts."""
     @_builtins.property
     def predict_at(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Values of x (> 0) to predict the loss at."""
+        """Values of x (> 0) to predict the loss at, at most 10000."""
 
     def __init__(
         self,

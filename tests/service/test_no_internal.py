@@ -60,6 +60,14 @@ def test_inference_budget_with_only_a_params_cap(stub: rpc.PlannerServiceStub) -
     assert "max_params = 1000 cannot use the budget" in message and "None" not in message
 
 
+def test_predict_at_is_capped(stub: rpc.PlannerServiceStub) -> None:
+    request = pb.FitBrokenPowerLawRequest(
+        family="chinchilla-epoch-2024", predict_at=[1e20] * 10_001
+    )
+    code, message = status(lambda: stub.FitBrokenPowerLaw(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("predict_at")
+
+
 def test_undecodable_requests_are_invalid_argument_and_logged_once(
     server: ServerProcess,
 ) -> None:
