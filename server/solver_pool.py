@@ -32,6 +32,9 @@ def _initialise_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     from planner.planning import allocation, geometric_program, inference
+    from server.parent_death import die_with_parent
+
+    die_with_parent()  # the parent is the forkserver, which dies with the server
 
     # Two processes share two cores: a BLAS pool per process oversubscribes them (a Huber
     # bootstrap ran 3x slower with default threads).
@@ -57,6 +60,8 @@ class SolverPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
+        # The forkserver dies with this process, and its workers with it (parent_death).
+        context.set_forkserver_preload(["server.forkserver_preload"])
         return ProcessPoolExecutor(
             max_workers=self.processes, mp_context=context, initializer=_initialise_worker
         )

@@ -1,0 +1,47 @@
+"""Solver processes die with the server, whatever killed it (issue 10: after a SIGKILL of the
+main process, what the OOM killer does, the forkserver and both workers used to stay alive)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.service.server_process import ServerProcess
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_die_with_a_killed_server(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "killed.db", solver_processes=2) as server:
+        helpers = children(server.pid)
+        workers = [w for helper in helpers for w in children(helper)]
+        assert len(workers) == 2, (helpers, workers)  # the forkserver's two solver processes
+        os.kill(server.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(map(running, helpers + workers)):
+            time.sleep(0.1)
+        assert not [pid for pid in helpers + workers if running(pid)]
