@@ -38,7 +38,7 @@ from server import mapping, validation
 from server.errors import translate_errors, translate_stream_errors
 from server.rpc_base import Context, RpcBase, optional_field
 from server.store import NotFound
-from server.store.records import FitRecord, RunRecord
+from server.store.records import FamilyRecord, FitRecord, RunRecord
 
 # Points one FitBrokenPowerLaw call predicts (the answer stays well under a megabyte).
 MAX_PREDICT_AT = 10_000
@@ -61,14 +61,12 @@ class FittingRpcs(RpcBase):
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         form = request.form or "chinchilla"
         options, checkpoints, borrowed = await self._fit_settings(request.options, "options.")
-        family = await asyncio.to_thread(self.store.get_family, name)
-        records = await asyncio.to_thread(self.store.all_runs, name)
+        family, records, runs, compute = await self._family_runs(
+            name, "fit", with_unique=form == "data_constrained"
+        )
         base_law = None
         if form == "data_constrained" and request.base in ("", "law"):
             base_law = await asyncio.to_thread(self._current_chinchilla, name)
-        if not records:
-            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
-        runs, compute = _runs_of(records, family.flops_per_param_token, form == "data_constrained")
         job = FitJob(
             runs=runs,
             form=form,
@@ -151,11 +149,7 @@ class FittingRpcs(RpcBase):
         )
         cut = positive("train_below", request.train_below)
         options, checkpoints, _ = await self._fit_settings(request.options, "options.")
-        family = await asyncio.to_thread(self.store.get_family, name)
-        records = await asyncio.to_thread(self.store.all_runs, name)
-        if not records:
-            raise Infeasible(f"family {name!r} has no runs to backtest", field="family")
-        runs, compute = _runs_of(records, family.flops_per_param_token)
+        _, records, runs, compute = await self._family_runs(name, "backtest")
         result = await self.pool.run(backtest, runs, compute, cut, methods, options, checkpoints)
         order = result.test[np.argsort(compute[result.test])]
         position = {int(index): i for i, index in enumerate(result.test)}
@@ -181,6 +175,21 @@ class FittingRpcs(RpcBase):
                     relative_error=float(scored.relative_error[i]),
                 )
         return response
+
+    async def _family_runs(
+        self, name: str, purpose: str, with_unique: bool = False, finals_only: bool = False
+    ) -> tuple[FamilyRecord, list[RunRecord], Runs, NDArray[np.float64]]:
+        """The family, its runs (records and arrays) and each row's compute; FAILED_PRECONDITION
+        when it has none. `finals_only`: each run's last checkpoint only."""
+        family = await asyncio.to_thread(self.store.get_family, name)
+        records = await asyncio.to_thread(self.store.all_runs, name)
+        if not records:
+            raise Infeasible(f"family {name!r} has no runs to {purpose}", field="family")
+        runs, compute = _runs_of(records, family.flops_per_param_token, with_unique)
+        if finals_only:
+            finals = final_rows(runs)
+            return family, [records[i] for i in finals], runs.subset(finals), compute[finals]
+        return family, records, runs, compute
 
     async def _fit_settings(
         self, message: pb.FitOptions, prefix: str
@@ -242,17 +251,11 @@ class FittingRpcs(RpcBase):
         self, request: pb.FitIsoFLOPRequest, context: Context
     ) -> pb.FitIsoFLOPResponse:
         name = validation.family_name("family", request.family)
-        family = await asyncio.to_thread(self.store.get_family, name)
-        records = await asyncio.to_thread(self.store.all_runs, name)
-        if not records:
-            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
-        k = family.flops_per_param_token
-        all_rows, compute = _runs_of(records, k)
         # A profile point is a finished run: its last checkpoint.
-        finals = final_rows(all_rows)
-        runs, records = all_rows.subset(finals), [records[i] for i in finals]
-        if records and all(r.flops is not None for r in records):
-            budgets = compute[finals]
+        family, records, runs, compute = await self._family_runs(name, "fit", finals_only=True)
+        k = family.flops_per_param_token
+        if all(r.flops is not None for r in records):
+            budgets = compute
         else:
             budgets = nominal_budgets(k * runs.params * runs.tokens)
         fit = await self.pool.run(fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k)
@@ -291,17 +294,8 @@ class FittingRpcs(RpcBase):
         points = [positive(f"predict_at[{i}]", x) for i, x in enumerate(request.predict_at)]
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
-        family = await asyncio.to_thread(self.store.get_family, name)
-        records = await asyncio.to_thread(self.store.all_runs, name)
-        if not records:
-            raise Infeasible(f"family {name!r} has no runs to fit", field="family")
-        all_rows, compute = _runs_of(records, family.flops_per_param_token)
-        finals = final_rows(all_rows)
-        runs, records = all_rows.subset(finals), [records[i] for i in finals]
-        if against == "compute":
-            x = compute[finals]
-        else:
-            x = runs.params if against == "params" else runs.tokens
+        _, records, runs, compute = await self._family_runs(name, "fit", finals_only=True)
+        x = {"compute": compute, "params": runs.params, "tokens": runs.tokens}[against]
         response = pb.FitBrokenPowerLawResponse(runs=len(records))
         if breaks is None:
             choice = await self.pool.run(fit_bnsl_auto, x, runs.loss, MAX_BREAKS, request.seed)

@@ -1,7 +1,7 @@
 """Method "auto": choose the fit method and options that extrapolate best on these runs.
 
-Every candidate (vpnls, huber, each with and without tied exponents, within the caller's own
-options) is fitted on the training runs below a compute cut and scored on the final losses of
+Every candidate (vpnls, huber, and huber with over-estimate penalties, each with and without
+tied exponents, within the caller's own options; see candidates()) is fitted on the training runs below a compute cut and scored on the final losses of
 the runs above it, for several cuts (a rolling-origin backtest: the largest runs are held out
 in every fold, the next largest in some). The lowest mean relative error wins. A default fitted
 on all runs says nothing about extrapolation; this scores exactly what the law is used for.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.errors import PlannerError
-from planner.fitting.checkpoints import CheckpointSelection, final_rows
+from planner.fitting.checkpoints import CheckpointSelection, at_final_row, final_rows
 from planner.fitting.chinchilla import fit_chinchilla
 from planner.fitting.data import Array, Index, Runs
 from planner.fitting.options import FitOptions
@@ -97,20 +97,34 @@ def fold_cuts(final_compute: Array, free_parameters: int) -> list[float]:
     return cuts
 
 
+@dataclass(frozen=True)
+class Fold:
+    """The selected checkpoints of the runs whose final compute is below a cut, and the rows
+    (final checkpoints) of the runs at or above it."""
+
+    train: Runs
+    test: Index
+
+
+def fold(runs: Runs, compute: Array, cut: float, selection: CheckpointSelection) -> Fold:
+    finals = final_rows(runs)
+    below = np.flatnonzero(at_final_row(runs, compute) < cut)
+    return Fold(selection.select(runs.subset(below)), finals[compute[finals] >= cut])
+
+
+def fold_errors(runs: Runs, split: Fold, candidate: Candidate) -> Array:
+    """Relative errors on the fold's held-out rows of the candidate fitted to its training."""
+    law = fit_chinchilla(split.train, candidate.method, options=candidate.options).law
+    predicted = law.predict(runs.params[split.test], runs.tokens[split.test])
+    return np.asarray(predicted / runs.loss[split.test] - 1.0)
+
+
 def held_out_errors(
     runs: Runs, compute: Array, cut: float, candidate: Candidate, selection: CheckpointSelection
 ) -> Array:
     """Relative errors on the final checkpoints of runs whose final compute is >= cut, of the
     candidate fitted to the selected checkpoints of the runs below the cut."""
-    finals = final_rows(runs)
-    run_compute = np.zeros(int(runs.group_codes.max()) + 1)
-    run_compute[runs.group_codes[finals]] = compute[finals]
-    below = run_compute[runs.group_codes] < cut
-    train = selection.select(runs.subset(np.flatnonzero(below)))
-    law = fit_chinchilla(train, candidate.method, options=candidate.options).law
-    test: Index = finals[compute[finals] >= cut]
-    predicted = law.predict(runs.params[test], runs.tokens[test])
-    return np.asarray(predicted / runs.loss[test] - 1.0)
+    return fold_errors(runs, fold(runs, compute, cut, selection), candidate)
 
 
 def choose(
@@ -133,12 +147,11 @@ def choose(
             f"{finals.size} runs are too few to hold the largest out; {fallback.label} is used "
             "without a backtest",
         )
+    splits = [fold(runs, compute, cut, selection) for cut in cuts]  # shared by the candidates
     scores = []
     for candidate in pool:
         try:
-            errors = [
-                np.abs(held_out_errors(runs, compute, cut, candidate, selection)) for cut in cuts
-            ]
+            errors = [np.abs(fold_errors(runs, split, candidate)) for split in splits]
         except PlannerError as error:
             scores.append(CandidateScore(candidate, float("nan"), float("nan"), error.message))
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.errors import Infeasible, PlannerError
-from planner.fitting.checkpoints import CheckpointSelection, final_rows
+from planner.fitting.checkpoints import CheckpointSelection, at_final_row, final_rows
 from planner.fitting.data import Array, Index, Runs
 from planner.fitting.jobs import FitJob
 from planner.fitting.options import FitOptions
@@ -62,10 +62,7 @@ def backtest(
     checkpoints of the others. A method whose fit fails reports why instead of failing all."""
     cut = positive("train_below", train_below)
     finals = final_rows(runs)
-    run_compute = np.zeros(int(runs.group_codes.max()) + 1)
-    run_compute[runs.group_codes[finals]] = compute[finals]
-    row_compute = run_compute[runs.group_codes]
-    train = np.flatnonzero(row_compute < cut)
+    train = np.flatnonzero(at_final_row(runs, compute) < cut)
     test = finals[compute[finals] >= cut]
     if test.size == 0:
         raise Infeasible(

@@ -77,6 +77,15 @@ def final_rows(runs: Runs) -> Index:
     return CheckpointSelection("final").rows(runs)
 
 
+def at_final_row(runs: Runs, values: np.ndarray) -> np.ndarray:
+    """For each row, `values` at its run's last checkpoint (e.g. the run's training compute,
+    which decides the side of a compute cut every checkpoint of the run falls on)."""
+    finals = final_rows(runs)
+    per_run = np.zeros(int(runs.group_codes.max()) + 1)
+    per_run[runs.group_codes[finals]] = values[finals]
+    return np.asarray(per_run[runs.group_codes])
+
+
 def cluster_resamples(runs: Runs, resamples: int, seed: int) -> list[Index]:
     """`resamples` bootstrap samples of row indices: runs drawn with replacement, each drawn run
     bringing all its rows (reproducible by seed). Without groups, plain row resampling."""
