@@ -6,7 +6,6 @@ import asyncio
 
 from planner.errors import InvalidInput
 from planner.laws import (
-    FORMS,
     parse_law,
 )
 from planner_api.v1 import planner_pb2 as pb
@@ -152,8 +151,7 @@ class CatalogRpcs(RpcBase):
         self, request: pb.SetCurrentLawRequest, context: Context
     ) -> pb.SetCurrentLawResponse:
         name = validation.family_name("family", request.family)
-        if request.form not in FORMS:
-            raise InvalidInput("form", f"unknown law form {request.form!r}; known: {sorted(FORMS)}")
+        validation.law_form("form", request.form)
         if request.version < 1:
             raise InvalidInput("version", f"must be >= 1, got {request.version}")
         try:
@@ -173,7 +171,6 @@ class CatalogRpcs(RpcBase):
         self, request: pb.ListLawVersionsRequest, context: Context
     ) -> pb.ListLawVersionsResponse:
         name = validation.family_name("family", request.family)
-        if request.form and request.form not in FORMS:
-            raise InvalidInput("form", f"unknown law form {request.form!r}; known: {sorted(FORMS)}")
+        validation.law_form("form", request.form, optional=True)
         records = await asyncio.to_thread(self.store.list_law_versions, name, request.form or None)
         return pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records])

@@ -10,7 +10,6 @@ import numpy as np
 from planner.errors import InvalidInput
 from planner.laws import (
     DEFAULT_FORM_ORDER,
-    FORMS,
     parse_law,
 )
 from planner.laws.bnsl_forms import BnslLaw
@@ -51,10 +50,7 @@ class RpcBase:
 
     def _law_record(self, selector: pb.LawSelector, prefix: str) -> LawRecord:
         name = validation.family_name(f"{prefix}family", selector.family)
-        if selector.form and selector.form not in FORMS:
-            raise InvalidInput(
-                f"{prefix}form", f"unknown law form {selector.form!r}; known: {sorted(FORMS)}"
-            )
+        validation.law_form(f"{prefix}form", selector.form, optional=True)
         if selector.version < 0:
             raise InvalidInput(f"{prefix}version", f"must be >= 0, got {selector.version}")
         forms = (selector.form,) if selector.form else DEFAULT_FORM_ORDER

@@ -8,6 +8,7 @@ import json
 import re
 
 from planner.errors import InvalidInput
+from planner.laws import FORMS
 from planner.validation import finite, optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import RunRecord
@@ -48,6 +49,13 @@ def convention(field: str, value: int) -> str:
     if value not in CONVENTIONS:
         raise InvalidInput(field, f"unknown parameter convention {value}")
     return CONVENTIONS[value]
+
+
+def law_form(field: str, form: str, optional: bool = False) -> str:
+    """A known law form name ("" allowed when `optional`: the family's default form)."""
+    if (form or not optional) and form not in FORMS:
+        raise InvalidInput(field, f"unknown law form {form!r}; known: {sorted(FORMS)}")
+    return form
 
 
 def page_size(field: str, value: int, default: int, maximum: int) -> int:
