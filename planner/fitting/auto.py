@@ -1,9 +1,10 @@
 """Method "auto": choose the fit method and options that extrapolate best on these runs.
 
 Every candidate (vpnls, huber, and huber with over-estimate penalties, each with and without
-tied exponents, within the caller's own options; see candidates()) is fitted on the training runs below a compute cut and scored on the final losses of
-the runs above it, for several cuts (a rolling-origin backtest: the largest runs are held out
-in every fold, the next largest in some). The lowest mean relative error wins. A default fitted
+tied exponents, within the caller's own options; see candidates()) is fitted on the training
+runs below a compute cut and scored on the final losses of the runs above it, for several cuts
+(a rolling-origin backtest: the largest runs are held out in every fold, the next largest in
+some). The lowest mean relative error wins. A default fitted
 on all runs says nothing about extrapolation; this scores exactly what the law is used for.
 """
 

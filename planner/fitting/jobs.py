@@ -176,7 +176,7 @@ class FitJob:
     def fit(self) -> FittedLaw:
         """The fit on all selected runs (after method auto's choice, when asked)."""
         choice = self.choose() if self.method == "auto" and self.form not in BNSL_FORMS else None
-        job = self if choice is None else self.resolved(choice.chosen)
+        job = self if choice is None else self._as(choice.chosen)
         fitted = job._fit_named()
         options = {**fitted.options, **job.checkpoints.describe(), **job.options.describe()}
         if choice is not None:
@@ -187,14 +187,12 @@ class FitJob:
         )
         return replace(fitted, options=options, choice=choice, warnings=warnings)
 
-    def resolved(self, fitted: FittedLaw | auto.Candidate) -> FitJob:
+    def resolved(self, fitted: FittedLaw) -> FitJob:
         """This job with the method and options that won method auto (what the bootstrap
         refits); unchanged when the method was named."""
-        candidate = (
-            fitted.choice.chosen if isinstance(fitted, FittedLaw) and fitted.choice else fitted
-        )
-        if not isinstance(candidate, auto.Candidate):
-            return self
+        return self if fitted.choice is None else self._as(fitted.choice.chosen)
+
+    def _as(self, candidate: auto.Candidate) -> FitJob:
         return replace(self, method=candidate.method, options=candidate.options)
 
     def _fit_named(self) -> FittedLaw:
