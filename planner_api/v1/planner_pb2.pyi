@@ -82,6 +82,50 @@ INTERVAL_KIND_PREDICTION: IntervalKind.ValueType  # 2
 """
 Global___IntervalKind: _TypeAlias = IntervalKind  # noqa: Y015
 
+class _OperationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OperationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OperationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPERATION_STATE_UNSPECIFIED: _OperationState.ValueType  # 0
+    """Never returned."""
+    OPERATION_STATE_QUEUED: _OperationState.ValueType  # 1
+    """Waiting for a fit worker."""
+    OPERATION_STATE_RUNNING: _OperationState.ValueType  # 2
+    """Computing; `progress` says how far."""
+    OPERATION_STATE_SUCCEEDED: _OperationState.ValueType  # 3
+    """Done; `result` holds the answer (a fit's stored law, a backtest's report)."""
+    OPERATION_STATE_FAILED: _OperationState.ValueType  # 4
+    """Done; `error` says why (the status code the synchronous RPC would have returned)."""
+    OPERATION_STATE_CANCELLED: _OperationState.ValueType  # 5
+    """Done; cancelled by CancelOperation, or the synchronous caller went away."""
+    OPERATION_STATE_INTERRUPTED: _OperationState.ValueType  # 6
+    """Its server stopped (or died) while it ran; the next server to start retries it from the
+    beginning (fits are deterministic for a seed), and `attempt` counts the tries.
+    """
+
+class OperationState(_OperationState, metaclass=_OperationStateEnumTypeWrapper):
+    """Where an operation is in its life."""
+
+OPERATION_STATE_UNSPECIFIED: OperationState.ValueType  # 0
+"""Never returned."""
+OPERATION_STATE_QUEUED: OperationState.ValueType  # 1
+"""Waiting for a fit worker."""
+OPERATION_STATE_RUNNING: OperationState.ValueType  # 2
+"""Computing; `progress` says how far."""
+OPERATION_STATE_SUCCEEDED: OperationState.ValueType  # 3
+"""Done; `result` holds the answer (a fit's stored law, a backtest's report)."""
+OPERATION_STATE_FAILED: OperationState.ValueType  # 4
+"""Done; `error` says why (the status code the synchronous RPC would have returned)."""
+OPERATION_STATE_CANCELLED: OperationState.ValueType  # 5
+"""Done; cancelled by CancelOperation, or the synchronous caller went away."""
+OPERATION_STATE_INTERRUPTED: OperationState.ValueType  # 6
+"""Its server stopped (or died) while it ran; the next server to start retries it from the
+beginning (fits are deterministic for a seed), and `attempt` counts the tries.
+"""
+Global___OperationState: _TypeAlias = OperationState  # noqa: Y015
+
 @_typing.final
 class Family(_message.Message):
     """A named model family: the runs a team reports and the laws fitted or published for it."""
@@ -3368,3 +3412,452 @@ class AllocateBudgetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AllocateBudgetResponse: _TypeAlias = AllocateBudgetResponse  # noqa: Y015
+
+@_typing.final
+class Operation(_message.Message):
+    """A long-running operation (the AIP-151 resource, with typed results)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    BACKTEST_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"operations/<id>"."""
+    kind: _builtins.str
+    """"fit" or "backtest"."""
+    family: _builtins.str
+    """Family the work is on."""
+    state: Global___OperationState.ValueType
+    """Where it is in its life."""
+    done: _builtins.bool
+    """True once SUCCEEDED, FAILED or CANCELLED."""
+    attempt: _builtins.int
+    """Tries so far (1 unless an interrupted server made it start again)."""
+    @_builtins.property
+    def progress(self) -> Global___FitProgress:
+        """How far the work has got (as FitLaw's progress events)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was started."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When its state or progress last changed."""
+
+    @_builtins.property
+    def law(self) -> Global___Law:
+        """A fit's stored law version."""
+
+    @_builtins.property
+    def backtest(self) -> Global___BacktestLawResponse:
+        """A backtest's report."""
+
+    @_builtins.property
+    def error(self) -> Global___OperationError:
+        """Why it failed or was cancelled."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        family: _builtins.str = ...,
+        state: Global___OperationState.ValueType = ...,
+        done: _builtins.bool = ...,
+        progress: Global___FitProgress | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        attempt: _builtins.int = ...,
+        law: Global___Law | None = ...,
+        backtest: Global___BacktestLawResponse | None = ...,
+        error: Global___OperationError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest", "create_time", b"create_time", "error", b"error", "law", b"law", "progress", b"progress", "result", b"result", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "backtest", b"backtest", "create_time", b"create_time", "done", b"done", "error", b"error", "family", b"family", "kind", b"kind", "law", b"law", "name", b"name", "progress", b"progress", "result", b"result", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["law", "backtest", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___Operation: _TypeAlias = Operation  # noqa: Y015
+
+@_typing.final
+class OperationError(_message.Message):
+    """Why an operation did not succeed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The gRPC status code name the synchronous RPC would have returned ("FAILED_PRECONDITION",
+    "CANCELLED", "DEADLINE_EXCEEDED", ...).
+    """
+    message: _builtins.str
+    """What went wrong, naming the field when one was bad."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationError: _TypeAlias = OperationError  # noqa: Y015
+
+@_typing.final
+class GetOperationRequest(_message.Message):
+    """Input of GetOperation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"operations/<id>"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOperationRequest: _TypeAlias = GetOperationRequest  # noqa: Y015
+
+@_typing.final
+class ListOperationsRequest(_message.Message):
+    """Input of ListOperations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """Only this family's operations when set."""
+    page_size: _builtins.int
+    """At most this many (1-1000; 0 means 100)."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOperationsRequest: _TypeAlias = ListOperationsRequest  # noqa: Y015
+
+@_typing.final
+class ListOperationsResponse(_message.Message):
+    """One page of ListOperations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass to the next call; empty when there are no more."""
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Operation]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        operations: _abc.Iterable[Global___Operation] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOperationsResponse: _TypeAlias = ListOperationsResponse  # noqa: Y015
+
+@_typing.final
+class CancelOperationRequest(_message.Message):
+    """Input of CancelOperation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"operations/<id>"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOperationRequest: _TypeAlias = CancelOperationRequest  # noqa: Y015
+
+@_typing.final
+class WatchOperationRequest(_message.Message):
+    """Input of WatchOperation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"operations/<id>"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchOperationRequest: _TypeAlias = WatchOperationRequest  # noqa: Y015
+
+@_typing.final
+class PlanComputeOptimalBatchRequest(_message.Message):
+    """Input of PlanComputeOptimalBatch: one plan per budget (or per loss target)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    TARGET_LOSSES_FIELD_NUMBER: _builtins.int
+    MAX_PARAMS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_EPOCHS_FIELD_NUMBER: _builtins.int
+    max_params: _builtins.float
+    """Cap on parameters N for every row (> 0)."""
+    max_tokens: _builtins.float
+    """Cap on training tokens D for every row (> 0)."""
+    unique_tokens: _builtins.float
+    """Unique tokens available for every row (> 0); as in PlanComputeOptimalRequest."""
+    max_epochs: _builtins.float
+    """Passes over the unique data allowed (> 0; needs unique_tokens)."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law to use (one law answers every row)."""
+
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Training budgets in FLOPs (each > 0). Exactly one of budgets and target_losses is non-empty."""
+
+    @_builtins.property
+    def target_losses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Loss targets (each above the law's irreducible loss E)."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        budgets: _abc.Iterable[_builtins.float] | None = ...,
+        target_losses: _abc.Iterable[_builtins.float] | None = ...,
+        max_params: _builtins.float | None = ...,
+        max_tokens: _builtins.float | None = ...,
+        unique_tokens: _builtins.float | None = ...,
+        max_epochs: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budgets", b"budgets", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_losses", b"target_losses", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_epochs: _TypeAlias = _typing.Literal["max_epochs"]  # noqa: Y015
+    _WhichOneofArgType__max_epochs: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs"]  # noqa: Y015
+    _WhichOneofReturnType__max_params: _TypeAlias = _typing.Literal["max_params"]  # noqa: Y015
+    _WhichOneofArgType__max_params: _TypeAlias = _typing.Literal["_max_params", b"_max_params"]  # noqa: Y015
+    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__unique_tokens: _TypeAlias = _typing.Literal["unique_tokens"]  # noqa: Y015
+    _WhichOneofArgType__unique_tokens: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_epochs) -> _WhichOneofReturnType__max_epochs | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_params) -> _WhichOneofReturnType__max_params | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_tokens) -> _WhichOneofReturnType__unique_tokens | None: ...
+
+Global___PlanComputeOptimalBatchRequest: _TypeAlias = PlanComputeOptimalBatchRequest  # noqa: Y015
+
+@_typing.final
+class PlanComputeOptimalBatchResponse(_message.Message):
+    """Output of PlanComputeOptimalBatch: parallel arrays, one entry per requested row, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    FLOPS_FIELD_NUMBER: _builtins.int
+    BINDING_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def params(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Optimal parameters N."""
+
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Optimal training tokens D."""
+
+    @_builtins.property
+    def loss(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Predicted loss at (N, D), nats/token."""
+
+    @_builtins.property
+    def flops(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Training FLOPs used, k N D."""
+
+    @_builtins.property
+    def binding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Constraints active per row, comma-separated (the names of PlanComputeOptimalResponse.binding)."""
+
+    @_builtins.property
+    def solver(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What answered each row ("closed_form", "gp/<SOLVER>", "scalar/bounded")."""
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        params: _abc.Iterable[_builtins.float] | None = ...,
+        tokens: _abc.Iterable[_builtins.float] | None = ...,
+        loss: _abc.Iterable[_builtins.float] | None = ...,
+        flops: _abc.Iterable[_builtins.float] | None = ...,
+        binding: _abc.Iterable[_builtins.str] | None = ...,
+        solver: _abc.Iterable[_builtins.str] | None = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "flops", b"flops", "law", b"law", "loss", b"loss", "params", b"params", "solver", b"solver", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanComputeOptimalBatchResponse: _TypeAlias = PlanComputeOptimalBatchResponse  # noqa: Y015
+
+@_typing.final
+class PredictBatchRequest(_message.Message):
+    """Input of PredictBatch: one prediction per (params[i], tokens[i])."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
+    WITH_BAND_FIELD_NUMBER: _builtins.int
+    with_band: _builtins.bool
+    """Whether to return the law's band per point (needs a version with an ensemble)."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law to use."""
+
+    @_builtins.property
+    def params(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Parameters N (each > 0)."""
+
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Training tokens D (each > 0); as many as params."""
+
+    @_builtins.property
+    def unique_tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Unique tokens U (each > 0), for laws that model repetition: empty (unlimited data) or as
+        many as params.
+        """
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        params: _abc.Iterable[_builtins.float] | None = ...,
+        tokens: _abc.Iterable[_builtins.float] | None = ...,
+        unique_tokens: _abc.Iterable[_builtins.float] | None = ...,
+        with_band: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law", "params", b"params", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "with_band", b"with_band"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictBatchRequest: _TypeAlias = PredictBatchRequest  # noqa: Y015
+
+@_typing.final
+class PredictBatchResponse(_message.Message):
+    """Output of PredictBatch: parallel arrays in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOSS_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def loss(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Predicted loss, nats/token."""
+
+    @_builtins.property
+    def low(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Each point's 95% band (Predict's INTERVAL_KIND_BAND) when with_band was asked (else empty)."""
+
+    @_builtins.property
+    def high(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Upper ends of the bands."""
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        loss: _abc.Iterable[_builtins.float] | None = ...,
+        low: _abc.Iterable[_builtins.float] | None = ...,
+        high: _abc.Iterable[_builtins.float] | None = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "law", b"law", "loss", b"loss", "low", b"low"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictBatchResponse: _TypeAlias = PredictBatchResponse  # noqa: Y015

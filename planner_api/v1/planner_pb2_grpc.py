@@ -145,6 +145,46 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.FromString,
                 _registered_method=True)
+        self.StartFit = channel.unary_unary(
+                '/planner.v1.PlannerService/StartFit',
+                request_serializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.Operation.FromString,
+                _registered_method=True)
+        self.StartBacktest = channel.unary_unary(
+                '/planner.v1.PlannerService/StartBacktest',
+                request_serializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/planner.v1.PlannerService/GetOperation',
+                request_serializer=planner_dot_v1_dot_planner__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.Operation.FromString,
+                _registered_method=True)
+        self.ListOperations = channel.unary_unary(
+                '/planner.v1.PlannerService/ListOperations',
+                request_serializer=planner_dot_v1_dot_planner__pb2.ListOperationsRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.ListOperationsResponse.FromString,
+                _registered_method=True)
+        self.CancelOperation = channel.unary_unary(
+                '/planner.v1.PlannerService/CancelOperation',
+                request_serializer=planner_dot_v1_dot_planner__pb2.CancelOperationRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.Operation.FromString,
+                _registered_method=True)
+        self.WatchOperation = channel.unary_stream(
+                '/planner.v1.PlannerService/WatchOperation',
+                request_serializer=planner_dot_v1_dot_planner__pb2.WatchOperationRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.Operation.FromString,
+                _registered_method=True)
+        self.PlanComputeOptimalBatch = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanComputeOptimalBatch',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchResponse.FromString,
+                _registered_method=True)
+        self.PredictBatch = channel.unary_unary(
+                '/planner.v1.PlannerService/PredictBatch',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PredictBatchRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PredictBatchResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -328,6 +368,70 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartFit(self, request, context):
+        """Long-running operations (AIP-151). Fits and backtests run on the server's own fit workers,
+        apart from the plan workers, with a bounded queue (RESOURCE_EXHAUSTED with a retry hint when
+        full). An operation keeps running when its caller goes away, and its result is stored.
+
+        Starts FitLaw's work as an operation and returns it at once (state QUEUED or RUNNING).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartBacktest(self, request, context):
+        """Starts BacktestLaw's work as an operation and returns it at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """Returns one operation. NOT_FOUND if absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperations(self, request, context):
+        """Lists operations, newest first, paginated; optionally of one family.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOperation(self, request, context):
+        """Cancels an operation: its computation stops within about a second and it ends CANCELLED.
+        Cancelling a finished operation changes nothing. Returns the operation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOperation(self, request, context):
+        """Streams the operation whenever it changes (state or progress), ending once it is done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanComputeOptimalBatch(self, request, context):
+        """Batch queries for schedulers: many plans or predictions from one law in one call, answered
+        vectorised. Results are parallel arrays in request order.
+
+        PlanComputeOptimal for many budgets (or many loss targets) under the same caps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictBatch(self, request, context):
+        """Predict for many (N, D) points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -440,6 +544,46 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.AllocateBudget,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.SerializeToString,
+            ),
+            'StartFit': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartFit,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.FitLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.Operation.SerializeToString,
+            ),
+            'StartBacktest': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBacktest,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.BacktestLawRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.Operation.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.GetOperationRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.Operation.SerializeToString,
+            ),
+            'ListOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperations,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.ListOperationsRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'CancelOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOperation,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.CancelOperationRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.Operation.SerializeToString,
+            ),
+            'WatchOperation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOperation,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.WatchOperationRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.Operation.SerializeToString,
+            ),
+            'PlanComputeOptimalBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanComputeOptimalBatch,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchResponse.SerializeToString,
+            ),
+            'PredictBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictBatch,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PredictBatchRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PredictBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1037,6 +1181,222 @@ class PlannerService:
             '/planner.v1.PlannerService/AllocateBudget',
             planner_dot_v1_dot_planner__pb2.AllocateBudgetRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.AllocateBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartFit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/StartFit',
+            planner_dot_v1_dot_planner__pb2.FitLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBacktest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/StartBacktest',
+            planner_dot_v1_dot_planner__pb2.BacktestLawRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/GetOperation',
+            planner_dot_v1_dot_planner__pb2.GetOperationRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/ListOperations',
+            planner_dot_v1_dot_planner__pb2.ListOperationsRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/CancelOperation',
+            planner_dot_v1_dot_planner__pb2.CancelOperationRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/planner.v1.PlannerService/WatchOperation',
+            planner_dot_v1_dot_planner__pb2.WatchOperationRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanComputeOptimalBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanComputeOptimalBatch',
+            planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanComputeOptimalBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PredictBatch',
+            planner_dot_v1_dot_planner__pb2.PredictBatchRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PredictBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

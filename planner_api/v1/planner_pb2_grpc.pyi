@@ -123,6 +123,33 @@ class PlannerServiceStub:
     recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
     and the marginal value of compute, which is equal across jobs no bound holds.
     """
+    StartFit: _grpc.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.Operation]
+    """Long-running operations (AIP-151). Fits and backtests run on the server's own fit workers,
+    apart from the plan workers, with a bounded queue (RESOURCE_EXHAUSTED with a retry hint when
+    full). An operation keeps running when its caller goes away, and its result is stored.
+
+    Starts FitLaw's work as an operation and returns it at once (state QUEUED or RUNNING).
+    """
+    StartBacktest: _grpc.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.Operation]
+    """Starts BacktestLaw's work as an operation and returns it at once."""
+    GetOperation: _grpc.UnaryUnaryMultiCallable[_planner_pb2.GetOperationRequest, _planner_pb2.Operation]
+    """Returns one operation. NOT_FOUND if absent."""
+    ListOperations: _grpc.UnaryUnaryMultiCallable[_planner_pb2.ListOperationsRequest, _planner_pb2.ListOperationsResponse]
+    """Lists operations, newest first, paginated; optionally of one family."""
+    CancelOperation: _grpc.UnaryUnaryMultiCallable[_planner_pb2.CancelOperationRequest, _planner_pb2.Operation]
+    """Cancels an operation: its computation stops within about a second and it ends CANCELLED.
+    Cancelling a finished operation changes nothing. Returns the operation.
+    """
+    WatchOperation: _grpc.UnaryStreamMultiCallable[_planner_pb2.WatchOperationRequest, _planner_pb2.Operation]
+    """Streams the operation whenever it changes (state or progress), ending once it is done."""
+    PlanComputeOptimalBatch: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanComputeOptimalBatchRequest, _planner_pb2.PlanComputeOptimalBatchResponse]
+    """Batch queries for schedulers: many plans or predictions from one law in one call, answered
+    vectorised. Results are parallel arrays in request order.
+
+    PlanComputeOptimal for many budgets (or many loss targets) under the same caps.
+    """
+    PredictBatch: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PredictBatchRequest, _planner_pb2.PredictBatchResponse]
+    """Predict for many (N, D) points."""
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -209,6 +236,33 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
     and the marginal value of compute, which is equal across jobs no bound holds.
     """
+    StartFit: _aio.UnaryUnaryMultiCallable[_planner_pb2.FitLawRequest, _planner_pb2.Operation]  # type: ignore[assignment]
+    """Long-running operations (AIP-151). Fits and backtests run on the server's own fit workers,
+    apart from the plan workers, with a bounded queue (RESOURCE_EXHAUSTED with a retry hint when
+    full). An operation keeps running when its caller goes away, and its result is stored.
+
+    Starts FitLaw's work as an operation and returns it at once (state QUEUED or RUNNING).
+    """
+    StartBacktest: _aio.UnaryUnaryMultiCallable[_planner_pb2.BacktestLawRequest, _planner_pb2.Operation]  # type: ignore[assignment]
+    """Starts BacktestLaw's work as an operation and returns it at once."""
+    GetOperation: _aio.UnaryUnaryMultiCallable[_planner_pb2.GetOperationRequest, _planner_pb2.Operation]  # type: ignore[assignment]
+    """Returns one operation. NOT_FOUND if absent."""
+    ListOperations: _aio.UnaryUnaryMultiCallable[_planner_pb2.ListOperationsRequest, _planner_pb2.ListOperationsResponse]  # type: ignore[assignment]
+    """Lists operations, newest first, paginated; optionally of one family."""
+    CancelOperation: _aio.UnaryUnaryMultiCallable[_planner_pb2.CancelOperationRequest, _planner_pb2.Operation]  # type: ignore[assignment]
+    """Cancels an operation: its computation stops within about a second and it ends CANCELLED.
+    Cancelling a finished operation changes nothing. Returns the operation.
+    """
+    WatchOperation: _aio.UnaryStreamMultiCallable[_planner_pb2.WatchOperationRequest, _planner_pb2.Operation]  # type: ignore[assignment]
+    """Streams the operation whenever it changes (state or progress), ending once it is done."""
+    PlanComputeOptimalBatch: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanComputeOptimalBatchRequest, _planner_pb2.PlanComputeOptimalBatchResponse]  # type: ignore[assignment]
+    """Batch queries for schedulers: many plans or predictions from one law in one call, answered
+    vectorised. Results are parallel arrays in request order.
+
+    PlanComputeOptimal for many budgets (or many loss targets) under the same caps.
+    """
+    PredictBatch: _aio.UnaryUnaryMultiCallable[_planner_pb2.PredictBatchRequest, _planner_pb2.PredictBatchResponse]  # type: ignore[assignment]
+    """Predict for many (N, D) points."""
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores scaling laws per model family and answers planning queries from them."""
@@ -424,5 +478,80 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         recorded conic map, then finished exactly by water-filling; reports per-job compute, plan
         and the marginal value of compute, which is equal across jobs no bound holds.
         """
+
+    @_abc_1.abstractmethod
+    def StartFit(
+        self,
+        request: _planner_pb2.FitLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.Operation, _abc.Awaitable[_planner_pb2.Operation]]:
+        """Long-running operations (AIP-151). Fits and backtests run on the server's own fit workers,
+        apart from the plan workers, with a bounded queue (RESOURCE_EXHAUSTED with a retry hint when
+        full). An operation keeps running when its caller goes away, and its result is stored.
+
+        Starts FitLaw's work as an operation and returns it at once (state QUEUED or RUNNING).
+        """
+
+    @_abc_1.abstractmethod
+    def StartBacktest(
+        self,
+        request: _planner_pb2.BacktestLawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.Operation, _abc.Awaitable[_planner_pb2.Operation]]:
+        """Starts BacktestLaw's work as an operation and returns it at once."""
+
+    @_abc_1.abstractmethod
+    def GetOperation(
+        self,
+        request: _planner_pb2.GetOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.Operation, _abc.Awaitable[_planner_pb2.Operation]]:
+        """Returns one operation. NOT_FOUND if absent."""
+
+    @_abc_1.abstractmethod
+    def ListOperations(
+        self,
+        request: _planner_pb2.ListOperationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.ListOperationsResponse, _abc.Awaitable[_planner_pb2.ListOperationsResponse]]:
+        """Lists operations, newest first, paginated; optionally of one family."""
+
+    @_abc_1.abstractmethod
+    def CancelOperation(
+        self,
+        request: _planner_pb2.CancelOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.Operation, _abc.Awaitable[_planner_pb2.Operation]]:
+        """Cancels an operation: its computation stops within about a second and it ends CANCELLED.
+        Cancelling a finished operation changes nothing. Returns the operation.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchOperation(
+        self,
+        request: _planner_pb2.WatchOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_planner_pb2.Operation], _abc.AsyncIterator[_planner_pb2.Operation]]:
+        """Streams the operation whenever it changes (state or progress), ending once it is done."""
+
+    @_abc_1.abstractmethod
+    def PlanComputeOptimalBatch(
+        self,
+        request: _planner_pb2.PlanComputeOptimalBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanComputeOptimalBatchResponse, _abc.Awaitable[_planner_pb2.PlanComputeOptimalBatchResponse]]:
+        """Batch queries for schedulers: many plans or predictions from one law in one call, answered
+        vectorised. Results are parallel arrays in request order.
+
+        PlanComputeOptimal for many budgets (or many loss targets) under the same caps.
+        """
+
+    @_abc_1.abstractmethod
+    def PredictBatch(
+        self,
+        request: _planner_pb2.PredictBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PredictBatchResponse, _abc.Awaitable[_planner_pb2.PredictBatchResponse]]:
+        """Predict for many (N, D) points."""
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
