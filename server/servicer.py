@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server.allocation_rpcs import AllocationRpcs
+from server.batch_rpcs import BatchRpcs
 from server.catalog_rpcs import CatalogRpcs
 from server.fitting_rpcs import FittingRpcs
+from server.operation_rpcs import OperationRpcs
 from server.planning_rpcs import PlanningRpcs
 
 
 class PlannerService(
-    CatalogRpcs, FittingRpcs, PlanningRpcs, AllocationRpcs, pb_grpc.PlannerServiceServicer
+    CatalogRpcs,
+    FittingRpcs,
+    OperationRpcs,
+    PlanningRpcs,
+    AllocationRpcs,
+    BatchRpcs,
+    pb_grpc.PlannerServiceServicer,
 ):
     """The one service of planner.v1."""
