@@ -13,6 +13,9 @@ from bench.accuracy import (
     DataSetScore,
     MethodScore,
 )
+from bench.batch import BatchBench
+from bench.batch import section as batch_section
+from bench.batch import targets as batch_targets
 from bench.domain import (
     CLOSED_FORM_BUDGET,
     GP_BUDGET,
@@ -23,6 +26,8 @@ from bench.domain import (
     Profile,
 )
 from bench.fitting import FitBench
+from bench.fuzz import TARGET_REQUESTS as FUZZ_TARGET_REQUESTS
+from bench.fuzz import FuzzBench
 from bench.load import LoadResult
 from bench.machine import Machine
 from bench.queries import QueryBench
@@ -60,6 +65,8 @@ class BenchResults:
     queries: QueryBench | None = None
     accuracy: AccuracyBench | None = None
     scale: ScaleBench | None = None
+    fuzz: FuzzBench | None = None
+    batch: BatchBench | None = None
 
 
 @dataclass(frozen=True)
@@ -521,6 +528,10 @@ def render(results: BenchResults) -> str:
         out.extend(accuracy_section(results.accuracy))
     if results.scale is not None:
         out.extend(scale_section(results.scale))
+    if results.fuzz is not None:
+        out.extend(fuzz_section(results.fuzz))
+    if results.batch is not None:
+        out.extend(batch_section(results.batch))
     return "\n".join(out)
 
 
@@ -532,13 +543,19 @@ def render_sections(
     command: str,
     accuracy: AccuracyBench | None,
     scale: ScaleBench | None,
+    fuzz: FuzzBench | None = None,
+    batch: BatchBench | None = None,
 ) -> str:
-    """A report of only the sections a `--only` run measured (§5, §6)."""
+    """A report of only the sections a `--only` run measured (§5, §6, fuzz)."""
     out = _header(quick, machine, wall_seconds, load_at_end, command)
     if accuracy is not None:
         out.extend(accuracy_section(accuracy))
     if scale is not None:
         out.extend(scale_section(scale))
+    if fuzz is not None:
+        out.extend(fuzz_section(fuzz))
+    if batch is not None:
+        out.extend(batch_section(batch))
     return "\n".join(out)
 
 
@@ -807,4 +824,122 @@ def scale_section(bench: ScaleBench) -> list[str]:
             f"{boot.parallel.blas_threads} |"
         )
     out.append("")
+    return out
+
+
+def batch_target_rows(bench: BatchBench) -> list[TargetRow]:
+    """Issue 10, item 8: plans/s of one batch call (judged in bench/batch.py)."""
+    return [TargetRow(t.what, t.target, t.measured, t.met) for t in batch_targets(bench)]
+
+
+def fuzz_targets(bench: FuzzBench) -> list[TargetRow]:
+    """Issue 10, item 7: 10,000 fuzzed requests, none answered INTERNAL or UNKNOWN."""
+    quick = bench.settings.requests < FUZZ_TARGET_REQUESTS
+    return [
+        TargetRow(
+            "fuzzed requests sent",
+            f"≥ {FUZZ_TARGET_REQUESTS:,}",
+            f"{bench.requests:,}",
+            None if quick else bench.requests >= FUZZ_TARGET_REQUESTS,
+        ),
+        TargetRow(
+            "INTERNAL or UNKNOWN answers (fuzzed requests and undecodable bytes)",
+            "0",
+            f"{bench.forbidden_count}",
+            bench.forbidden_count == 0,
+        ),
+        TargetRow(
+            "server health after the fuzzing",
+            "SERVING",
+            bench.health_after,
+            bench.health_after == "SERVING",
+        ),
+    ]
+
+
+def _codes(codes: dict[str, int]) -> str:
+    return ", ".join(f"{code} {count:,}" for code, count in codes.items()) or "none"
+
+
+def fuzz_section(bench: FuzzBench) -> list[str]:
+    s = bench.settings
+    out = ["## Fuzz: every RPC through a real server", ""]
+    out += _target_table(fuzz_targets(bench))
+    out.append("")
+    out.append(
+        f"`bench/fuzz.py`: {bench.requests:,} requests drawn (derandomized, in "
+        f"{bench.draw_seconds:.0f} s) from the hypothesis strategies of "
+        "`tests/service/fuzz_requests.py`, which `make test` samples 600 of: every field of "
+        "each request message optional, NaN / ±inf / huge / subnormal numbers, odd and "
+        "non-ASCII strings, unknown enum values, nested options, over the "
+        f"{bench.rpcs} RPCs of the service descriptor but DeleteFamily. A dedicated "
+        "`planner-server` (default settings, fresh SQLite database, family `fuzz` seeded with "
+        f"7 runs) answers {s.callers} threads sharing {s.channels} channels; deadline "
+        f"{s.deadline:g} s per call, server streams read to their end within it. Then "
+        f"{bench.undecodable_sent} random byte strings (every other one led by a tag of the "
+        "nonexistent wire type 7) go to each RPC in turn with identity serializers. Resident "
+        "memory is VmRSS from /proc; the tree adds the solver worker processes."
+    )
+    out.append("")
+    out.append("| | |")
+    out.append("|---|---|")
+    out.append(
+        f"| fuzzed requests | {bench.requests:,} in {bench.seconds:.1f} s: "
+        f"**{bench.rate:,.0f} requests/s** |"
+    )
+    out.append(
+        f"| round trip | p50 {duration(bench.latency.median)}, p90 "
+        f"{duration(bench.latency.p90)}, p99 {duration(bench.latency.p99)}, mean "
+        f"{duration(bench.latency.mean)}; slowest "
+        + ", ".join(f"{rpc} {duration(seconds)}" for rpc, seconds, _ in bench.slowest)
+        + " |"
+    )
+    out.append(f"| status codes | {_codes(bench.codes)} |")
+    out.append(f"| INTERNAL or UNKNOWN | **{bench.forbidden_count}** |")
+    first = bench.memory[0][1].server
+    for label, sample in bench.memory:
+        growth = (
+            ""
+            if first is None or sample.server is None or sample is bench.memory[0][1]
+            else f" ({'+' if sample.server >= first else '−'}{_mib(abs(sample.server - first))})"
+        )
+        server = "n/a" if sample.server is None else _mib(sample.server)
+        tree = "n/a" if sample.tree is None else _mib(sample.tree)
+        out.append(f"| server RSS {label} | {server}{growth}; process tree {tree} |")
+    refused = bench.undecodable_refused
+    per = bench.undecodable_log_lines / refused if refused else math.nan
+    out.append(
+        f"| undecodable bytes | {bench.undecodable_sent} sent: {_codes(bench.undecodable_codes)}; "
+        f"{refused} refused as not a valid message; server log lines meanwhile "
+        f"{bench.undecodable_log_lines} ({per:.3g} per refused request) |"
+    )
+    out.append(
+        f"| server log | {bench.fuzz_log_lines:,} lines during the fuzzed requests; "
+        f"{bench.tracebacks} tracebacks in the whole run |"
+    )
+    out.append(f"| health after | {bench.health_after} |")
+    exit_code = "n/a" if bench.server_exit_code is None else str(bench.server_exit_code)
+    out.append(f"| server exit code after SIGTERM | {exit_code} |")
+    out.append("")
+    for note in bench.notes:
+        out.append(f"- {note}")
+    if bench.fuzz_log_sample:
+        out.append(
+            "- The server's first log lines during the fuzzed requests: "
+            + "; ".join(f"`{line.replace('`', chr(39))}`" for line in bench.fuzz_log_sample)
+        )
+    if bench.notes or bench.fuzz_log_sample:
+        out.append("")
+    out.append("| RPC | requests | status codes |")
+    out.append("|---|---:|---|")
+    for rpc, codes in bench.by_rpc.items():
+        out.append(f"| {rpc} | {sum(codes.values()):,} | {_codes(codes)} |")
+    out.append("")
+    if bench.forbidden:
+        out.append(f"First INTERNAL / UNKNOWN answers (of {bench.forbidden_count}):")
+        out.append("")
+        for item in bench.forbidden:
+            request = item.request.replace("`", "'")
+            out.append(f"- `{item.rpc}` → {item.code} ({item.details}); request: `{request}`")
+        out.append("")
     return out

@@ -8,10 +8,14 @@ issue's fitting targets, and write bench/RESULTS.md.
 4. the planning queries in-process, compiled-once GPs against problems built per request;
 5. accuracy on published ladders (bench/accuracy.py: Chinchilla, Muennighoff C4, OLMo ladder;
    every fit method, held-out relative errors);
-6. fitting at scale (bench/scale.py: peak RSS of 50,000-run fits, bootstrap on 2 workers).
+6. fitting at scale (bench/scale.py: peak RSS of 50,000-run fits, bootstrap on 2 workers);
+fuzz: 10,000 hypothesis requests over every RPC, and random bytes, through a dedicated server
+   (bench/fuzz.py: status codes, no INTERNAL or UNKNOWN, RSS, health after);
+batch: plans/s of one PlanComputeOptimalBatch call of 100,000 budgets against single calls, and
+   PredictBatch points/s (bench/batch.py: handler in-process and round trips).
 
 Progress goes to stderr. --quick is a smoke test and writes bench/out/ instead.
-`--only accuracy` (or `scale`, or `accuracy,scale`) runs just those sections and writes
+`--only accuracy` (or `scale`, `fuzz`, or `accuracy,scale`) runs just those sections and writes
 bench/out/RESULTS.accuracy.md (RESULTS.scale.md, ...) instead of RESULTS.md:
 `.venv/bin/python -m bench.run --only accuracy` (add --quick for a smoke test).
 """
@@ -28,7 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import accuracy, domain, fitting, load, machine, queries, report, scale, service
+from bench import accuracy, domain, fitting, fuzz, load, machine, queries, report, scale, service
+from bench import batch as batch_queries
 from bench.domain import log
 from tests.service.server_process import ServerProcess
 
@@ -37,7 +42,7 @@ REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
 # Sections that `--only` can run on their own.
-SECTIONS = ("accuracy", "scale")
+SECTIONS = ("accuracy", "scale", "fuzz", "batch")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     log(f"{host.cpu_model}, {host.usable_cpus} cores, Python {host.python}, {host.utc_time}")
     accuracy_results = accuracy.run(quick) if "accuracy" in names else None
     scale_results = scale.run(quick) if "scale" in names else None
+    fuzz_results = fuzz.run(quick) if "fuzz" in names else None
+    batch_results = batch_queries.run(quick) if "batch" in names else None
     stem = "RESULTS." + ".".join(names) + (".quick" if quick else "")
     output = output or HERE / "out" / f"{stem}.md"
     command = "python -m bench.run --only " + ",".join(names)
@@ -109,20 +116,29 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
         command,
         accuracy_results,
         scale_results,
+        fuzz_results,
+        batch_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     raw = HERE / "out" / f"{stem.replace('RESULTS', 'results')}.json"
     raw.write_text(
         json.dumps(
-            {"accuracy": accuracy_results, "scale": scale_results},
+            {
+                "accuracy": accuracy_results,
+                "scale": scale_results,
+                "fuzz": fuzz_results,
+                "batch": batch_results,
+            },
             indent=1,
             default=_plain,
         )
         + "\n"
     )
     log(f"wrote {output} and {raw} in {time.monotonic() - began:.0f} s")
-    for row in report.issue_targets(accuracy_results, scale_results):
+    fuzz_rows = report.fuzz_targets(fuzz_results) if fuzz_results else []
+    fuzz_rows += report.batch_target_rows(batch_results) if batch_results else []
+    for row in report.issue_targets(accuracy_results, scale_results) + fuzz_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0
 
@@ -216,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     query_results = queries.run(quick)
     accuracy_results = accuracy.run(quick)
     scale_results = scale.run(quick)
+    try:
+        fuzz_results: fuzz.FuzzBench | None = fuzz.run(quick)
+    except RuntimeError as error:  # the fuzz server did not start
+        log(f"fuzz: not run: {error}")
+        fuzz_results = None
+    batch_results = batch_queries.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -235,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         queries=query_results,
         accuracy=accuracy_results,
         scale=scale_results,
+        fuzz=fuzz_results,
+        batch=batch_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")
@@ -242,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str) + "\n")
     log(f"wrote {output} and {raw} in {results.wall_seconds:.0f} s")
-    for row in report.targets(results) + report.issue_targets(accuracy_results, scale_results):
+    fuzz_rows = report.fuzz_targets(fuzz_results) if fuzz_results else []
+    issue_rows = report.issue_targets(accuracy_results, scale_results) + fuzz_rows
+    issue_rows += report.batch_target_rows(batch_results)
+    for row in report.targets(results) + issue_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0 if not note else 1
 

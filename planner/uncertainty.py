@@ -53,6 +53,8 @@ from planner.planning.sparsity import SparsityQuery, plan_sparsity
 from planner.validation import non_negative
 
 Array = NDArray[np.float64]
+# One point (N, D or U), or many as a column vector (row_losses then gives a matrix).
+Points = float | Array
 T = TypeVar("T")
 P = TypeVar("P")
 # Percentiles of a 95% interval.
@@ -176,13 +178,13 @@ def chinchilla_rows(form: str, ensemble: Array) -> Array:
 def row_losses(
     form: str,
     ensemble: Array,
-    params: float,
-    tokens: float,
-    unique: float | None = None,
+    params: Points,
+    tokens: Points,
+    unique: Points | None = None,
     k: float | None = None,
 ) -> Array:
     """The loss of (N, D) under each row's law, all rows at once (NaN or inf where a row's
-    law overflows)."""
+    law overflows). Points given as column vectors (shape (P, 1)) give a (P, rows) matrix."""
     rows = np.asarray(ensemble, dtype=np.float64)
     if form not in ENSEMBLE_COLUMNS and not form.startswith(BNSL_PREFIX):
         raise InvalidInput("form", f"no ensemble columns known for form {form!r}")
@@ -200,22 +202,22 @@ def row_losses(
         return np.asarray(e + a * params**-alpha + b * tokens**-beta)
 
 
-def _overtraining_losses(rows: Array, params: float, tokens: float) -> Array:
+def _overtraining_losses(rows: Array, params: Points, tokens: Points) -> Array:
     e, a, b, eta = rows.T
     compute, multiplier = 6.0 * params * tokens, tokens / params
     return np.asarray(e + (a * multiplier**eta + b * multiplier**-eta) * compute**-eta)
 
 
-def _repeated_losses(rows: Array, params: float, tokens: float, unique: float) -> Array:
+def _repeated_losses(rows: Array, params: Points, tokens: Points, unique: Points) -> Array:
     e, a, b, alpha, beta, r_d, r_n = rows.T
-    seen = min(unique, tokens)  # U_D: the unique tokens the run sees
+    seen = np.minimum(unique, tokens)  # U_D: the unique tokens the run sees
     supported = params_supported(seen, a, b, alpha, beta)
     n_eff = decayed_amount(params, np.minimum(params, supported), r_n)
     d_eff = decayed_amount(tokens, seen, r_d)
     return np.asarray(e + a * n_eff**-alpha + b * d_eff**-beta)
 
 
-def _bnsl_losses(form: str, rows: Array, params: float, tokens: float, k: float | None) -> Array:
+def _bnsl_losses(form: str, rows: Array, params: Points, tokens: Points, k: float | None) -> Array:
     variable = form.removeprefix(BNSL_PREFIX)
     if variable not in BNSL_VARIABLES:
         raise InvalidInput("form", f"no ensemble columns known for form {form!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -17,7 +18,9 @@ from planner_api.v1 import planner_pb2 as pb
 from server.auth import BearerTokenInterceptor, load_tokens
 from server.config import Settings
 from server.decoding import add_service
+from server.fit_pool import FitPool
 from server.law_cache import LawCache
+from server.operations import OperationRunner
 from server.servicer import PlannerService
 from server.solver_pool import SolverPool
 from server.store import Store
@@ -32,12 +35,22 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     pool: SolverPool
+    fit_pool: FitPool
+    operations: OperationRunner
     store: Store
 
     async def stop(self, grace: float) -> None:
+        """NOT_SERVING at once; running operations stopped and marked INTERRUPTED (the next
+        server resumes them); unary calls get `grace`; then every worker is stopped."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
-        self.pool.shutdown()
+        server_stopped = asyncio.create_task(self.server.stop(grace))
+        interrupted = await self.operations.stop()
+        if interrupted:
+            log.info("%d running operations marked interrupted", interrupted)
+        await server_stopped
+        await asyncio.gather(
+            asyncio.to_thread(self.pool.shutdown), asyncio.to_thread(self.fit_pool.shutdown)
+        )
         self.store.close()
 
 
@@ -47,7 +60,17 @@ async def start(settings: Settings) -> RunningServer:
     await asyncio.to_thread(store.migrate)
     if await asyncio.to_thread(store.seed_catalog, CATALOG):
         log.info("loaded the published catalogue into a fresh database")
-    pool = SolverPool(settings.solver_processes)
+    pool = SolverPool(
+        settings.solver_processes,
+        settings.plan_saturation_per_process * settings.solver_processes,
+    )
+    fit_pool = FitPool(settings.fit_processes)
+    operations = OperationRunner(
+        store,
+        settings.max_running_operations,
+        settings.max_queued_operations,
+        settings.operation_timeout_seconds,
+    )
     interceptors = []
     if settings.tokens_file is not None:
         interceptors.append(BearerTokenInterceptor(load_tokens(settings.tokens_file)))
@@ -57,13 +80,20 @@ async def start(settings: Settings) -> RunningServer:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1),
         ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    add_service(
-        PlannerService(
-            store, pool, settings.max_runs_per_request, LawCache(settings.law_cache_seconds)
-        ),
-        server,
+    service = PlannerService(
+        store,
+        pool,
+        settings.max_runs_per_request,
+        LawCache(settings.law_cache_seconds),
+        fit_pool,
+        operations,
+        settings.default_deadline_seconds,
     )
+    operations.resumes("fit", service.rebuild_fit)
+    operations.resumes("backtest", service.rebuild_backtest)
+    add_service(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -81,17 +111,40 @@ async def start(settings: Settings) -> RunningServer:
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.listen}")
     await server.start()
-    pids = await pool.warm()
+    pids, fit_pids = await asyncio.gather(pool.warm(), fit_pool.warm())
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    pool.on_saturation = _report_saturation(health_servicer)
     log.info(
-        "serving planner.v1 on %s (port %d), %d solver processes %s",
+        "serving planner.v1 on %s (port %d), solver processes %s, fit processes %s",
         settings.listen,
         port,
-        len(pids),
         sorted(pids),
+        sorted(fit_pids),
     )
-    return RunningServer(server, port, health_servicer, pool, store)
+    resumed = await operations.resume_interrupted()
+    if resumed:
+        log.info("resumed %d interrupted operations", resumed)
+    operations.start_heartbeat()
+    return RunningServer(server, port, health_servicer, pool, fit_pool, operations, store)
+
+
+def _report_saturation(servicer: health.aio.HealthServicer) -> Callable[[bool], None]:
+    """Health of the planning service follows the solver processes' load; the server's
+    overall health ("") stays SERVING, since it still answers."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def report(saturated: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if saturated
+            else health_pb2.HealthCheckResponse.SERVING
+        )
+        task = asyncio.get_running_loop().create_task(servicer.set(SERVICE_NAME, status))
+        tasks.add(task)  # keep a reference until it ran
+        task.add_done_callback(tasks.discard)
+
+    return report
 
 
 async def serve(settings: Settings) -> None:

@@ -22,6 +22,24 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None
     # Worker processes for solver work (GP solves); never on the event loop.
     solver_processes: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
+    # Worker processes for fits, backtests and bootstraps, apart from the solver processes
+    # (they run at a lower CPU priority, so plans stay prompt while fits run).
+    fit_processes: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
+    # Operations (fits, backtests) running at once, and waiting beyond those; more are refused
+    # with RESOURCE_EXHAUSTED.
+    max_running_operations: int = Field(default=2, ge=1)
+    max_queued_operations: int = Field(default=16, ge=0)
+    # Seconds an operation may run before it fails with DEADLINE_EXCEEDED.
+    operation_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # Deadline of long calls (FitLaw, BacktestLaw, FitIsoFLOP, FitBrokenPowerLaw) whose caller
+    # sets none; the computation stops when it passes.
+    default_deadline_seconds: float = Field(default=600.0, gt=0)
+    # Solver calls waiting per solver process beyond which health reports the planning service
+    # NOT_SERVING (it recovers below half of that).
+    plan_saturation_per_process: int = Field(default=16, ge=1)
+    # Calls served at once; more are refused with RESOURCE_EXHAUSTED, which bounds the memory
+    # held by answers that clients do not read.
+    max_concurrent_rpcs: int = Field(default=256, ge=1)
     # Seconds in-flight calls get to finish on shutdown.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     # Seconds a resolved law is reused by queries; other replicas' writes show within this time.

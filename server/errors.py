@@ -6,15 +6,17 @@ import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from sqlalchemy import exc as sa_exc
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
 from server.decoding import REFUSED, Undecodable
+from server.refusals import Refused
 from server.solver_pool import SolverPoolUnavailable
 from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
@@ -39,14 +41,49 @@ def status_for(error: PlannerError | StoreError) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
+@dataclass(frozen=True)
+class Failure:
+    """The status an error deserves: code, message, the field it names, retry hint."""
+
+    code: grpc.StatusCode
+    message: str
+    field: str | None = None
+    reason: str | None = None
+    retry_after: float | None = None
+
+
+def failure_of(error: Exception, handler_name: str) -> Failure:
+    """The status `error` deserves; unexpected errors are logged and INTERNAL."""
+    if isinstance(error, (PlannerError, StoreError)):
+        reason = error.reason if isinstance(error, InvalidInput) else None
+        return Failure(status_for(error), error.message, error.field, reason)
+    if isinstance(error, Refused):
+        return Failure(error.code, error.message, retry_after=error.retry_after)
+    if isinstance(error, SolverPoolUnavailable):
+        return Failure(grpc.StatusCode.UNAVAILABLE, str(error))
+    if isinstance(error, sa_exc.OperationalError):
+        # SQLite's "database is locked" after the busy timeout, a lost connection: the call
+        # changed nothing (its transaction rolled back) and may be retried.
+        log.warning("database unavailable in %s: %s", handler_name, error.orig)
+        return Failure(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the database is unavailable or busy ({error.orig}); nothing was changed, retry",
+        )
+    incident = uuid.uuid4().hex[:12]
+    log.error("unexpected error in %s (incident %s)", handler_name, incident, exc_info=error)
+    return Failure(grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged")
+
+
 async def abort(
     context: Any,
     code: grpc.StatusCode,
     message: str,
     field: str | None = None,
     reason: str | None = None,
+    retry_after: float | None = None,
 ) -> NoReturn:
-    """Abort the call with `code`, attaching a BadRequest field violation when a field is named."""
+    """Abort the call with `code`, attaching a BadRequest field violation when a field is named
+    and a RetryInfo when a retry delay is known."""
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
     if field is not None:
         detail = any_pb2.Any()
@@ -60,6 +97,12 @@ async def abort(
             )
         )
         status.details.append(detail)
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
     await context.abort(
         code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
     )
@@ -67,24 +110,11 @@ async def abort(
 
 
 async def abort_for(context: Any, error: Exception, handler_name: str) -> NoReturn:
-    """Abort with the status `error` deserves; unexpected errors are logged and INTERNAL."""
-    if isinstance(error, (PlannerError, StoreError)):
-        reason = error.reason if isinstance(error, InvalidInput) else None
-        await abort(context, status_for(error), error.message, error.field, reason)
-    if isinstance(error, SolverPoolUnavailable):
-        await abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
-    if isinstance(error, sa_exc.OperationalError):
-        # SQLite's "database is locked" after the busy timeout, a lost connection: the call
-        # changed nothing (its transaction rolled back) and may be retried.
-        log.warning("database unavailable in %s: %s", handler_name, error.orig)
-        await abort(
-            context,
-            grpc.StatusCode.UNAVAILABLE,
-            f"the database is unavailable or busy ({error.orig}); nothing was changed, retry",
-        )
-    incident = uuid.uuid4().hex[:12]
-    log.error("unexpected error in %s (incident %s)", handler_name, incident, exc_info=error)
-    await abort(context, grpc.StatusCode.INTERNAL, f"internal error; incident {incident} is logged")
+    """Abort with the status `error` deserves (failure_of)."""
+    failure = failure_of(error, handler_name)
+    await abort(
+        context, failure.code, failure.message, failure.field, failure.reason, failure.retry_after
+    )
 
 
 async def refuse_undecodable(context: Any, request: Undecodable) -> NoReturn:

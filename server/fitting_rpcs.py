@@ -6,10 +6,12 @@ Fits and bootstrap chunks run in the warm process pool; progress streams as chun
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 from numpy.typing import NDArray
 
@@ -36,9 +38,11 @@ from planner.validation import finite, positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors, translate_stream_errors
+from server.operations import Progress, ReportProgress, Work
+from server.refusals import Refused, shutting_down
 from server.rpc_base import Context, RpcBase, optional_field
-from server.store import NotFound
-from server.store.records import FamilyRecord, FitRecord, RunRecord
+from server.store import Conflict, NotFound
+from server.store.records import INTERRUPTED, FamilyRecord, FitRecord, RunRecord
 
 # Points one FitBrokenPowerLaw call predicts (the answer stays well under a megabyte).
 MAX_PREDICT_AT = 10_000
@@ -51,6 +55,45 @@ class FittingRpcs(RpcBase):
     async def FitLaw(
         self, request: pb.FitLawRequest, context: Context
     ) -> AsyncIterator[pb.FitLawEvent]:
+        """The fit as an operation tied to this call: progress streams while it runs, and the
+        call ending early (deadline, cancel, disconnect) cancels it."""
+        prepared = await self._prepare_fit(request)
+        record = await self.operations.start(
+            "fit", prepared.family, request.SerializeToString(), prepared.work(self)
+        )
+        live = self.operations.live(record.id)
+        steps = live.subscribe() if live is not None else None
+        try:
+            async with self._default_deadline(context):
+                while steps is not None and (step := await steps.get()) is not None:
+                    if step.stage in ("fit", "bootstrap"):
+                        yield _progress(step)
+        except BaseException:
+            # The caller went away or ran out of time: stop the work (workers replaced).
+            await self.operations.cancel(record.id, "the FitLaw call ended before the fit did")
+            raise
+        if live is not None and live.error is not None:
+            raise live.error
+        yield pb.FitLawEvent(law=await self._operation_law(record.id))
+
+    async def _operation_law(self, operation_id: str) -> pb.Law:
+        """The law version a finished fit operation stored (its error if it has none)."""
+        done = await asyncio.to_thread(self.store.get_operation, operation_id)
+        if done.state == INTERRUPTED:
+            raise shutting_down()
+        if done.law_form is None or done.law_version is None:
+            raise Refused(
+                getattr(grpc.StatusCode, done.error_code or "ABORTED", grpc.StatusCode.ABORTED),
+                done.error_message or f"the fit ended {done.state} without storing a law",
+            )
+        law = await asyncio.to_thread(
+            self.store.get_law, done.family, (done.law_form,), done.law_version
+        )
+        return mapping.law_message(law)
+
+    async def _prepare_fit(self, request: pb.FitLawRequest) -> PreparedFit:
+        """Validate a fit request and load its data (refusing bad input before any operation
+        is created)."""
         name = validation.family_name("family", request.family)
         resamples = request.bootstrap if request.HasField("bootstrap") else 200
         if not 0 <= resamples <= fitting.MAX_RESAMPLES:
@@ -64,6 +107,14 @@ class FittingRpcs(RpcBase):
         family, records, runs, compute = await self._family_runs(
             name, "fit", with_unique=form == "data_constrained"
         )
+        expected = optional_field(request, "expected_revision")
+        if expected is not None and family.revision != expected:
+            # Refused now rather than after minutes of fitting (the store checks again).
+            raise Conflict(
+                f"family {name!r} is at revision {family.revision}, not the expected "
+                f"{expected}; re-read it and retry",
+                field="expected_revision",
+            )
         base_law = None
         if form == "data_constrained" and request.base in ("", "law"):
             base_law = await asyncio.to_thread(self._current_chinchilla, name)
@@ -80,21 +131,41 @@ class FittingRpcs(RpcBase):
             seed=request.seed,
             flops_per_param_token=family.flops_per_param_token,
         ).validated()
-        yield _progress("fit", 0, 1)
-        fit = await self.pool.run(job.fit)
-        yield _progress("fit", 1, 1)
+        options_used = {"bootstrap": str(resamples), "seed": str(request.seed)}
+        if job.base == "law" and base_law is not None:
+            options_used["base_law"] = f"chinchilla v{base_law[0]}"
+        options_used.update(borrowed)
+        return PreparedFit(
+            family=name,
+            job=job,
+            records=records,
+            resamples=resamples,
+            options=options_used,
+            make_current=optional_field(request, "make_current"),
+            expected_revision=expected,
+        )
+
+    async def _execute_fit(
+        self, prepared: PreparedFit, operation_id: str, report: ReportProgress
+    ) -> None:
+        """Fit, bootstrap and store the law; the store marks the operation SUCCEEDED in the same
+        transaction as the law, so a retried operation never stores a second version."""
+        job, runs, resamples = prepared.job, prepared.job.runs, prepared.resamples
+        report(Progress("fit", 0, 1))
+        fit = await self.fit_pool.run(job.fit)
+        report(Progress("fit", 1, 1))
         parts = []
         refit = job.resolved(fit)
-        async for done, part in self._bootstrap(refit, resamples, request.seed, fit.law):
+        async for done, part in self._bootstrap(refit, resamples, job.seed, fit.law):
             parts.append(part)
-            yield _progress("bootstrap", done, resamples)
+            report(Progress("bootstrap", done, resamples))
         names = job.parameter_names(fit.law)
         ensemble = fitting.Ensemble.of(
             np.concatenate(parts) if parts else np.empty((0, len(names)))
         )
         intervals = ensemble.intervals(names)
         warnings = list(fit.warnings)
-        if form == "data_constrained":
+        if job.form == "data_constrained":
             warnings += identification_warnings(intervals)
         selected = job.checkpoints.rows(runs)
         diagnostics: dict[str, Any] = asdict(fit.diagnostics)
@@ -109,39 +180,44 @@ class FittingRpcs(RpcBase):
             diagnostics["auto"] = _auto_choice(fit.choice)
         diagnostics = {k: _finite_or_zero(v) if isinstance(v, float) else v
                        for k, v in diagnostics.items()}  # fmt: skip
-        options_used = {"bootstrap": str(resamples), "seed": str(request.seed), **fit.options}
-        if job.base == "law" and base_law is not None:
-            options_used["base_law"] = f"chinchilla v{base_law[0]}"
-        options_used.update(borrowed)
+        options_used = {**prepared.options, **fit.options}
         record = FitRecord(
             options=options_used,
-            run_ids=list(dict.fromkeys(records[i].run_id for i in selected)),
+            run_ids=list(dict.fromkeys(prepared.records[i].run_id for i in selected)),
             diagnostics=diagnostics,
             intervals={k: [lo, hi] for k, (lo, hi) in intervals.items()},
             ensemble=ensemble.vectors.tolist(),
         )
-        make_current = request.make_current if request.HasField("make_current") else not warnings
+        make_current = not warnings if prepared.make_current is None else prepared.make_current
+        report(Progress("store", 0, 1))
         try:
-            stored = await asyncio.to_thread(
-                self.store.put_law,
-                name,
-                form,
-                fit.law.to_mapping(),
-                fit.method,
-                "",
-                f"fitted to {len(selected)} rows of {diagnostics['training_runs']} runs",
-                optional_field(request, "expected_revision"),
-                record,
-                make_current,
+            await asyncio.to_thread(
+                functools.partial(
+                    self.store.put_law,
+                    prepared.family,
+                    job.form,
+                    fit.law.to_mapping(),
+                    fit.method,
+                    "",
+                    f"fitted to {len(selected)} rows of {diagnostics['training_runs']} runs",
+                    prepared.expected_revision,
+                    record,
+                    make_current,
+                    operation_id=operation_id,
+                )
             )
         finally:  # even when the caller went away mid-write
-            self.laws.invalidate(name)
-        yield pb.FitLawEvent(law=mapping.law_message(stored))
+            self.laws.invalidate(prepared.family)
 
     @translate_errors
     async def BacktestLaw(
         self, request: pb.BacktestLawRequest, context: Context
     ) -> pb.BacktestLawResponse:
+        prepared = await self._prepare_backtest(request)
+        async with self._default_deadline(context):
+            return await self._execute_backtest(prepared)
+
+    async def _prepare_backtest(self, request: pb.BacktestLawRequest) -> PreparedBacktest:
         name = validation.family_name("family", request.family)
         methods = (
             tuple(_fit_method(f"methods[{i}]", m) for i, m in enumerate(request.methods))
@@ -150,7 +226,19 @@ class FittingRpcs(RpcBase):
         cut = positive("train_below", request.train_below)
         options, checkpoints, _ = await self._fit_settings(request.options, "options.")
         _, records, runs, compute = await self._family_runs(name, "backtest")
-        result = await self.pool.run(backtest, runs, compute, cut, methods, options, checkpoints)
+        return PreparedBacktest(name, records, runs, compute, cut, methods, options, checkpoints)
+
+    async def _execute_backtest(self, prepared: PreparedBacktest) -> pb.BacktestLawResponse:
+        records, compute = prepared.records, prepared.compute
+        result = await self.fit_pool.run(
+            backtest,
+            prepared.runs,
+            compute,
+            prepared.cut,
+            prepared.methods,
+            prepared.options,
+            prepared.checkpoints,
+        )
         order = result.test[np.argsort(compute[result.test])]
         position = {int(index): i for i, index in enumerate(result.test)}
         response = pb.BacktestLawResponse(
@@ -258,7 +346,10 @@ class FittingRpcs(RpcBase):
             budgets = compute
         else:
             budgets = nominal_budgets(k * runs.params * runs.tokens)
-        fit = await self.pool.run(fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k)
+        async with self._default_deadline(context):
+            fit = await self.fit_pool.run(
+                fit_isoflop, runs.params, runs.tokens, runs.loss, budgets, k
+            )
         response = pb.FitIsoFLOPResponse(
             params_exponent=fit.params_exponent,
             params_coefficient=fit.params_coefficient,
@@ -297,13 +388,16 @@ class FittingRpcs(RpcBase):
         _, records, runs, compute = await self._family_runs(name, "fit", finals_only=True)
         x = {"compute": compute, "params": runs.params, "tokens": runs.tokens}[against]
         response = pb.FitBrokenPowerLawResponse(runs=len(records))
-        if breaks is None:
-            choice = await self.pool.run(fit_bnsl_auto, x, runs.loss, MAX_BREAKS, request.seed)
-            law = choice.law
-            for count, error in choice.held_out_error.items():
-                response.held_out_error[count] = error
-        else:
-            law = await self.pool.run(fit_bnsl, x, runs.loss, breaks, request.seed)
+        async with self._default_deadline(context):
+            if breaks is None:
+                choice = await self.fit_pool.run(
+                    fit_bnsl_auto, x, runs.loss, MAX_BREAKS, request.seed
+                )
+                law = choice.law
+                for count, error in choice.held_out_error.items():
+                    response.held_out_error[count] = error
+            else:
+                law = await self.fit_pool.run(fit_bnsl, x, runs.loss, breaks, request.seed)
         response.parameters.update(law.to_mapping())
         response.breaks = len(law.breaks)
         response.fitted_up_to = float(law.fitted_up_to or x.max())
@@ -322,9 +416,11 @@ class FittingRpcs(RpcBase):
         if resamples == 0:
             return
         samples = cluster_resamples(job.selected, resamples, seed)
-        count = min(resamples, max(4 * self.pool.processes, resamples // 10))
+        count = min(resamples, max(4 * self.fit_pool.processes, resamples // 10))
         pending = [
-            asyncio.ensure_future(self.pool.run(job.bootstrap, [samples[i] for i in chunk], start))
+            asyncio.ensure_future(
+                self.fit_pool.run(job.bootstrap, [samples[i] for i in chunk], start)
+            )
             for chunk in np.array_split(np.arange(resamples), count)
         ]
         done = 0
@@ -412,5 +508,49 @@ def _finite_or_zero(value: float) -> float:
     return value if np.isfinite(value) else 0.0
 
 
-def _progress(stage: str, done: int, total: int) -> pb.FitLawEvent:
-    return pb.FitLawEvent(progress=pb.FitProgress(stage=stage, done=done, total=total))
+def _progress(progress: Progress) -> pb.FitLawEvent:
+    return pb.FitLawEvent(
+        progress=pb.FitProgress(stage=progress.stage, done=progress.done, total=progress.total)
+    )
+
+
+@dataclass(frozen=True)
+class PreparedFit:
+    """A validated fit request with its data loaded: what an operation runs."""
+
+    family: str
+    job: FitJob
+    records: list[RunRecord]
+    resamples: int
+    options: dict[str, str]
+    make_current: bool | None
+    expected_revision: int | None
+
+    def work(self, rpcs: FittingRpcs) -> Work:
+        async def run(operation_id: str, report: ReportProgress) -> bytes | None:
+            await rpcs._execute_fit(self, operation_id, report)
+            return None  # the store completed the operation with the law
+
+        return run
+
+
+@dataclass(frozen=True)
+class PreparedBacktest:
+    """A validated backtest request with its data loaded."""
+
+    family: str
+    records: list[RunRecord]
+    runs: Runs
+    compute: NDArray[np.float64]
+    cut: float
+    methods: tuple[str, ...]
+    options: FitOptions
+    checkpoints: CheckpointSelection
+
+    def work(self, rpcs: FittingRpcs) -> Work:
+        async def run(operation_id: str, report: ReportProgress) -> bytes | None:
+            report(Progress("backtest", 0, 1))
+            response = await rpcs._execute_backtest(self)
+            return response.SerializeToString()
+
+        return run

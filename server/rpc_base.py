@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -17,7 +19,10 @@ from planner.uncertainty import chinchilla_rows
 from planner_api.v1 import planner_pb2 as pb
 from server import validation
 from server.batched_solver import BatchedSolver
+from server.fit_pool import FitPool
 from server.law_cache import LawCache, ResolvedLaw
+from server.operations import OperationRunner
+from server.refusals import deadline_passed
 from server.solver_pool import SolverPool
 from server.store import Store, StoreError
 from server.store.records import LawRecord
@@ -40,13 +45,36 @@ class RpcBase:
     """State and law lookup shared by the RPC groups that make up PlannerService."""
 
     def __init__(
-        self, store: Store, pool: SolverPool, max_runs_per_request: int, laws: LawCache
+        self,
+        store: Store,
+        pool: SolverPool,
+        max_runs_per_request: int,
+        laws: LawCache,
+        fit_pool: FitPool,
+        operations: OperationRunner,
+        default_deadline_seconds: float,
     ) -> None:
         self.store = store
-        self.pool = pool
+        self.pool = pool  # plan workers: sub-second solves only
+        self.fit_pool = fit_pool  # fits, backtests, bootstraps: long work, cancellable
+        self.operations = operations
         self.max_runs = max_runs_per_request
         self.laws = laws
         self.solver = BatchedSolver(pool)
+        self.default_deadline = default_deadline_seconds
+
+    @contextlib.asynccontextmanager
+    async def _default_deadline(self, context: Context) -> AsyncIterator[None]:
+        """Bound long work of a call without a deadline by the server's default; a caller's own
+        deadline cancels the handler (and so its worker) when it passes."""
+        if context.time_remaining() is not None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self.default_deadline):
+                yield
+        except TimeoutError as exc:
+            raise deadline_passed(self.default_deadline) from exc
 
     def _law_record(self, selector: pb.LawSelector, prefix: str) -> LawRecord:
         name = validation.family_name(f"{prefix}family", selector.family)

@@ -10,15 +10,13 @@ from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server.allocation_rpcs import AllocationRpcs
 from server.batch_rpcs import BatchRpcs
 from server.catalog_rpcs import CatalogRpcs
-from server.fitting_rpcs import FittingRpcs
 from server.operation_rpcs import OperationRpcs
 from server.planning_rpcs import PlanningRpcs
 
 
 class PlannerService(
     CatalogRpcs,
-    FittingRpcs,
-    OperationRpcs,
+    OperationRpcs,  # with FittingRpcs, whose work its operations run
     PlanningRpcs,
     AllocationRpcs,
     BatchRpcs,

@@ -54,9 +54,25 @@ def _ready(hold_seconds: float) -> int:
 class SolverPool:
     """Runs picklable callables in warm worker processes."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, saturation: int | None = None) -> None:
         self.processes = processes
         self._executor = self._new_executor()
+        self.in_flight = 0  # calls submitted and not finished
+        # More calls waiting than this makes the pool saturated; it recovers below half.
+        self.saturation = saturation if saturation is not None else 16 * processes
+        self.saturated = False
+        self.on_saturation: Callable[[bool], None] | None = None
+
+    def _track(self, change: int) -> None:
+        self.in_flight += change
+        waiting = self.in_flight - self.processes
+        now = waiting > self.saturation if not self.saturated else waiting > self.saturation // 2
+        if now != self.saturated:
+            self.saturated = now
+            log.warning("solver processes %s (%d calls waiting)",
+                        "saturated" if now else "recovered", max(waiting, 0))  # fmt: skip
+            if self.on_saturation is not None:
+                self.on_saturation(now)
 
     def _new_executor(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
@@ -75,6 +91,13 @@ class SolverPool:
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if kwargs:
             raise TypeError("SolverPool.run takes positional arguments only")
+        self._track(+1)
+        try:
+            return await self._run(fn, *args)
+        finally:
+            self._track(-1)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         executor = self._executor
         try:
@@ -92,4 +115,11 @@ class SolverPool:
                 raise SolverPoolUnavailable("the solver processes are restarting; retry") from exc
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop at once: queued calls are cancelled and the processes killed (a solve is
+        sub-second work; shutdown must not wait on anything unbounded)."""
+        processes = list(getattr(self._executor, "_processes", {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # no public API before Python 3.14's terminate_workers
+            process.kill()
+        for process in processes:
+            process.join(timeout=2.0)

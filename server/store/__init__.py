@@ -1,6 +1,16 @@
-"""Persistence of families, runs and law versions: SQLAlchemy 2 Core, Alembic migrations."""
+"""Persistence of families, runs, law versions and long-running operations: SQLAlchemy 2 Core,
+Alembic migrations."""
 
-from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
+from server.store.errors import AlreadyExists, Conflict, NotFound, OperationDone, StoreError
+from server.store.records import OperationRecord
 from server.store.repository import Store
 
-__all__ = ["AlreadyExists", "Conflict", "NotFound", "Store", "StoreError"]
+__all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "NotFound",
+    "OperationDone",
+    "OperationRecord",
+    "Store",
+    "StoreError",
+]

@@ -22,3 +22,7 @@ class AlreadyExists(StoreError):
 
 class Conflict(StoreError):
     """The family's revision is not the one the caller expected."""
+
+
+class OperationDone(StoreError):
+    """The operation already finished (e.g. was cancelled), so its result is not stored."""

@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Operation states. A done operation never changes again; an INTERRUPTED one (its server shut
+# down) waits for a server to claim it and queue it again.
+QUEUED = "QUEUED"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+INTERRUPTED = "INTERRUPTED"
+DONE_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+STATES = frozenset({QUEUED, RUNNING, INTERRUPTED}) | DONE_STATES
+
 
 @dataclass(frozen=True)
 class LawRef:
@@ -71,3 +82,38 @@ class LawRecord:
     fit: FitRecord | None = None
     # Whether this is the family's current version of its form.
     current: bool = False
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """A long-running fit or backtest; its API name is "operations/<id>"."""
+
+    id: str
+    # The family's name, not a key: the history outlives a deleted family.
+    family: str
+    kind: str
+    state: str
+    # The serialized request, opaque to the store.
+    request: bytes
+    progress_stage: str
+    progress_done: int
+    progress_total: int
+    # 1 at creation, plus one each time another server claims it.
+    attempt: int
+    # The server process that runs it.
+    owner: str
+    # The serialized result of kinds whose result is not a law version (e.g. a backtest).
+    result: bytes | None
+    # A fit's result: the law version it stored.
+    law_form: str | None
+    law_version: int | None
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    updated_at: float
+    heartbeat_at: float
+
+    @property
+    def done(self) -> bool:
+        """Whether it finished (succeeded, failed or was cancelled) and will not change."""
+        return self.state in DONE_STATES

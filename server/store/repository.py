@@ -3,6 +3,10 @@
 Concurrent writers to one family serialise on its row (the revision bump comes first in each
 write transaction) and callers may pass the revision they expect (Conflict otherwise), so no
 update is lost and a crash leaves either the old or the new state.
+
+Long-running operations change by compare-and-set: every UPDATE names, in its WHERE, the state
+it expects (not done; or the state, owner and attempt it read), so two servers never both
+finish or both take over one operation, on SQLite and on PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -20,14 +24,30 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
 from planner.catalog import CatalogFamily
-from server.store.errors import AlreadyExists, Conflict, NotFound
-from server.store.records import FamilyRecord, FitRecord, LawRecord, LawRef, RunRecord
-from server.store.schema import families, law_versions, meta, runs
+from server.store.errors import AlreadyExists, Conflict, NotFound, OperationDone
+from server.store.records import (
+    DONE_STATES,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    STATES,
+    SUCCEEDED,
+    FamilyRecord,
+    FitRecord,
+    LawRecord,
+    LawRef,
+    OperationRecord,
+    RunRecord,
+)
+from server.store.schema import families, law_versions, meta, operations, runs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CATALOG_KEY = "catalog_loaded"
 WRITE_OPTION = "planner_write"
 _IN_CHUNK = 500
+# Sorted so each statement's SQL, and so its cache key, is the same every time.
+_DONE = sorted(DONE_STATES)
+_LIVE = (QUEUED, RUNNING)
 
 
 def create_engine(url: str) -> Engine:
@@ -61,7 +81,8 @@ def create_engine(url: str) -> Engine:
 
 
 class Store:
-    """Families, their runs and their law versions in one SQL database."""
+    """Families, their runs, their law versions and long-running operations in one SQL
+    database."""
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
@@ -283,15 +304,27 @@ class Store:
         expected_revision: int | None,
         fit: FitRecord | None = None,
         make_current: bool = True,
+        *,
+        operation_id: str | None = None,
     ) -> LawRecord:
-        """Store a new version; it becomes the form's current one when `make_current`."""
+        """Store a new version; it becomes the form's current one when `make_current`.
+
+        With `operation_id`, the same transaction marks that operation SUCCEEDED with this
+        version, so a fit's law and its operation's completion are stored together or not at
+        all: a retry cannot store the law twice, nor a crash leave a stored law with a running
+        operation. OperationDone (nothing stored) if the operation already finished, e.g. was
+        cancelled meanwhile; NotFound if there is no such operation.
+        """
         with self._write() as conn:
             family_id = self._bump_revision(conn, name, expected_revision)
             revision = self._revision(conn, family_id) if make_current else None
+            now = time.time()
             version = self._insert_law(
-                conn, family_id, form, parameters, method, citation, note, time.time(), fit,
+                conn, family_id, form, parameters, method, citation, note, now, fit,
                 current_revision=revision,
             )  # fmt: skip
+            if operation_id is not None:
+                self._succeed_with_law(conn, operation_id, form, version, now)
             return self._law_record(conn, name, family_id, form, version)
 
     def set_current_law(
@@ -369,6 +402,201 @@ class Store:
                 _law_record(name, row, current.get(row.form, (0, ""))[0] == row.version)
                 for row in conn.execute(query)
             ]
+
+    # -- operations -------------------------------------------------------------------------
+
+    def create_operation(
+        self, operation_id: str, family: str, kind: str, request: bytes, owner: str
+    ) -> OperationRecord:
+        """A new QUEUED operation (attempt 1) that `owner` runs; AlreadyExists if the id is
+        taken."""
+        with self._write() as conn:
+            now = time.time()
+            try:
+                conn.execute(
+                    sa.insert(operations).values(
+                        id=operation_id,
+                        family=family,
+                        kind=kind,
+                        state=QUEUED,
+                        request=request,
+                        progress_stage="",
+                        progress_done=0,
+                        progress_total=0,
+                        attempt=1,
+                        owner=owner,
+                        created_at=now,
+                        updated_at=now,
+                        heartbeat_at=now,
+                    )
+                )
+            except sa.exc.IntegrityError as exc:
+                raise AlreadyExists(
+                    f"operation operations/{operation_id} already exists", field="name"
+                ) from exc
+            return self._operation(conn, operation_id)
+
+    def get_operation(self, operation_id: str) -> OperationRecord:
+        with self._read() as conn:
+            return self._operation(conn, operation_id)
+
+    def list_operations(
+        self, family: str | None, limit: int, before: tuple[float, str] | None
+    ) -> list[OperationRecord]:
+        """Up to `limit` operations (of `family`, or of all when None), newest first by
+        (created_at, id); `before` is the (created_at, id) of the previous page's last row."""
+        query = (
+            sa.select(operations)
+            .order_by(operations.c.created_at.desc(), operations.c.id.desc())
+            .limit(limit)
+        )
+        if family is not None:
+            query = query.where(operations.c.family == family)
+        if before is not None:
+            # Keyset paging; spelt out rather than as a row-value comparison, for portability.
+            created_at, operation_id = before
+            query = query.where(
+                sa.or_(
+                    operations.c.created_at < created_at,
+                    sa.and_(operations.c.created_at == created_at, operations.c.id < operation_id),
+                )
+            )
+        with self._read() as conn:
+            return [_operation_record(row) for row in conn.execute(query)]
+
+    def update_operation(
+        self,
+        operation_id: str,
+        state: str | None = None,
+        progress: tuple[str, int, int] | None = None,
+    ) -> bool:
+        """Set the state (not a done one: finish_operation) and/or progress (stage, done,
+        total) of an operation that is not done; False, changing nothing, if it is done or
+        absent."""
+        if state is not None and (state not in STATES or state in DONE_STATES):
+            raise ValueError(f"update_operation takes a state not done, not {state!r}")
+        with self._write() as conn:
+            now = time.time()
+            values: dict[str, Any] = {"updated_at": now, "heartbeat_at": now}
+            if state is not None:
+                values["state"] = state
+            if progress is not None:
+                stage, done, total = progress
+                values.update(progress_stage=stage, progress_done=done, progress_total=total)
+            result = conn.execute(
+                sa.update(operations)
+                .where(operations.c.id == operation_id, operations.c.state.not_in(_DONE))
+                .values(**values)
+            )
+            return int(result.rowcount) == 1
+
+    def heartbeat_operations(self, operation_ids: Sequence[str]) -> None:
+        """Mark the given operations, those not done, as still being run (now)."""
+        if not operation_ids:
+            return  # no write lock for nothing
+        with self._write() as conn:
+            now = time.time()
+            ids = list(dict.fromkeys(operation_ids))
+            for start in range(0, len(ids), _IN_CHUNK):
+                conn.execute(
+                    sa.update(operations)
+                    .where(
+                        operations.c.id.in_(ids[start : start + _IN_CHUNK]),
+                        operations.c.state.not_in(_DONE),
+                    )
+                    .values(heartbeat_at=now)
+                )
+
+    def finish_operation(
+        self,
+        operation_id: str,
+        state: str,
+        *,
+        result: bytes | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Move an operation that is not done to the done `state`, with its result or error;
+        False, changing nothing, if it already is done (or is absent)."""
+        if state not in DONE_STATES:
+            raise ValueError(f"finish_operation takes a done state, not {state!r}")
+        with self._write() as conn:
+            now = time.time()
+            changed = conn.execute(
+                sa.update(operations)
+                .where(operations.c.id == operation_id, operations.c.state.not_in(_DONE))
+                .values(
+                    state=state,
+                    result=result,
+                    error_code=error_code,
+                    error_message=error_message,
+                    updated_at=now,
+                    heartbeat_at=now,
+                )
+            )
+            return int(changed.rowcount) == 1
+
+    def interrupt_operations(self, owner: str) -> int:
+        """Mark every QUEUED or RUNNING operation of `owner` INTERRUPTED (its server is shutting
+        down, so another may claim them); how many."""
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(operations)
+                .where(operations.c.owner == owner, operations.c.state.in_(_LIVE))
+                .values(state=INTERRUPTED, updated_at=time.time())
+            )
+            return int(result.rowcount)
+
+    def claim_operations(self, owner: str, stale_before: float) -> list[OperationRecord]:
+        """Take over, for `owner`, the INTERRUPTED operations and the QUEUED or RUNNING ones
+        whose heartbeat is older than `stale_before` (their server died): each becomes QUEUED
+        again with its attempt plus one. Oldest first; only those this call took."""
+        with self._write() as conn:
+            now = time.time()
+            # In id order, so concurrent claimers on PostgreSQL lock rows in one order.
+            candidates = conn.execute(
+                sa.select(
+                    operations.c.id, operations.c.state, operations.c.owner, operations.c.attempt
+                )
+                .where(
+                    sa.or_(
+                        operations.c.state == INTERRUPTED,
+                        sa.and_(
+                            operations.c.state.in_(_LIVE),
+                            operations.c.heartbeat_at < stale_before,
+                        ),
+                    )
+                )
+                .order_by(operations.c.id)
+            ).all()
+            claimed = []
+            for row in candidates:
+                # Compare-and-set on what was read: a claimer that changed the row first wins
+                # and this UPDATE (re-evaluated after its lock wait on PostgreSQL) matches none.
+                # The staleness is checked again, in case the owner's heartbeat came since.
+                result = conn.execute(
+                    sa.update(operations)
+                    .where(
+                        operations.c.id == row.id,
+                        operations.c.state == row.state,
+                        operations.c.owner == row.owner,
+                        operations.c.attempt == row.attempt,
+                        sa.or_(
+                            operations.c.state == INTERRUPTED,
+                            operations.c.heartbeat_at < stale_before,
+                        ),
+                    )
+                    .values(
+                        state=QUEUED,
+                        owner=owner,
+                        attempt=operations.c.attempt + 1,
+                        updated_at=now,
+                        heartbeat_at=now,
+                    )
+                )
+                if int(result.rowcount) == 1:
+                    claimed.append(self._operation(conn, row.id))
+        return sorted(claimed, key=lambda record: (record.created_at, record.id))
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -534,6 +762,38 @@ class Store:
         return found
 
     @staticmethod
+    def _operation(conn: Connection, operation_id: str) -> OperationRecord:
+        row = conn.execute(sa.select(operations).where(operations.c.id == operation_id)).first()
+        if row is None:
+            raise NotFound(f"operation operations/{operation_id} not found", field="name")
+        return _operation_record(row)
+
+    @staticmethod
+    def _succeed_with_law(
+        conn: Connection, operation_id: str, form: str, version: int, now: float
+    ) -> None:
+        """Mark the operation SUCCEEDED with a law version stored in this transaction; raising
+        (so rolling back that insert) if it is done already or absent."""
+        changed = conn.execute(
+            sa.update(operations)
+            .where(operations.c.id == operation_id, operations.c.state.not_in(_DONE))
+            .values(
+                state=SUCCEEDED,
+                law_form=form,
+                law_version=version,
+                updated_at=now,
+                heartbeat_at=now,
+            )
+        )
+        if int(changed.rowcount) == 1:
+            return
+        state = Store._operation(conn, operation_id).state  # NotFound when absent
+        raise OperationDone(
+            f"operation operations/{operation_id} is already {state}; its law was not stored",
+            field="name",
+        )
+
+    @staticmethod
     def _law_record(
         conn: Connection, name: str, family_id: int, form: str, version: int
     ) -> LawRecord:
@@ -582,4 +842,28 @@ def _law_record(name: str, row: sa.Row[Any], current: bool) -> LawRecord:
             ensemble=[list(v) for v in (row.ensemble or [])],
         ),
         current=current,
+    )
+
+
+def _operation_record(row: sa.Row[Any]) -> OperationRecord:
+    return OperationRecord(
+        id=row.id,
+        family=row.family,
+        kind=row.kind,
+        state=row.state,
+        # Some drivers return a memoryview for a binary column.
+        request=bytes(row.request),
+        progress_stage=row.progress_stage,
+        progress_done=int(row.progress_done),
+        progress_total=int(row.progress_total),
+        attempt=int(row.attempt),
+        owner=row.owner,
+        result=None if row.result is None else bytes(row.result),
+        law_form=row.law_form,
+        law_version=None if row.law_version is None else int(row.law_version),
+        error_code=row.error_code,
+        error_message=row.error_message,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        heartbeat_at=row.heartbeat_at,
     )

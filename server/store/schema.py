@@ -74,6 +74,33 @@ law_versions = sa.Table(
     sa.UniqueConstraint("family_id", "form", "version", name="uq_law_versions_version"),
 )
 
+# Long-running operations (migration 0004). `family` is a name, not a key: an operation's
+# history outlives a deleted family.
+operations = sa.Table(
+    "operations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("family", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("request", sa.LargeBinary, nullable=False),
+    sa.Column("progress_stage", sa.String(40), nullable=False, server_default=""),
+    sa.Column("progress_done", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("progress_total", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(100), nullable=False),
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("law_form", sa.String(40), nullable=True),
+    sa.Column("law_version", sa.Integer, nullable=True),
+    sa.Column("error_code", sa.String(40), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+sa.Index("ix_operations_family_created_at", operations.c.family, operations.c.created_at)
+sa.Index("ix_operations_state", operations.c.state)
+
 # Key-value facts about the database itself (e.g. whether the catalogue was loaded).
 meta = sa.Table(
     "meta",
