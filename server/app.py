@@ -90,6 +90,7 @@ async def start(settings: Settings) -> RunningServer:
         fit_pool,
         operations,
         settings.default_deadline_seconds,
+        settings.max_runs_per_fit,
     )
     operations.resumes("fit", service.rebuild_fit)
     operations.resumes("backtest", service.rebuild_backtest)

@@ -172,5 +172,24 @@ class CatalogRpcs(RpcBase):
     ) -> pb.ListLawVersionsResponse:
         name = validation.family_name("family", request.family)
         validation.law_form("form", request.form, optional=True)
-        records = await asyncio.to_thread(self.store.list_law_versions, name, request.form or None)
-        return pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records])
+        size = validation.page_size("page_size", request.page_size, 100, 1000)
+        after = _version_position(request.page_token)
+        records = await asyncio.to_thread(
+            self.store.list_law_versions, name, request.form or None, size + 1, after
+        )
+        response = pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records[:size]])
+        if len(records) > size:
+            last = records[size - 1]
+            response.next_page_token = validation.encode_page_token(f"{last.form}/{last.version}")
+        return response
+
+
+def _version_position(token: str) -> tuple[str, int] | None:
+    """(form, version) of the last version of the previous page."""
+    position = validation.decode_page_token("page_token", token)
+    if position is None:
+        return None
+    form, _, version = str(position).partition("/")
+    if not version.isdigit() or len(version) > 9:
+        raise InvalidInput("page_token", "is not a token this service issued")
+    return form, int(version)

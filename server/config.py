@@ -46,5 +46,8 @@ class Settings(BaseSettings):
     law_cache_seconds: float = Field(default=2.0, ge=0)
     # Largest AddRuns batch; larger uploads are refused whole, not half-stored.
     max_runs_per_request: int = Field(default=50_000, ge=1)
+    # Most rows (checkpoints count one each) a fit, backtest or comparison fit reads; a larger
+    # family is refused with RESOURCE_EXHAUSTED (a fit's memory and time grow with its rows).
+    max_runs_per_fit: int = Field(default=200_000, ge=1)
     # Largest request message in bytes (gRPC receive limit).
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

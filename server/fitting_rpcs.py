@@ -39,7 +39,7 @@ from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors, translate_stream_errors
 from server.operations import Progress, ReportProgress, Work
-from server.refusals import Refused, shutting_down
+from server.refusals import Refused, overloaded, shutting_down
 from server.rpc_base import Context, RpcBase, optional_field
 from server.store import Conflict, NotFound
 from server.store.records import INTERRUPTED, FamilyRecord, FitRecord, RunRecord
@@ -223,6 +223,8 @@ class FittingRpcs(RpcBase):
             tuple(_fit_method(f"methods[{i}]", m) for i, m in enumerate(request.methods))
             or BACKTEST_METHODS
         )
+        if len(set(methods)) != len(methods):
+            raise InvalidInput("methods", f"names a method twice: {list(methods)[:10]}")
         cut = positive("train_below", request.train_below)
         options, checkpoints, _ = await self._fit_settings(request.options, "options.")
         _, records, runs, compute = await self._family_runs(name, "backtest")
@@ -270,6 +272,13 @@ class FittingRpcs(RpcBase):
         """The family, its runs (records and arrays) and each row's compute; FAILED_PRECONDITION
         when it has none. `finals_only`: each run's last checkpoint only."""
         family = await asyncio.to_thread(self.store.get_family, name)
+        if family.run_count > self.max_runs_per_fit:
+            raise overloaded(
+                f"family {name!r} has {family.run_count} rows; a {purpose} reads at most "
+                f"{self.max_runs_per_fit} (PLANNER_MAX_RUNS_PER_FIT): delete runs or fit a "
+                "family holding a subset",
+                retry_after=None,
+            )
         records = await asyncio.to_thread(self.store.all_runs, name)
         if not records:
             raise Infeasible(f"family {name!r} has no runs to {purpose}", field="family")
@@ -313,6 +322,8 @@ class FittingRpcs(RpcBase):
         """The parameters named in `borrow` (all five when empty) of the borrow_from law, and
         which version that was."""
         names = list(message.borrow) or list(OPTION_PARAMETERS)
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"{prefix}borrow", f"names a parameter twice: {names[:10]}")
         for index, name in enumerate(names):
             if name not in OPTION_PARAMETERS:
                 raise InvalidInput(

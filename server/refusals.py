@@ -18,7 +18,7 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-def overloaded(message: str, retry_after: float) -> Refused:
+def overloaded(message: str, retry_after: float | None) -> Refused:
     return Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_after)
 
 

@@ -53,12 +53,14 @@ class RpcBase:
         fit_pool: FitPool,
         operations: OperationRunner,
         default_deadline_seconds: float,
+        max_runs_per_fit: int,
     ) -> None:
         self.store = store
         self.pool = pool  # plan workers: sub-second solves only
         self.fit_pool = fit_pool  # fits, backtests, bootstraps: long work, cancellable
         self.operations = operations
         self.max_runs = max_runs_per_request
+        self.max_runs_per_fit = max_runs_per_fit
         self.laws = laws
         self.solver = BatchedSolver(pool)
         self.default_deadline = default_deadline_seconds

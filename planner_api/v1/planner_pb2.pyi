@@ -2009,19 +2009,29 @@ class ListLawVersionsRequest(_message.Message):
 
     FAMILY_FIELD_NUMBER: _builtins.int
     FORM_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name."""
     form: _builtins.str
     """Law form; empty lists every form."""
+    page_size: _builtins.int
+    """At most this many versions (1-1000; 0 means 100): a fitted version carries the ids of the
+    runs it was fitted to, so pages keep answers small.
+    """
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
     def __init__(
         self,
         *,
         family: _builtins.str = ...,
         form: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "form", b"form"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "form", b"form", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2034,6 +2044,9 @@ class ListLawVersionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LAWS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass to the next call; empty when there are no more."""
     @_builtins.property
     def laws(self) -> _containers.RepeatedCompositeFieldContainer[Global___Law]:
         """Versions, by form then oldest first."""
@@ -2042,10 +2055,11 @@ class ListLawVersionsResponse(_message.Message):
         self,
         *,
         laws: _abc.Iterable[Global___Law] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["laws", b"laws"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["laws", b"laws", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

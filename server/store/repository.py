@@ -385,7 +385,14 @@ class Store:
                 )
             return self._law_record(conn, name, family.id, form, version)
 
-    def list_law_versions(self, name: str, form: str | None) -> list[LawRecord]:
+    def list_law_versions(
+        self,
+        name: str,
+        form: str | None,
+        limit: int | None = None,
+        after: tuple[str, int] | None = None,
+    ) -> list[LawRecord]:
+        """Versions by form then version; at most `limit`, those after (form, version)."""
         with self._read() as conn:
             family = self._family_row(conn, name, lock=False)
             if family is None:
@@ -397,6 +404,15 @@ class Store:
             )
             if form:
                 query = query.where(law_versions.c.form == form)
+            if after is not None:
+                query = query.where(
+                    sa.or_(
+                        law_versions.c.form > after[0],
+                        sa.and_(law_versions.c.form == after[0], law_versions.c.version > after[1]),
+                    )
+                )
+            if limit is not None:
+                query = query.limit(limit)
             current = self._current_versions(conn, family.id)
             return [
                 _law_record(name, row, current.get(row.form, (0, ""))[0] == row.version)
