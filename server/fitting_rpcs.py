@@ -62,7 +62,10 @@ class FittingRpcs(RpcBase):
             "fit", prepared.family, request.SerializeToString(), prepared.work(self)
         )
         live = self.operations.live(record.id)
-        steps = live.subscribe() if live is not None else None
+        steps = None
+        if live is not None:
+            live.attached = True
+            steps = live.subscribe()
         try:
             async with self._default_deadline(context):
                 while steps is not None and (step := await steps.get()) is not None:

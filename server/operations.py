@@ -61,6 +61,9 @@ class Live:
     error: Exception | None = None  # why it failed, for a synchronous caller to re-raise
     task: asyncio.Task[None] | None = None
     written_at: float = 0.0
+    # A synchronous caller (FitLaw) waits on it: on shutdown it is cancelled, not resumed, since
+    # that caller is told to retry.
+    attached: bool = False
     # Queues that receive every progress step, then None when the operation ends.
     subscribers: list[asyncio.Queue[Progress | None]] = field(default_factory=list)
 
@@ -175,6 +178,8 @@ class OperationRunner:
                     return  # cancelled while it waited
                 live.publish(Progress("starting", 0, 0))
                 await self._execute(operation_id, live, work)
+        except Exception:  # the store failed; a stale heartbeat lets a server retry it later
+            log.exception("operation %s could not be run or recorded", operation_id)
         finally:
             self._live.pop(operation_id, None)
             live.publish(None)
@@ -210,7 +215,7 @@ class OperationRunner:
     def _write_progress(self, operation_id: str, step: tuple[str, int, int]) -> None:
         try:
             self.store.update_operation(operation_id, None, step)
-        except Exception:  # progress is advisory; the final state is written with retries
+        except Exception:  # progress is advisory; the final state is written on its own
             log.warning("could not store the progress of operation %s", operation_id, exc_info=True)
 
     async def _fail(self, operation_id: str, live: Live, error: Exception) -> None:
@@ -257,10 +262,20 @@ class OperationRunner:
             try:
                 if self._live:
                     await asyncio.to_thread(self.store.heartbeat_operations, list(self._live))
+                    await self._stop_cancelled_elsewhere()
                 if beats % round(STALE_SECONDS / HEARTBEAT_SECONDS) == 0:
                     await self.resume_interrupted()  # a peer died: its operations go on here
             except Exception:  # the database may be away for a while; beat again later
                 log.warning("operation heartbeat failed", exc_info=True)
+
+    async def _stop_cancelled_elsewhere(self) -> None:
+        """Stop the work of operations cancelled through another replica (its store row is done
+        while the task here still runs)."""
+        for operation_id, live in list(self._live.items()):
+            record = await asyncio.to_thread(self.store.get_operation, operation_id)
+            if record.done and live.task is not None:
+                log.info("operation %s was %s elsewhere; stopping it", operation_id, record.state)
+                live.task.cancel()
 
     async def stop(self) -> int:
         """Refuse new operations, stop running ones at once and mark them INTERRUPTED (the
@@ -268,6 +283,15 @@ class OperationRunner:
         self._accepting = False
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        for operation_id, live in list(self._live.items()):
+            if live.attached:
+                await asyncio.to_thread(
+                    self.store.finish_operation,
+                    operation_id,
+                    CANCELLED,
+                    error_code="UNAVAILABLE",
+                    error_message="the server shut down during the call; retry it",
+                )
         tasks = [live.task for live in self._live.values() if live.task is not None]
         for task in tasks:
             task.cancel()

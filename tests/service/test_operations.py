@@ -297,10 +297,17 @@ def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
         create(stub, "resumed", 40)
         name = stub.StartFit(request).name
         wait_for(stub, name, lambda op: op.state == pb.OPERATION_STATE_RUNNING, 30)
-        workers = descendants(server.pid)
-        sent = time.monotonic()
-        server.stop(timeout=10)
-        took = time.monotonic() - sent
+        # A synchronous FitLaw in flight is told to retry, and its operation is not resumed.
+        with ThreadPoolExecutor(1) as caller:
+            attached = caller.submit(lambda: list(stub.FitLaw(slow_fit("resumed"), timeout=60)))
+            time.sleep(1.0)
+            workers = descendants(server.pid)
+            sent = time.monotonic()
+            server.stop(timeout=10)
+            took = time.monotonic() - sent
+            with pytest.raises(grpc.RpcError) as caught:
+                attached.result()
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
         assert took < 1 + 2, took  # grace + 2 s
         assert server.exit_code == 0
         # Every worker is gone too, within the same bound.
@@ -317,6 +324,10 @@ def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
         assert done.state == pb.OPERATION_STATE_SUCCEEDED and done.attempt == 2
         versions = stub.ListLawVersions(pb.ListLawVersionsRequest(family="resumed")).laws
         assert [law.version for law in versions] == [done.law.version]  # stored once
+        operations = stub.ListOperations(pb.ListOperationsRequest(family="resumed")).operations
+        (synchronous,) = [op for op in operations if op.name != name]
+        assert synchronous.state == pb.OPERATION_STATE_CANCELLED
+        assert synchronous.error.code == "UNAVAILABLE"
 
 
 def test_health_reports_saturated_plan_workers_and_recovers(tmp_path: Path) -> None:
