@@ -8,8 +8,10 @@
 (b) A 200-resample bootstrap of 5,000 runs, split into chunks as server/fitting_rpcs.py
     splits it (count = min(resamples, max(4 x processes, resamples // 10)) chunks of resamples,
     `FitJob.bootstrap` per chunk), on a forkserver ProcessPoolExecutor of 2 workers and of 1
-    worker, each worker with BLAS pinned to one thread (threadpoolctl, as
-    server/solver_pool.py does), started and warmed before the clock starts.
+    worker, each worker with BLAS pinned to one thread (threadpoolctl, as the server's fit
+    processes are, server/fit_pool.py), started and warmed before the clock starts. It measures
+    the chunks' parallel gain; the server's own pool (pebble, niced) is timed in the serving
+    section.
 
 The synthetic runs follow Epoch's Chinchilla fit with 1% log-normal noise: N log-uniform over
 1e7..1e10 parameters, D = N x (tokens per parameter log-uniform over 2..200).
@@ -157,7 +159,7 @@ def peak_rss(label: str, count: int, deadline: float) -> MemoryRow:
 
 
 def _pin_blas() -> None:
-    """Worker initializer, as server/solver_pool.py's: one BLAS thread per process."""
+    """Worker initializer, as server/fit_pool.py's: one BLAS thread per process."""
     threadpool_limits(1)
 
 
