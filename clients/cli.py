@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from clients import formatting as fmt
-from clients import law_commands, planning_commands, run_commands
+from clients import law_commands, operation_commands, planning_commands, run_commands
 from clients.client import PlannerClient, PlannerClientError
 from clients.command_base import (
     Output,
+    StillRunning,
     UsageError,
     band_text,
     bands_json,
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_commands.register(commands)
     law_commands.register(commands)
+    operation_commands.register(commands)
 
     curve = commands.add_parser(
         "bnsl", help="broken power law of the runs' loss against one variable (not stored)"
@@ -380,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, error.as_dict(), f"{error.code}: {error.message}", 1)
     except (CsvError, UsageError) as error:
         return _fail(args, {"code": "USAGE", "message": str(error)}, str(error), 2)
+    except StillRunning as stopped:
+        return _stopped(args, stopped)
     print(json.dumps(data) if args.json else text)
     for line in notices(args):
         print(line, file=sys.stderr)
@@ -394,6 +398,18 @@ def _fail(args: argparse.Namespace, error: dict[str, Any], message: str, code: i
         if violation["description"] not in message:
             print(f"  {violation['field']}: {violation['description']}", file=sys.stderr)
     return code
+
+
+def _stopped(args: argparse.Namespace, stopped: StillRunning) -> int:
+    """Ctrl-C while waiting for an operation: it runs on; say how to follow it. Exit 130, as
+    a shell reports an interrupted command."""
+    if args.json:
+        error = {"code": "INTERRUPTED", "message": str(stopped), "operation": stopped.name}
+        print(json.dumps({"error": error}))
+    print(f"planner: {stopped}", file=sys.stderr)
+    for line in stopped.hints():
+        print(line, file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import numpy as np
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from numpy.typing import ArrayLike, NDArray
 
 from clients import results
 from planner_api.v1 import planner_pb2 as pb
@@ -38,6 +40,11 @@ INTERVAL_KIND_NAMES = {
     pb.INTERVAL_KIND_BAND: "band",
     pb.INTERVAL_KIND_PREDICTION: "prediction",
 }
+# Batch answers run to tens of MB (a million plans is about 55 MB); gRPC's default is 4 MiB.
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+# How long a fit may take, or an operation be watched, unless the caller says otherwise.
+FIT_TIMEOUT = 600.0
+ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,16 @@ class PlannerClientError(Exception):
                 {"field": v.field, "description": v.description} for v in self.violations
             ],
         }
+
+
+class OperationFailed(PlannerClientError):
+    """An operation waited for ended FAILED or CANCELLED: its error's code and message, as the
+    synchronous call would have raised them, and the operation itself."""
+
+    def __init__(self, operation: results.Operation) -> None:
+        error = operation.error or results.OperationError("UNKNOWN", "the operation failed")
+        super().__init__(error.code, error.message, [])
+        self.operation = operation
 
 
 def _time(stamp: Any) -> str:
@@ -200,11 +217,125 @@ def _options_message(options: results.FitOptions | None) -> pb.FitOptions:
     return message
 
 
+def _fit_request(
+    family: str,
+    method: str,
+    bootstrap: int | None,
+    seed: int,
+    form: str,
+    expected_revision: int | None,
+    base: str,
+    options: results.FitOptions | None,
+    make_current: bool | None,
+    breaks: int | None,
+) -> pb.FitLawRequest:
+    request = pb.FitLawRequest(
+        family=family,
+        form=form,
+        method=method,
+        seed=seed,
+        base=base,
+        options=_options_message(options),
+    )
+    if bootstrap is not None:
+        request.bootstrap = bootstrap
+    if expected_revision is not None:
+        request.expected_revision = expected_revision
+    if make_current is not None:
+        request.make_current = make_current
+    if breaks is not None:
+        request.breaks = breaks
+    return request
+
+
+def _backtest_request(
+    family: str, train_below: float, methods: tuple[str, ...], options: results.FitOptions | None
+) -> pb.BacktestLawRequest:
+    return pb.BacktestLawRequest(
+        family=family,
+        train_below=train_below,
+        methods=list(methods),
+        options=_options_message(options),
+    )
+
+
+def _backtest(reply: pb.BacktestLawResponse) -> results.Backtest:
+    return results.Backtest(
+        train_runs=reply.train_runs,
+        test_runs=reply.test_runs,
+        methods=[
+            results.MethodBacktest(
+                method=m.method,
+                parameters=dict(m.parameters),
+                failure=m.failure,
+                mean_abs_relative_error=m.mean_abs_relative_error,
+                max_abs_relative_error=m.max_abs_relative_error,
+                runs=[
+                    results.HeldOutRun(
+                        r.run_id, r.flops, r.observed_loss, r.predicted_loss, r.relative_error
+                    )
+                    for r in m.runs
+                ],
+                chosen=m.chosen,
+            )
+            for m in reply.methods
+        ],
+    )
+
+
+def _operation(message: pb.Operation) -> results.Operation:
+    result = message.WhichOneof("result")
+    progress = message.progress
+    return results.Operation(
+        name=message.name,
+        kind=message.kind,
+        family=message.family,
+        state=pb.OperationState.Name(message.state).removeprefix("OPERATION_STATE_"),
+        done=message.done,
+        progress=results.OperationProgress(progress.stage, progress.done, progress.total),
+        create_time=_time(message.create_time),
+        update_time=_time(message.update_time),
+        attempt=message.attempt,
+        law=_law(message.law) if result == "law" else None,
+        backtest=_backtest(message.backtest) if result == "backtest" else None,
+        error=(
+            results.OperationError(message.error.code, message.error.message)
+            if result == "error"
+            else None
+        ),
+    )
+
+
+def _finished(operation: results.Operation) -> results.Operation:
+    """The operation if it succeeded; OperationFailed if it failed or was cancelled."""
+    if operation.error is not None or operation.state in ("FAILED", "CANCELLED"):
+        raise OperationFailed(operation)
+    return operation
+
+
+def _doubles(values: ArrayLike) -> NDArray[np.float64]:
+    """A flat float64 array of the caller's numbers (a list, tuple or array)."""
+    return np.asarray(values, dtype=np.float64).ravel()
+
+
+def _array(values: Any) -> NDArray[np.float64]:
+    # A repeated double field converts to numpy without a Python-level loop.
+    return np.array(values, dtype=np.float64)
+
+
 class PlannerClient:
     """One channel to a planner server; every method raises PlannerClientError on failure."""
 
-    def __init__(self, target: str, token: str | None = None, timeout: float = 30.0) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_receive_bytes: int = MAX_RECEIVE_BYTES,
+    ) -> None:
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", max_receive_bytes)]
+        )
         self._stub = pb_grpc.PlannerServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout
@@ -354,25 +485,26 @@ class PlannerClient:
         options: checkpoints, tied exponents, fixed or borrowed parameters, penalty.
         make_current: None makes the version current unless the fit has warnings; True even
             with warnings; False stores it without making it current.
-        breaks: bnsl_* forms only, 0-3 (None: chosen by held-out error)."""
-        request = pb.FitLawRequest(
-            family=family,
-            form=form,
-            method=method,
-            seed=seed,
-            base=base,
-            options=_options_message(options),
+        breaks: bnsl_* forms only, 0-3 (None: chosen by held-out error).
+
+        The fit stops when the call does (a deadline, an interrupt); start_fit runs it as an
+        operation that outlives its caller."""
+        request = _fit_request(
+            family,
+            method,
+            bootstrap,
+            seed,
+            form,
+            expected_revision,
+            base,
+            options,
+            make_current,
+            breaks,
         )
-        if bootstrap is not None:
-            request.bootstrap = bootstrap
-        if expected_revision is not None:
-            request.expected_revision = expected_revision
-        if make_current is not None:
-            request.make_current = make_current
-        if breaks is not None:
-            request.breaks = breaks
         try:
-            events = self._stub.FitLaw(request, timeout=timeout or 600.0, metadata=self._metadata)
+            events = self._stub.FitLaw(
+                request, timeout=timeout or FIT_TIMEOUT, metadata=self._metadata
+            )
             for event in events:
                 if event.HasField("law"):
                     return _law(event.law)
@@ -393,34 +525,8 @@ class PlannerClient:
     ) -> results.Backtest:
         """Fit each method ("vpnls", "huber", "auto"; empty: all three) with `options` below
         the compute cut and score it above (nothing is stored)."""
-        request = pb.BacktestLawRequest(
-            family=family,
-            train_below=train_below,
-            methods=list(methods),
-            options=_options_message(options),
-        )
-        reply = self._call("BacktestLaw", request, timeout or 600.0)
-        return results.Backtest(
-            train_runs=reply.train_runs,
-            test_runs=reply.test_runs,
-            methods=[
-                results.MethodBacktest(
-                    method=m.method,
-                    parameters=dict(m.parameters),
-                    failure=m.failure,
-                    mean_abs_relative_error=m.mean_abs_relative_error,
-                    max_abs_relative_error=m.max_abs_relative_error,
-                    runs=[
-                        results.HeldOutRun(
-                            r.run_id, r.flops, r.observed_loss, r.predicted_loss, r.relative_error
-                        )
-                        for r in m.runs
-                    ],
-                    chosen=m.chosen,
-                )
-                for m in reply.methods
-            ],
-        )
+        request = _backtest_request(family, train_below, methods, options)
+        return _backtest(self._call("BacktestLaw", request, timeout or FIT_TIMEOUT))
 
     def fit_isoflop(self, family: str) -> results.IsoflopFit:
         """Chinchilla Approach 2 on the family's runs (biased unless alpha = beta; stored
@@ -471,8 +577,15 @@ class PlannerClient:
 
     def list_law_versions(self, family: str, form: str = "") -> list[results.Law]:
         """Every stored version, by form then oldest first (form "": every form)."""
-        request = pb.ListLawVersionsRequest(family=family, form=form)
-        return [_law(law) for law in self._call("ListLawVersions", request).laws]
+        versions: list[results.Law] = []
+        token = ""
+        while True:  # every page
+            request = pb.ListLawVersionsRequest(family=family, form=form, page_token=token)
+            page = self._call("ListLawVersions", request)
+            versions += [_law(law) for law in page.laws]
+            token = page.next_page_token
+            if not token:
+                return versions
 
     def set_current_law(
         self, family: str, form: str, version: int, expected_revision: int | None = None
@@ -483,6 +596,105 @@ class PlannerClient:
         if expected_revision is not None:
             request.expected_revision = expected_revision
         return _law(self._call("SetCurrentLaw", request).law)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def start_fit(
+        self,
+        family: str,
+        method: str = "auto",
+        bootstrap: int | None = None,
+        seed: int = 0,
+        form: str = "chinchilla",
+        expected_revision: int | None = None,
+        *,
+        base: str = "",
+        options: results.FitOptions | None = None,
+        make_current: bool | None = None,
+        breaks: int | None = None,
+    ) -> results.Operation:
+        """fit_law's work as an operation, returned at once (QUEUED or RUNNING); it keeps
+        running when this client goes away. watch_operation waits for its law."""
+        request = _fit_request(
+            family,
+            method,
+            bootstrap,
+            seed,
+            form,
+            expected_revision,
+            base,
+            options,
+            make_current,
+            breaks,
+        )
+        return _operation(self._call("StartFit", request))
+
+    def start_backtest(
+        self,
+        family: str,
+        train_below: float,
+        methods: tuple[str, ...] = (),
+        options: results.FitOptions | None = None,
+    ) -> results.Operation:
+        """backtest's work as an operation, returned at once; its report is the operation's
+        `backtest` once it succeeds."""
+        request = _backtest_request(family, train_below, methods, options)
+        return _operation(self._call("StartBacktest", request))
+
+    def get_operation(self, name: str) -> results.Operation:
+        """One operation ("operations/<id>") as it stands; a failed one's `error` is data here,
+        not raised."""
+        return _operation(self._call("GetOperation", pb.GetOperationRequest(name=name)))
+
+    def list_operations(
+        self, family: str | None = None, page_size: int = 0
+    ) -> Iterator[results.Operation]:
+        """Every operation (of one family when given), newest first, fetched `page_size` at a
+        time (0: the server's default of 100)."""
+        token = ""
+        while True:
+            request = pb.ListOperationsRequest(
+                family=family or "", page_size=page_size, page_token=token
+            )
+            reply = self._call("ListOperations", request)
+            yield from (_operation(op) for op in reply.operations)
+            token = reply.next_page_token
+            if not token:
+                return
+
+    def cancel_operation(self, name: str) -> results.Operation:
+        """Cancel an operation (its work stops within about a second and it ends CANCELLED);
+        a finished one is returned unchanged."""
+        return _operation(self._call("CancelOperation", pb.CancelOperationRequest(name=name)))
+
+    def watch_operation(
+        self,
+        name: str,
+        on_progress: ProgressCallback | None = None,
+        timeout: float | None = None,
+    ) -> results.Operation:
+        """Wait for an operation to finish and return it, calling `on_progress(stage, done,
+        total)` as it moves. Raises OperationFailed (a PlannerClientError with the operation's
+        error code) if it failed or was cancelled. `timeout` (default 10 minutes) ends the wait
+        only: the operation keeps running."""
+        request = pb.WatchOperationRequest(name=name)
+        try:
+            stream = self._stub.WatchOperation(
+                request, timeout=timeout or FIT_TIMEOUT, metadata=self._metadata
+            )
+            try:
+                for message in stream:
+                    operation = _operation(message)
+                    if operation.done:
+                        return _finished(operation)
+                    if on_progress is not None and operation.progress.stage:
+                        p = operation.progress
+                        on_progress(p.stage, p.done, p.total)
+            finally:
+                stream.cancel()  # stop the stream at once when the caller is interrupted
+        except grpc.RpcError as error:
+            raise PlannerClientError.from_rpc_error(error) from None
+        raise PlannerClientError("UNKNOWN", f"the watch of {name} ended before it was done", [])
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -778,6 +990,73 @@ class PlannerClient:
             solver=reply.solver,
             law=_law_info(reply.law),
             epochs=reply.epochs if reply.HasField("epochs") else None,
+        )
+
+    def plan_compute_optimal_batch(
+        self,
+        family: str,
+        budgets: ArrayLike | None = None,
+        target_losses: ArrayLike | None = None,
+        max_params: float | None = None,
+        max_tokens: float | None = None,
+        unique_tokens: float | None = None,
+        max_epochs: float | None = None,
+        form: str = "",
+        version: int = 0,
+        timeout: float | None = None,
+    ) -> results.ComputeOptimalBatch:
+        """plan_compute_optimal for many budgets (FLOPs) or many loss targets (give exactly one)
+        under the same caps, in one call: each row's answer is the single call's."""
+        request = pb.PlanComputeOptimalBatchRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            budgets=_doubles(budgets) if budgets is not None else [],
+            target_losses=_doubles(target_losses) if target_losses is not None else [],
+        )
+        for name, value in (
+            ("max_params", max_params),
+            ("max_tokens", max_tokens),
+            ("unique_tokens", unique_tokens),
+            ("max_epochs", max_epochs),
+        ):
+            if value is not None:
+                setattr(request, name, value)
+        reply = self._call("PlanComputeOptimalBatch", request, timeout)
+        return results.ComputeOptimalBatch(
+            params=_array(reply.params),
+            tokens=_array(reply.tokens),
+            loss=_array(reply.loss),
+            flops=_array(reply.flops),
+            binding=[tags.split(",") if tags else [] for tags in reply.binding],
+            solver=list(reply.solver),
+            law=_law_info(reply.law),
+        )
+
+    def predict_batch(
+        self,
+        family: str,
+        params: ArrayLike,
+        tokens: ArrayLike,
+        unique_tokens: ArrayLike | None = None,
+        with_band: bool = False,
+        form: str = "",
+        version: int = 0,
+        timeout: float | None = None,
+    ) -> results.PredictionBatch:
+        """predict for many (params[i], tokens[i]) points in one call; `with_band` adds each
+        point's 95% band (the law version needs a bootstrap ensemble)."""
+        request = pb.PredictBatchRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            params=_doubles(params),
+            tokens=_doubles(tokens),
+            unique_tokens=_doubles(unique_tokens) if unique_tokens is not None else [],
+            with_band=with_band,
+        )
+        reply = self._call("PredictBatch", request, timeout)
+        return results.PredictionBatch(
+            loss=_array(reply.loss),
+            low=_array(reply.low) if with_band else None,
+            high=_array(reply.high) if with_band else None,
+            law=_law_info(reply.law),
         )
 
 

@@ -15,6 +15,25 @@ class UsageError(Exception):
     """A problem with the command line itself."""
 
 
+class StillRunning(Exception):
+    """The wait for an operation was interrupted (Ctrl-C); the operation runs on."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"stopped waiting; {name} keeps running on the server")
+        self.name = name
+
+    def hints(self) -> list[str]:
+        return follow_hints(self.name)
+
+
+def follow_hints(name: str) -> list[str]:
+    """How to wait for an operation, or stop it, from the command line."""
+    return [
+        f"  watch it:  planner operations watch {name}",
+        f"  cancel it: planner operations cancel {name}",
+    ]
+
+
 def notice(args: argparse.Namespace, line: str) -> None:
     """A line for stderr ("warning: ...", "note: ..."), printed after the command's output, so
     that stdout keeps only the output (one JSON object with --json)."""

@@ -1,18 +1,28 @@
 """`planner fit`, `planner backtest` and `planner laws show|versions|promote`: fitting laws to a
 family's runs, with the fit options (checkpoints, tied exponents, fixed or borrowed parameters,
-an over-estimate penalty), and choosing which stored version is current."""
+an over-estimate penalty), and choosing which stored version is current. A fit runs on the
+server as an operation, which `fit` waits for unless told to `--detach`."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from dataclasses import asdict
 from typing import Any
 
 from clients import formatting as fmt
-from clients.client import PlannerClient
-from clients.command_base import Output, UsageError, notice
-from clients.results import AutoChoice, FitOptions, Law, LawSelector
+from clients import operation_commands
+from clients.client import FIT_TIMEOUT, PlannerClient
+from clients.command_base import Output, UsageError
+from clients.law_output import (
+    auto_text,
+    backtest_output,
+    diagnostics_text,
+    law_json,
+    options_text,
+    parameter_table,
+    promote_command,
+    rows_text,
+)
+from clients.results import FitOptions, LawSelector
 
 FORMS = (
     "chinchilla",
@@ -24,8 +34,6 @@ FORMS = (
 )
 FIT_METHODS = ("auto", "vpnls", "huber")
 CHECKPOINT_MODES = ("final", "all", "after-fraction")
-# Parameters first in this order, the rest after them by name.
-PARAMETER_ORDER = ("E", "A", "B", "alpha", "beta", "a", "b", "eta", "r_d_star", "r_n_star")
 
 
 # -- option flags shared by fit and backtest ----------------------------------------------------
@@ -137,118 +145,7 @@ def fit_options(args: argparse.Namespace) -> FitOptions | None:
     return None if options == FitOptions() else options
 
 
-# -- output pieces --------------------------------------------------------------------------
-
-
-def _ordered(parameters: dict[str, float]) -> list[tuple[str, float]]:
-    rank = {name: i for i, name in enumerate(PARAMETER_ORDER)}
-    return sorted(parameters.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
-
-
-def _parameter_table(law: Law) -> str:
-    rows = [
-        [name, fmt.number(value), *(fmt.number(v) for v in law.intervals.get(name, (None, None)))]
-        for name, value in _ordered(law.parameters)
-    ]
-    return fmt.table(["PARAMETER", "VALUE", "95% LOW", "95% HIGH"], rows)
-
-
-def auto_json(auto: AutoChoice | None) -> dict[str, Any] | None:
-    return None if auto is None else asdict(auto)
-
-
-def _auto_text(auto: AutoChoice) -> str:
-    rows = [
-        [
-            c.candidate + (" *" if c.candidate == auto.chosen else ""),
-            "-" if c.failure else f"{c.mean_abs_relative_error:.3%}",
-            "-" if c.failure else f"{c.max_abs_relative_error:.3%}",
-            c.failure,
-        ]
-        for c in auto.candidates
-    ]
-    head = (
-        f"method auto chose {auto.chosen} over {auto.folds} folds (error of the held-out "
-        "larger runs' final loss; * chosen)"
-    )
-    if auto.note:  # no backtest was possible
-        return f"method auto chose {auto.chosen} without a backtest: {auto.note}"
-    table = fmt.table(["CANDIDATE", "MEAN |REL ERR|", "MAX |REL ERR|", "NOTE"], rows)
-    return f"{head}\n{table}"
-
-
-def _options_text(law: Law) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(law.options.items())) or "-"
-
-
-def _diagnostics_text(law: Law) -> str:
-    d = law.diagnostics
-    text = (
-        f"RMSE on log loss {fmt.number(d.get('rmse_log_loss'))}, max "
-        f"{fmt.number(d.get('max_abs_log_loss'))}, residual sd "
-        f"{fmt.number(d.get('residual_sd_log_loss'))}"
-    )
-    if d.get("on_bound"):
-        text += f"; on a bound: {', '.join(d['on_bound'])}"
-    return text
-
-
-def promote_command(law: Law) -> str:
-    return f"planner laws promote {law.family} --form {law.form} --version {law.version}"
-
-
-def _rows_text(law: Law) -> str:
-    d = law.diagnostics
-    rows, runs = d.get("runs"), d.get("training_runs")
-    if rows is None:
-        return f"{len(law.run_ids)} rows"
-    return f"{rows} rows of {runs} training runs" if runs and runs != rows else f"{rows} runs"
-
-
-def law_json(law: Law) -> dict[str, Any]:
-    """Everything `laws show --json` prints about a version."""
-    return {
-        "family": law.family,
-        "form": law.form,
-        "version": law.version,
-        "current": law.current,
-        "method": law.method,
-        "citation": law.citation,
-        "note": law.note,
-        "create_time": law.create_time,
-        "params": law.parameters,
-        "intervals": {k: list(v) for k, v in law.intervals.items()},
-        "ensemble_size": law.ensemble_size,
-        "options": law.options,
-        "diagnostics": law.diagnostics,
-        "auto": auto_json(law.auto),
-        "run_count": law.run_count,
-        "run_ids": law.run_ids,
-    }
-
-
 # -- fit ------------------------------------------------------------------------------------
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr: `bootstrap [#####-----]  100/200`."""
-
-    WIDTH = 30
-
-    def __init__(self) -> None:
-        self.open = False
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        filled = self.WIDTH * done // max(total, 1)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        end = "\n" if stage == "bootstrap" and done >= total else ""
-        print(f"\r{stage:>9} [{bar}] {done:>4}/{total}", end=end, file=sys.stderr, flush=True)
-        self.open = not end
-
-    def finish(self) -> None:
-        if self.open:
-            print(file=sys.stderr, flush=True)
-            self.open = False
 
 
 def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -256,65 +153,26 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
     if args.method == "isoflop":
         if args.form != "chinchilla" or args.base or options or args.breaks is not None:
             raise UsageError("--method isoflop takes no --form, --base, --breaks or fit options")
+        if args.detach:
+            raise UsageError("--method isoflop answers at once and stores nothing: no --detach")
         return _isoflop(client, args)
     if args.breaks is not None and not args.form.startswith("bnsl_"):
         raise UsageError("--breaks applies to the bnsl_compute, bnsl_params and bnsl_tokens forms")
-    progress = ProgressBar() if sys.stderr.isatty() else None
-    try:
-        law = client.fit_law(
-            args.family,
-            args.method,
-            args.bootstrap,
-            args.seed,
-            args.form,
-            timeout=args.fit_timeout,
-            on_progress=progress,
-            base=args.base,
-            options=options,
-            make_current=args.make_current,
-            breaks=args.breaks,
-        )
-    finally:
-        if progress is not None:
-            progress.finish()
-    data = {
-        "version": law.version,
-        "form": law.form,
-        "method": law.method,
-        "current": law.current,
-        "params": law.parameters,
-        "intervals": {k: list(v) for k, v in law.intervals.items()},
-        "diagnostics": law.diagnostics,
-        "options": law.options,
-        "auto": auto_json(law.auto),
-    }
-    failed = law.diagnostics.get("failed_resamples") or 0
-    lines = [
-        f"{args.family}: {law.form} v{law.version} by {law.method}"
-        + (" (method auto)" if law.auto else "")
-        + f" on {_rows_text(law)}, {law.ensemble_size} bootstrap fits"
-        + (f" ({failed} resamples failed)" if failed else "")
-        + (f"; Chinchilla part: {law.options['base']}" if "base" in law.options else ""),
-        _parameter_table(law),
-        _diagnostics_text(law),
-        f"options: {_options_text(law)}",
-    ]
-    if law.auto is not None:
-        lines.append(_auto_text(law.auto))
-    for warning in law.warnings:
-        notice(args, f"warning: {warning}")
-    if law.current:
-        lines.append(f"v{law.version} is now the current {law.form} law of {args.family}")
-    else:
-        why = "--no-make-current" if args.make_current is False else "the fit has warnings"
-        hint = (
-            f"v{law.version} was stored but NOT made current ({why}); queries that name no "
-            f"version do not use it. To make it current: {promote_command(law)}"
-        )
-        lines.append(hint)
-        if args.json:
-            notice(args, f"note: {hint}")
-    return data, "\n".join(lines)
+    operation = client.start_fit(
+        args.family,
+        args.method,
+        args.bootstrap,
+        args.seed,
+        args.form,
+        base=args.base,
+        options=options,
+        make_current=args.make_current,
+        breaks=args.breaks,
+    )
+    if args.detach:
+        return operation_commands.detached(args, operation)
+    finished = operation_commands.wait(client, operation.name, args.fit_timeout)
+    return operation_commands.result_output(args, finished)
 
 
 def _isoflop(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -343,56 +201,12 @@ def _isoflop(client: PlannerClient, args: argparse.Namespace) -> Output:
 
 
 def backtest(client: PlannerClient, args: argparse.Namespace) -> Output:
-    result = client.backtest(
-        args.family, args.train_below, tuple(args.method or ()), options=fit_options(args)
-    )
-    data = {
-        "train_runs": result.train_runs,
-        "test_runs": result.test_runs,
-        "methods": [
-            {
-                "method": m.method,
-                "chosen": m.chosen,
-                "params": m.parameters,
-                "failure": m.failure,
-                "mean_abs_relative_error": m.mean_abs_relative_error if not m.failure else None,
-                "max_abs_relative_error": m.max_abs_relative_error if not m.failure else None,
-                "runs": [asdict(r) for r in m.runs],
-            }
-            for m in result.methods
-        ],
-    }
-    summary = fmt.table(
-        ["METHOD", "MEAN |REL ERR|", "MAX |REL ERR|", "NOTE"],
-        [
-            [
-                m.method + (f" (chose {m.chosen})" if m.chosen else ""),
-                "-" if m.failure else f"{m.mean_abs_relative_error:.3%}",
-                "-" if m.failure else f"{m.max_abs_relative_error:.3%}",
-                m.failure,
-            ]
-            for m in result.methods
-        ],
-    )
-    scored = [m for m in result.methods if not m.failure]
-    runs = scored[0].runs if scored else []
-    detail = fmt.table(
-        ["RUN", "FLOPS", "OBSERVED", *(f"{m.method.upper()} PRED" for m in scored)],
-        [
-            [
-                run.run_id,
-                fmt.number(run.flops),
-                fmt.number(run.observed_loss),
-                *(fmt.number(m.runs[i].predicted_loss) for m in scored),
-            ]
-            for i, run in enumerate(runs)
-        ],
-    )
-    head = (
-        f"{args.family}: fitted on {result.train_runs} runs below {args.train_below:g} FLOPs, "
-        f"predicted {result.test_runs} above"
-    )
-    return data, "\n\n".join([head, summary, detail])
+    methods, options = tuple(args.method or ()), fit_options(args)
+    if args.detach:
+        operation = client.start_backtest(args.family, args.train_below, methods, options)
+        return operation_commands.detached(args, operation)
+    result = client.backtest(args.family, args.train_below, methods, options=options)
+    return backtest_output(result, args.family, args.train_below)
 
 
 # -- laws show | versions | promote ----------------------------------------------------------
@@ -413,21 +227,21 @@ def laws_show(client: PlannerClient, args: argparse.Namespace) -> Output:
     ]
     if law.note:
         pairs.append(("note", law.note))
-    pairs += [("created", law.create_time or "-"), ("options", _options_text(law))]
+    pairs += [("created", law.create_time or "-"), ("options", options_text(law))]
     if law.diagnostics:
         failed = law.diagnostics.get("failed_resamples") or 0
         pairs += [
-            ("fitted to", _rows_text(law)),
+            ("fitted to", rows_text(law)),
             (
                 "bootstrap",
                 f"{law.ensemble_size} fits" + (f", {failed} resamples failed" if failed else ""),
             ),
         ]
-    lines = [fmt.key_values(pairs), _parameter_table(law)]
+    lines = [fmt.key_values(pairs), parameter_table(law)]
     if law.diagnostics:
-        lines.append(_diagnostics_text(law))
+        lines.append(diagnostics_text(law))
     if law.auto is not None:
-        lines.append(_auto_text(law.auto))
+        lines.append(auto_text(law.auto))
     lines += [f"warning: {w}" for w in law.warnings]
     return law_json(law), "\n".join(lines)
 
@@ -504,7 +318,13 @@ def register(commands: Any) -> None:
     )
     fitter.add_argument("--bootstrap", type=int, default=200, help="resamples (0-1000)")
     fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
-    fitter.add_argument("--fit-timeout", type=float, default=600.0, help="seconds to wait")
+    fitter.add_argument(
+        "--fit-timeout",
+        type=float,
+        default=FIT_TIMEOUT,
+        help="seconds to wait (the fit keeps running after, as an operation)",
+    )
+    operation_commands.add_detach_flag(fitter)
     fitter.set_defaults(func=fit)
 
     back = commands.add_parser("backtest", help="fit below a compute cut, score above it")
@@ -517,6 +337,7 @@ def register(commands: Any) -> None:
         help="repeatable; default vpnls, huber and auto",
     )
     add_option_flags(back)
+    operation_commands.add_detach_flag(back)
     back.set_defaults(func=backtest)
 
     laws = commands.add_parser("laws", help="stored law versions: show, list, make current")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 @dataclass(frozen=True)
 class Band:
@@ -409,3 +412,78 @@ class Allocation:
     objective: float
     budget_binding: bool
     solver: str
+
+
+@dataclass(frozen=True)
+class OperationProgress:
+    """How far an operation's work has got: stage ("queued", "fit", "bootstrap", "store",
+    "backtest"), units done and units in all."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """Why an operation failed or was cancelled: the status code name the synchronous call
+    would have returned ("FAILED_PRECONDITION", "CANCELLED", ...) and the server's message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A long-running fit or backtest on the server (it keeps running when its caller goes).
+
+    state: "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED" or "INTERRUPTED" (its server
+        stopped; the next one retries it). `done` once SUCCEEDED, FAILED or CANCELLED.
+    law (a fit) or backtest (a backtest) once SUCCEEDED; error once FAILED or CANCELLED. A fit's
+    law is None if its family was deleted since.
+    """
+
+    name: str
+    kind: str
+    family: str
+    state: str
+    done: bool
+    progress: OperationProgress
+    create_time: str
+    update_time: str
+    attempt: int
+    law: Law | None = None
+    backtest: Backtest | None = None
+    error: OperationError | None = None
+
+
+# Arrays compare element-wise, so these batch answers compare by identity (eq=False).
+@dataclass(frozen=True, eq=False)
+class ComputeOptimalBatch:
+    """Plans for many budgets or loss targets: parallel arrays, one entry per row in request
+    order; `binding` lists each row's active constraints, `solver` what answered it."""
+
+    params: NDArray[np.float64]
+    tokens: NDArray[np.float64]
+    loss: NDArray[np.float64]
+    flops: NDArray[np.float64]
+    binding: list[list[str]]
+    solver: list[str]
+    law: LawInfo
+
+    def __len__(self) -> int:
+        return int(self.params.size)
+
+
+@dataclass(frozen=True, eq=False)
+class PredictionBatch:
+    """Predicted losses for many (N, D) points, in request order; `low` and `high` bound each
+    point's 95% band when it was asked for (NaN where the ensemble gives no band), else None."""
+
+    loss: NDArray[np.float64]
+    low: NDArray[np.float64] | None
+    high: NDArray[np.float64] | None
+    law: LawInfo
+
+    def __len__(self) -> int:
+        return int(self.loss.size)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from clients import PlannerClient
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from tests.service.server_process import ServerProcess
@@ -109,3 +110,14 @@ def test_a_family_beyond_the_fit_row_cap_is_resource_exhausted(tmp_path: Path) -
         stub.DeleteRuns(pb.DeleteRunsRequest(family="big", run_ids=["r8"]))
         events = list(stub.FitLaw(pb.FitLawRequest(family="big", method="vpnls", bootstrap=0)))
         assert events[-1].HasField("law")
+
+
+def test_the_client_reads_every_page_of_law_versions(
+    client: PlannerClient, stub: rpc.PlannerServiceStub, family_name: str
+) -> None:
+    stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name=family_name)))
+    for i in range(105):  # more than one default page of 100
+        parameters = {"E": 1.5 + i / 1000, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+        stub.PutLaw(pb.PutLawRequest(family=family_name, form="chinchilla", parameters=parameters))
+    versions = client.list_law_versions(family_name)
+    assert [law.version for law in versions] == list(range(1, 106))
