@@ -12,7 +12,9 @@ issue's fitting targets, and write bench/RESULTS.md.
 fuzz: 10,000 hypothesis requests over every RPC, and random bytes, through a dedicated server
    (bench/fuzz.py: status codes, no INTERNAL or UNKNOWN, RSS, health after);
 batch: plans/s of one PlanComputeOptimalBatch call of 100,000 budgets against single calls, and
-   PredictBatch points/s (bench/batch.py: handler in-process and round trips).
+   PredictBatch points/s (bench/batch.py: handler in-process and round trips);
+serving: capped plans beside two bootstrap fits, deadline or cancel to idle fit workers, SIGTERM
+   with an operation running, clients that never read (bench/serving.py).
 
 Progress goes to stderr. --quick is a smoke test and writes bench/out/ instead.
 `--only accuracy` (or `scale`, `fuzz`, or `accuracy,scale`) runs just those sections and writes
@@ -32,7 +34,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import accuracy, domain, fitting, fuzz, load, machine, queries, report, scale, service
+from bench import (
+    accuracy,
+    domain,
+    fitting,
+    fuzz,
+    load,
+    machine,
+    queries,
+    report,
+    scale,
+    service,
+    serving,
+)
 from bench import batch as batch_queries
 from bench.domain import log
 from tests.service.server_process import ServerProcess
@@ -42,7 +56,7 @@ REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
 # Sections that `--only` can run on their own.
-SECTIONS = ("accuracy", "scale", "fuzz", "batch")
+SECTIONS = ("accuracy", "scale", "fuzz", "batch", "serving")
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     scale_results = scale.run(quick) if "scale" in names else None
     fuzz_results = fuzz.run(quick) if "fuzz" in names else None
     batch_results = batch_queries.run(quick) if "batch" in names else None
+    serving_results = serving.run(quick) if "serving" in names else None
     stem = "RESULTS." + ".".join(names) + (".quick" if quick else "")
     output = output or HERE / "out" / f"{stem}.md"
     command = "python -m bench.run --only " + ",".join(names)
@@ -118,6 +133,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
         scale_results,
         fuzz_results,
         batch_results,
+        serving_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
@@ -129,6 +145,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
                 "scale": scale_results,
                 "fuzz": fuzz_results,
                 "batch": batch_results,
+                "serving": serving_results,
             },
             indent=1,
             default=_plain,
@@ -138,6 +155,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     log(f"wrote {output} and {raw} in {time.monotonic() - began:.0f} s")
     fuzz_rows = report.fuzz_targets(fuzz_results) if fuzz_results else []
     fuzz_rows += report.batch_target_rows(batch_results) if batch_results else []
+    fuzz_rows += report.serving_target_rows(serving_results) if serving_results else []
     for row in report.issue_targets(accuracy_results, scale_results) + fuzz_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0
@@ -238,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"fuzz: not run: {error}")
         fuzz_results = None
     batch_results = batch_queries.run(quick)
+    serving_results = serving.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -259,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         scale=scale_results,
         fuzz=fuzz_results,
         batch=batch_results,
+        serving=serving_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")
@@ -269,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     fuzz_rows = report.fuzz_targets(fuzz_results) if fuzz_results else []
     issue_rows = report.issue_targets(accuracy_results, scale_results) + fuzz_rows
     issue_rows += report.batch_target_rows(batch_results)
+    issue_rows += report.serving_target_rows(serving_results)
     for row in report.targets(results) + issue_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0 if not note else 1
