@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from planner.catalog import CATALOG
 from planner_api.v1 import planner_pb2 as pb
+from server.admission import AdmissionInterceptor
 from server.auth import BearerTokenInterceptor, load_tokens
 from server.config import Settings
 from server.decoding import add_service
@@ -71,16 +72,16 @@ async def start(settings: Settings) -> RunningServer:
         settings.max_queued_operations,
         settings.operation_timeout_seconds,
     )
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.tokens_file is not None:
         interceptors.append(BearerTokenInterceptor(load_tokens(settings.tokens_file)))
+    interceptors.append(AdmissionInterceptor(settings.max_concurrent_rpcs))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1),
         ],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     service = PlannerService(
         store,

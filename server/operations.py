@@ -159,6 +159,8 @@ class OperationRunner:
     async def watch(self, operation_id: str, poll_seconds: float = 1.0) -> AsyncIterator[None]:
         """Yields whenever the operation may have changed; the caller re-reads it."""
         while True:
+            if not self._accepting:  # shutting down: watch again on another replica
+                raise shutting_down()
             live = self._live.get(operation_id)
             if live is None:  # finished here, or runs on another replica: poll the store
                 yield None

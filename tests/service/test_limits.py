@@ -4,11 +4,13 @@ refused. Raw stubs, so the checks are of the wire contract."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import PlannerClient
 from planner_api.v1 import planner_pb2 as pb
@@ -20,6 +22,15 @@ from tests.service.server_process import ServerProcess
 def stub(server: ServerProcess) -> Iterator[rpc.PlannerServiceStub]:
     with grpc.insecure_channel(server.target) as channel:
         yield rpc.PlannerServiceStub(channel)
+
+
+def law_runs() -> list[pb.Run]:
+    """Nine runs on a Chinchilla-form law."""
+    sizes = [(n, n * m) for n in (1e8, 3e8, 1e9) for m in (10.0, 20.0, 40.0)]
+    return [
+        pb.Run(run_id=f"r{i}", params=n, tokens=d, loss=1.82 + 482 / n**0.35 + 2085 / d**0.37)
+        for i, (n, d) in enumerate(sizes)
+    ]
 
 
 def refusal(call: object) -> tuple[grpc.StatusCode, str]:
@@ -89,12 +100,7 @@ def test_a_family_beyond_the_fit_row_cap_is_resource_exhausted(tmp_path: Path) -
     ):
         stub = rpc.PlannerServiceStub(channel)
         stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name="big")))
-        sizes = [(n, n * m) for n in (1e8, 3e8, 1e9) for m in (10.0, 20.0, 40.0)]
-        runs = [
-            pb.Run(run_id=f"r{i}", params=n, tokens=d, loss=1.82 + 482 / n**0.35 + 2085 / d**0.37)
-            for i, (n, d) in enumerate(sizes)
-        ]
-        stub.AddRuns(pb.AddRunsRequest(family="big", runs=runs))
+        stub.AddRuns(pb.AddRunsRequest(family="big", runs=law_runs()))
         calls = [
             lambda: list(stub.FitLaw(pb.FitLawRequest(family="big", bootstrap=0))),
             lambda: stub.StartFit(pb.FitLawRequest(family="big")),
@@ -121,3 +127,39 @@ def test_the_client_reads_every_page_of_law_versions(
         stub.PutLaw(pb.PutLawRequest(family=family_name, form="chinchilla", parameters=parameters))
     versions = client.list_law_versions(family_name)
     assert [law.version for law in versions] == list(range(1, 106))
+
+
+def test_calls_beyond_the_admission_cap_are_refused_but_health_answers(tmp_path: Path) -> None:
+    env = {"PLANNER_MAX_CONCURRENT_RPCS": "2"}
+    with (
+        ServerProcess(tmp_path / "admission.db", env) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        stub = rpc.PlannerServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name="held")))
+        stub.AddRuns(pb.AddRunsRequest(family="held", runs=law_runs()))
+        family = pb.GetFamilyRequest(name="held")
+        # Two open streams of a long fit hold both slots until they end.
+        operation = stub.StartFit(pb.FitLawRequest(family="held", method="huber", bootstrap=1000))
+        watches = [stub.WatchOperation(pb.WatchOperationRequest(name=operation.name)) for _ in "ab"]
+        for watch in watches:
+            next(watch)  # each is in flight
+        code, details = refusal(lambda: stub.GetFamily(family))
+        assert (
+            code == grpc.StatusCode.RESOURCE_EXHAUSTED and "PLANNER_MAX_CONCURRENT_RPCS" in details
+        )
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        for watch in watches:
+            watch.cancel()
+        deadline = time.monotonic() + 10
+        while True:  # the slots come back once the server sees the streams end
+            try:
+                assert stub.GetFamily(family).family.name == "held"
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        stub.CancelOperation(pb.CancelOperationRequest(name=operation.name))

@@ -1,0 +1,77 @@
+"""A cap on the planner calls served at once, counted until each call's answer is sent.
+
+grpc.aio's own `maximum_concurrent_rpcs` counts health checks too: clients that never read their
+answers held every slot and health probes were refused with the rest. This interceptor counts
+only planner calls, from admission until the call terminates (its answer fully sent, or the call
+cancelled), so what unread answers can hold is bounded and health and reflection always answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from server.auth import OPEN_PREFIXES
+from server.errors import abort
+
+# Seconds a refused caller is told to wait (google.rpc.RetryInfo).
+RETRY_AFTER = 1.0
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses planner calls with RESOURCE_EXHAUSTED while `limit` are in flight."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(handler.unary_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._streaming(handler.unary_stream))
+        return handler  # the service has no client-streaming calls
+
+    async def _admit(self, context: Any) -> None:
+        if self.in_flight >= self.limit:
+            await abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.in_flight} calls are in flight on this server (PLANNER_MAX_CONCURRENT_RPCS"
+                f" = {self.limit}, counted until each answer is sent); retry shortly",
+                retry_after=RETRY_AFTER,
+            )
+        self.in_flight += 1
+        context.add_done_callback(self._release)
+
+    def _release(self, _context: Any) -> None:
+        self.in_flight -= 1
+
+    def _unary(
+        self, behavior: Callable[[Any, Any], Awaitable[Any]]
+    ) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def admitted(request: Any, context: Any) -> Any:
+            await self._admit(context)
+            return await behavior(request, context)
+
+        return admitted
+
+    def _streaming(
+        self, behavior: Callable[[Any, Any], AsyncIterator[Any]]
+    ) -> Callable[[Any, Any], AsyncIterator[Any]]:
+        async def admitted(request: Any, context: Any) -> AsyncIterator[Any]:
+            await self._admit(context)
+            async for item in behavior(request, context):
+                yield item
+
+        return admitted
