@@ -44,10 +44,9 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from server.store import Store
 from tests.service.server_process import ServerProcess
+from tests.service.slow_fits import create_family, noisy_runs, slow_fit, wait_for
 
 TICKS = os.sysconf("SC_CLK_TCK")
-# Epoch's Chinchilla refit: the surface the slow fit's noisy runs are drawn from.
-E, A, B, ALPHA, BETA = 1.8172, 482.01, 2085.43, 0.3478, 0.3658
 FITS_FAMILY = "serving-fits"
 FLOOD_FAMILY = "serving-flood"
 # The capped plan: max_params binds (the optimum is ~3e10), so a plan worker solves a GP.
@@ -305,46 +304,6 @@ def watch_until_idle(sampler: CpuSampler, event: float, quiet: float = 0.3) -> I
 # -- the slow fit ------------------------------------------------------------------------------
 
 
-def slow_fit(family: str) -> pb.FitLawRequest:
-    """A Huber fit with 1,000 bootstrap resamples of 100 noisy runs: about a minute of CPU (as
-    tests/service/test_operations.py)."""
-    return pb.FitLawRequest(family=family, method="huber", bootstrap=1000, seed=1)
-
-
-def noisy_runs(count: int) -> list[pb.Run]:
-    """Runs on Epoch's surface with 1% noise: enough to make a Huber bootstrap slow."""
-    rng = np.random.default_rng(0)
-    params = np.geomspace(5e7, 5e9, count)
-    tokens = params * rng.uniform(5, 60, count)
-    loss = (E + A / params**ALPHA + B / tokens**BETA) * (1 + 0.01 * rng.standard_normal(count))
-    return [
-        pb.Run(run_id=f"r{i}", params=float(n), tokens=float(d), loss=float(value))
-        for i, (n, d, value) in enumerate(zip(params, tokens, loss, strict=True))
-    ]
-
-
-def create_family(stub: rpc.PlannerServiceStub, family: str, runs: list[pb.Run]) -> None:
-    stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name=family)), timeout=30)
-    stub.AddRuns(pb.AddRunsRequest(family=family, runs=runs), timeout=60)
-
-
-def wait_for(
-    stub: rpc.PlannerServiceStub,
-    name: str,
-    predicate: Callable[[pb.Operation], bool],
-    timeout: float,
-) -> pb.Operation:
-    deadline = time.monotonic() + timeout
-    while True:
-        operation: pb.Operation = stub.GetOperation(pb.GetOperationRequest(name=name), timeout=10)
-        if predicate(operation):
-            return operation
-        if time.monotonic() > deadline:
-            state = pb.OperationState.Name(operation.state)
-            raise RuntimeError(f"{name} still {state} ({operation.progress.stage}) at {timeout} s")
-        time.sleep(0.05)
-
-
 def bootstrapping(operation: pb.Operation) -> bool:
     return operation.state == pb.OPERATION_STATE_RUNNING and operation.progress.stage == "bootstrap"
 
@@ -476,7 +435,7 @@ def plans_beside_fits(server: ServerProcess, settings: ServingSettings) -> Plans
             try:
                 # Both fits' bootstraps keep both fit workers busy; on a loaded machine the
                 # fits' first stage can take long, so the probes start after fits_wait at most.
-                with contextlib.suppress(RuntimeError):
+                with contextlib.suppress(TimeoutError):
                     for name in names:
                         wait_for(stub, name, bootstrapping, settings.fits_wait)
                 for mix in ("capped", "closed form"):
@@ -560,7 +519,7 @@ def cancel_trial(server: ServerProcess, stub: rpc.PlannerServiceStub, trial: int
         name = stub.StartFit(slow_fit(FITS_FAMILY), timeout=30).name
         try:
             operation = wait_for(stub, name, bootstrapping, 5)
-        except RuntimeError:  # a loaded machine: stop it in its first stage
+        except TimeoutError:  # a loaded machine: stop it in its first stage
             operation = stub.GetOperation(pb.GetOperationRequest(name=name), timeout=10)
         time.sleep(0.5)  # into the bootstrap: both workers computing
         sent = time.monotonic()
@@ -620,7 +579,7 @@ def sigterm_trial(workdir: Path, trial: int, watcher: bool, resume: bool) -> Shu
             stub = rpc.PlannerServiceStub(channel)
             create_family(stub, FITS_FAMILY, noisy_runs(100))
             name = stub.StartFit(slow_fit(FITS_FAMILY), timeout=30).name
-            with contextlib.suppress(RuntimeError):  # a loaded machine: its first stage is slow
+            with contextlib.suppress(TimeoutError):  # a loaded machine: its first stage is slow
                 wait_for(stub, name, bootstrapping, 20)
             stage = stub.GetOperation(pb.GetOperationRequest(name=name), timeout=10).progress.stage
             stream = None

@@ -8,12 +8,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,31 +22,8 @@ from planner_api.v1 import planner_pb2_grpc as rpc
 from server.app import SERVICE_NAME
 from server.store import Store
 from tests.service.server_process import ServerProcess
+from tests.service.slow_fits import create_family, noisy_runs, slow_fit, wait_for
 from tests.service.test_worker_lifetime import children, running
-
-E, A, B, ALPHA, BETA = 1.8172, 482.01, 2085.43, 0.3478, 0.3658
-
-
-def slow_fit(family: str) -> pb.FitLawRequest:
-    """About a minute of CPU on 100 runs."""
-    return pb.FitLawRequest(family=family, method="huber", bootstrap=1000, seed=1)
-
-
-def noisy_runs(count: int) -> list[pb.Run]:
-    """Runs on the Epoch law with 1% noise: enough to make a Huber bootstrap slow."""
-    rng = np.random.default_rng(0)
-    params = np.geomspace(5e7, 5e9, count)
-    tokens = params * rng.uniform(5, 60, count)
-    loss = (E + A / params**ALPHA + B / tokens**BETA) * (1 + 0.01 * rng.standard_normal(count))
-    return [
-        pb.Run(run_id=f"r{i}", params=float(n), tokens=float(d), loss=float(value))
-        for i, (n, d, value) in enumerate(zip(params, tokens, loss, strict=True))
-    ]
-
-
-def create(stub: rpc.PlannerServiceStub, family: str, count: int = 100) -> None:
-    stub.CreateFamily(pb.CreateFamilyRequest(family=pb.Family(name=family)))
-    stub.AddRuns(pb.AddRunsRequest(family=family, runs=noisy_runs(count)))
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -91,22 +67,6 @@ def idle_within(pids: list[int], seconds: float) -> bool:
     return all((cpu_seconds(p) or before[p]) - before[p] < 0.05 for p in pids)
 
 
-def wait_for(
-    stub: rpc.PlannerServiceStub,
-    name: str,
-    predicate: Callable[[pb.Operation], bool],
-    timeout: float,
-) -> pb.Operation:
-    deadline = time.monotonic() + timeout
-    while True:
-        operation: pb.Operation = stub.GetOperation(pb.GetOperationRequest(name=name))
-        if predicate(operation):
-            return operation
-        state = pb.OperationState.Name(operation.state)
-        assert time.monotonic() < deadline, f"{state} {operation.progress} {operation.error}"
-        time.sleep(0.1)
-
-
 def bootstrapping(operation: pb.Operation) -> bool:
     return operation.progress.stage == "bootstrap"
 
@@ -127,7 +87,7 @@ def stub(fit_server: ServerProcess) -> Iterator[rpc.PlannerServiceStub]:
 def test_a_fit_operation_streams_and_stores_its_law(
     stub: rpc.PlannerServiceStub, family_name: str
 ) -> None:
-    create(stub, family_name, 30)
+    create_family(stub, family_name, noisy_runs(30))
     started = stub.StartFit(
         pb.FitLawRequest(family=family_name, method="vpnls", bootstrap=20, seed=2)
     )
@@ -150,7 +110,7 @@ def test_a_fit_operation_streams_and_stores_its_law(
 
 
 def test_operations_page_newest_first(stub: rpc.PlannerServiceStub, family_name: str) -> None:
-    create(stub, family_name, 12)
+    create_family(stub, family_name, noisy_runs(12))
     names = []
     for seed in range(3):
         request = pb.FitLawRequest(family=family_name, method="vpnls", bootstrap=0, seed=seed)
@@ -172,7 +132,7 @@ def test_operations_page_newest_first(stub: rpc.PlannerServiceStub, family_name:
 def test_cancel_stops_the_work_within_a_second(
     fit_server: ServerProcess, stub: rpc.PlannerServiceStub, family_name: str
 ) -> None:
-    create(stub, family_name)
+    create_family(stub, family_name, noisy_runs(100))
     started = stub.StartFit(slow_fit(family_name))
     wait_for(stub, started.name, bootstrapping, 60)
     busy = busy_workers(fit_server)
@@ -190,7 +150,7 @@ def test_cancel_stops_the_work_within_a_second(
 def test_a_deadline_stops_a_synchronous_fit(
     fit_server: ServerProcess, stub: rpc.PlannerServiceStub, family_name: str
 ) -> None:
-    create(stub, family_name)
+    create_family(stub, family_name, noisy_runs(100))
     busy: list[int] = []
     call_ended = threading.Event()
 
@@ -213,7 +173,7 @@ def test_a_deadline_stops_a_synchronous_fit(
 
 
 def test_plans_answer_while_fits_run(stub: rpc.PlannerServiceStub, family_name: str) -> None:
-    create(stub, family_name)
+    create_family(stub, family_name, noisy_runs(100))
     names = [stub.StartFit(slow_fit(family_name)).name for _ in range(2)]
     wait_for(stub, names[0], bootstrapping, 60)
     capped = pb.PlanComputeOptimalRequest(
@@ -266,7 +226,7 @@ def test_a_full_queue_is_resource_exhausted_with_a_retry_hint(tmp_path: Path) ->
         grpc.insecure_channel(server.target) as channel,
     ):
         stub = rpc.PlannerServiceStub(channel)
-        create(stub, "full")
+        create_family(stub, "full", noisy_runs(100))
         first = stub.StartFit(slow_fit("full"))
         with pytest.raises(grpc.RpcError) as caught:
             stub.StartFit(slow_fit("full"))
@@ -294,7 +254,7 @@ def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
     request = pb.FitLawRequest(family="resumed", method="huber", bootstrap=60, seed=4)
     with ServerProcess(database, env) as server, grpc.insecure_channel(server.target) as channel:
         stub = rpc.PlannerServiceStub(channel)
-        create(stub, "resumed", 40)
+        create_family(stub, "resumed", noisy_runs(40))
         name = stub.StartFit(request).name
         wait_for(stub, name, lambda op: op.state == pb.OPERATION_STATE_RUNNING, 30)
         # A synchronous FitLaw in flight is told to retry, and its operation is not resumed.

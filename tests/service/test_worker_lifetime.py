@@ -36,10 +36,12 @@ def running(pid: int) -> bool:
 
 
 def test_workers_die_with_a_killed_server(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path / "killed.db", solver_processes=2) as server:
+    env = {"PLANNER_FIT_PROCESSES": "2"}
+    with ServerProcess(tmp_path / "killed.db", env, solver_processes=2) as server:
         helpers = children(server.pid)
         workers = [w for helper in helpers for w in children(helper)]
-        assert len(workers) == 2, (helpers, workers)  # the forkserver's two solver processes
+        # The forkserver's two solver and two fit processes.
+        assert len(workers) == 4, (helpers, workers)
         os.kill(server.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(map(running, helpers + workers)):
