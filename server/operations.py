@@ -274,8 +274,10 @@ class OperationRunner:
         """Stop the work of operations cancelled through another replica (its store row is done
         while the task here still runs)."""
         for operation_id, live in list(self._live.items()):
+            if live.task is None:  # still being created
+                continue
             record = await asyncio.to_thread(self.store.get_operation, operation_id)
-            if record.done and live.task is not None:
+            if record.done:
                 log.info("operation %s was %s elsewhere; stopping it", operation_id, record.state)
                 live.task.cancel()
 
