@@ -325,3 +325,28 @@ def test_health_reports_saturated_plan_workers_and_recovers(tmp_path: Path) -> N
         assert health_pb2.HealthCheckResponse.NOT_SERVING in seen
         overall = health.Check(health_pb2.HealthCheckRequest(service=""))
         assert overall.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_cancel_through_another_replica_stops_the_work(tmp_path: Path) -> None:
+    database = tmp_path / "replicas.db"
+    with (
+        ServerProcess(database) as running,
+        ServerProcess(database) as other,
+        grpc.insecure_channel(running.target) as first,
+        grpc.insecure_channel(other.target) as second,
+    ):
+        here, there = rpc.PlannerServiceStub(first), rpc.PlannerServiceStub(second)
+        create_family(here, "shared", noisy_runs(100))
+        name = here.StartFit(slow_fit("shared")).name
+        wait_for(here, name, lambda op: op.state == pb.OPERATION_STATE_RUNNING, 30)
+        busy = busy_workers(running)
+        assert busy
+        # The other replica answers for it from the store, and can cancel it.
+        assert there.GetOperation(pb.GetOperationRequest(name=name)).state == (
+            pb.OPERATION_STATE_RUNNING
+        )
+        cancelled = there.CancelOperation(pb.CancelOperationRequest(name=name))
+        assert cancelled.state == pb.OPERATION_STATE_CANCELLED
+        # The replica running it notices at its next heartbeat (every 5 s).
+        assert idle_within(busy, 7.0)
+        assert not here.ListLawVersions(pb.ListLawVersionsRequest(family="shared")).laws
