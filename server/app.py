@@ -21,6 +21,7 @@ from server.config import Settings
 from server.decoding import add_service
 from server.fit_pool import FitPool
 from server.law_cache import LawCache
+from server.metrics import Metrics
 from server.operations import OperationRunner
 from server.servicer import PlannerService
 from server.solver_pool import SolverPool
@@ -75,7 +76,9 @@ async def start(settings: Settings) -> RunningServer:
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.tokens_file is not None:
         interceptors.append(BearerTokenInterceptor(load_tokens(settings.tokens_file)))
-    interceptors.append(AdmissionInterceptor(settings.max_concurrent_rpcs))
+    metrics = Metrics()
+    admission = AdmissionInterceptor(settings.max_concurrent_rpcs, metrics.observe_call)
+    interceptors.append(admission)
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -83,11 +86,12 @@ async def start(settings: Settings) -> RunningServer:
             ("grpc.so_reuseport", 1),
         ],
     )
+    laws = LawCache(settings.law_cache_seconds)
     service = PlannerService(
         store,
         pool,
         settings.max_runs_per_request,
-        LawCache(settings.law_cache_seconds),
+        laws,
         fit_pool,
         operations,
         settings.default_deadline_seconds,
@@ -109,6 +113,16 @@ async def start(settings: Settings) -> RunningServer:
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, not_serving)
+    if settings.metrics_port is not None:
+        metrics.watch({"solver": pool, "fit": fit_pool}, operations, laws, admission)
+        try:
+            metrics.serve(settings.metrics_port, settings.metrics_address)
+        except OSError as error:
+            raise SystemExit(
+                f"cannot serve metrics on {settings.metrics_address}:{settings.metrics_port}: "
+                f"{error}"
+            ) from error
+        log.info("metrics on %s:%d", settings.metrics_address, settings.metrics_port)
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.listen}")

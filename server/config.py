@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     law_cache_seconds: float = Field(default=2.0, ge=0)
     # Largest AddRuns batch; larger uploads are refused whole, not half-stored.
     max_runs_per_request: int = Field(default=50_000, ge=1)
+    # Port of the Prometheus metrics endpoint (plain HTTP, /metrics); unset: no endpoint.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Address the metrics endpoint listens on.
+    metrics_address: str = "0.0.0.0"
     # Most rows (checkpoints count one each) a fit, backtest or comparison fit reads; a larger
     # family is refused with RESOURCE_EXHAUSTED (a fit's memory and time grow with its rows).
     max_runs_per_fit: int = Field(default=200_000, ge=1)

@@ -57,6 +57,8 @@ class FitPool:
             max_workers=processes, initializer=_initialise_worker, context=context
         )
         self.in_flight = 0  # calls scheduled and not finished (queued or running)
+        self.calls = 0  # finished calls and their seconds (queue wait included), for metrics
+        self.seconds = 0.0
         # pebble hands every scheduled task to its workers' pipe at once, where a cancelled task
         # still costs a worker restart when picked up; so calls wait here, where cancelling one
         # is free, and at most one task per worker is inside pebble.
@@ -77,11 +79,14 @@ class FitPool:
         if kwargs:
             raise TypeError("FitPool.run takes positional arguments only")
         self.in_flight += 1
+        started = time.perf_counter()
         try:
             async with self._slots:
                 return await self._run(fn, *args)
         finally:
             self.in_flight -= 1
+            self.calls += 1
+            self.seconds += time.perf_counter() - started
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         future = self._pool.schedule(fn, args=args)

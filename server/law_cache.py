@@ -47,6 +47,8 @@ class LawCache:
         self._entries: dict[Key, tuple[float, ResolvedLaw]] = {}
         # Bumped by every invalidation: a load that started before a write must not be cached.
         self._generations: dict[str, int] = {}
+        self.hits = 0  # read by the metrics endpoint
+        self.misses = 0
 
     def generation(self, family: str) -> int:
         """Take this before loading from the store; hand it to put()."""
@@ -54,13 +56,14 @@ class LawCache:
 
     def get(self, key: Key) -> ResolvedLaw | None:
         entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires, value = entry
-        if self._clock() >= expires:
+        if entry is not None and self._clock() >= entry[0]:
             del self._entries[key]
+            entry = None
+        if entry is None:
+            self.misses += 1
             return None
-        return value
+        self.hits += 1
+        return entry[1]
 
     def put(self, key: Key, value: ResolvedLaw, generation: int) -> None:
         """Cache `value` unless the family was invalidated since `generation` was taken."""

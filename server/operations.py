@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -105,6 +106,8 @@ class OperationRunner:
         self._resume: dict[str, Callable[[OperationRecord], Work]] = {}
         self._accepting = True
         self._heartbeat: asyncio.Task[None] | None = None
+        # Operations this process ran to an end, by outcome (succeeded, failed, stopped).
+        self.ended: Counter[str] = Counter()
 
     def resumes(self, kind: str, rebuild: Callable[[OperationRecord], Work]) -> None:
         """How to run a `kind` operation again from its stored request (after an interruption)."""
@@ -113,6 +116,11 @@ class OperationRunner:
     @property
     def active(self) -> int:
         return len(self._live)
+
+    def counts(self) -> dict[str, int]:
+        """This process's operations waiting for a slot and running."""
+        queued = sum(1 for live in self._live.values() if live.progress.stage == "queued")
+        return {"queued": queued, "running": len(self._live) - queued}
 
     def live(self, operation_id: str) -> Live | None:
         return self._live.get(operation_id)
@@ -172,6 +180,7 @@ class OperationRunner:
                 await asyncio.wait_for(changed.wait(), poll_seconds)
 
     async def _run(self, operation_id: str, live: Live, work: Work) -> None:
+        outcome = "stopped"  # cancelled (before or while running) or interrupted by shutdown
         try:
             async with self._slots:
                 if not await asyncio.to_thread(
@@ -180,11 +189,16 @@ class OperationRunner:
                     return  # cancelled while it waited
                 live.publish(Progress("starting", 0, 0))
                 await self._execute(operation_id, live, work)
+                outcome = "failed" if live.error is not None else "succeeded"
+        except asyncio.CancelledError:
+            raise
         except Exception:  # the store failed; a stale heartbeat lets a server retry it later
+            outcome = "failed"
             log.exception("operation %s could not be run or recorded", operation_id)
         finally:
             self._live.pop(operation_id, None)
             live.publish(None)
+            self.ended[outcome] += 1
 
     async def _execute(self, operation_id: str, live: Live, work: Work) -> None:
         def report(progress: Progress) -> None:

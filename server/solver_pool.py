@@ -58,6 +58,8 @@ class SolverPool:
         self.processes = processes
         self._executor = self._new_executor()
         self.in_flight = 0  # calls submitted and not finished
+        self.calls = 0  # finished calls and their seconds (queue wait included), for metrics
+        self.seconds = 0.0
         # More calls waiting than this makes the pool saturated; it recovers below half.
         self.saturation = saturation if saturation is not None else 16 * processes
         self.saturated = False
@@ -92,10 +94,13 @@ class SolverPool:
         if kwargs:
             raise TypeError("SolverPool.run takes positional arguments only")
         self._track(+1)
+        started = time.perf_counter()
         try:
             return await self._run(fn, *args)
         finally:
             self._track(-1)
+            self.calls += 1
+            self.seconds += time.perf_counter() - started
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
