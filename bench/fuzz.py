@@ -265,10 +265,12 @@ def memory(pid: int) -> Memory:
 
 
 def log_lines(server: ServerProcess) -> list[str]:
+    """The server's log lines but its access lines (one per call, by design)."""
     try:
-        return server.log.read_text(errors="replace").splitlines()
+        lines = server.log.read_text(errors="replace").splitlines()
     except OSError:
         return []
+    return [line for line in lines if '"name": "planner.access"' not in line]
 
 
 def incident_log(lines: list[str], details: str, limit: int = 40) -> str:
@@ -393,7 +395,7 @@ def run(quick: bool) -> FuzzBench:
         fuzz_log_sample=[line[:SHOWN_CHARS] for line in lines[lines_before:lines_between]][
             :KEPT_LOG_LINES
         ],
-        tracebacks=sum(1 for line in lines if line.startswith("Traceback")),
+        tracebacks=sum(1 for line in lines if "Traceback" in line),  # JSON lines hold them
         memory=samples,
         health_after=health_after,
         server_exit_code=server.exit_code,

@@ -10,6 +10,7 @@ cancelled), so what unread answers can hold is bounded and health and reflection
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,8 +21,11 @@ from server.errors import abort
 
 # Seconds a refused caller is told to wait (google.rpc.RetryInfo).
 RETRY_AFTER = 1.0
-# Told of each planner call once it ended: (method, status code name, seconds).
-CallObserver = Callable[[str, str, float], None]
+# Told of each planner call once it ended: (method, status code name, seconds, request id,
+# peer).
+CallObserver = Callable[[str, str, float, str, str], None]
+# A caller's x-request-id is kept when it is this short and printable; else one is made.
+MAX_REQUEST_ID = 128
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -50,8 +54,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _admit(self, method: str, context: Any) -> None:
         started = time.perf_counter()
+        request_id = _request_id(context)
+        # Returned to the caller, so its logs and ours can be joined.
+        await context.send_initial_metadata((("x-request-id", request_id),))
         if self.in_flight >= self.limit:
-            self._observe(method, "RESOURCE_EXHAUSTED", started)
+            self._observe(method, "RESOURCE_EXHAUSTED", started, request_id, context)
             await abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -68,13 +75,16 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 name = "CANCELLED"
             else:
                 name = "OK" if code is None else getattr(code, "name", str(code))
-            self._observe(method, name, started)
+            self._observe(method, name, started, request_id, ended)
 
         context.add_done_callback(release)
 
-    def _observe(self, method: str, code: str, started: float) -> None:
+    def _observe(
+        self, method: str, code: str, started: float, request_id: str, context: Any
+    ) -> None:
         if self.observer is not None:
-            self.observer(method, code, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.observer(method, code, seconds, request_id, str(context.peer()))
 
     def _unary(
         self, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
@@ -94,3 +104,12 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 yield item
 
         return admitted
+
+
+def _request_id(context: Any) -> str:
+    """The caller's x-request-id when sane, else a new one."""
+    for key, value in context.invocation_metadata() or ():
+        sane = isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID and value.isprintable()
+        if key == "x-request-id" and sane:
+            return str(value)
+    return uuid.uuid4().hex

@@ -21,6 +21,7 @@ from server.config import Settings
 from server.decoding import add_service
 from server.fit_pool import FitPool
 from server.law_cache import LawCache
+from server.logs import log_call
 from server.metrics import Metrics
 from server.operations import OperationRunner
 from server.servicer import PlannerService
@@ -77,7 +78,13 @@ async def start(settings: Settings) -> RunningServer:
     if settings.tokens_file is not None:
         interceptors.append(BearerTokenInterceptor(load_tokens(settings.tokens_file)))
     metrics = Metrics()
-    admission = AdmissionInterceptor(settings.max_concurrent_rpcs, metrics.observe_call)
+
+    def observe(method: str, code: str, seconds: float, request_id: str, peer: str) -> None:
+        metrics.observe_call(method, code, seconds)
+        if settings.access_log:
+            log_call(method, code, seconds, request_id, peer)
+
+    admission = AdmissionInterceptor(settings.max_concurrent_rpcs, observe)
     interceptors.append(admission)
     server = grpc.aio.server(
         interceptors=interceptors,

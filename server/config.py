@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     law_cache_seconds: float = Field(default=2.0, ge=0)
     # Largest AddRuns batch; larger uploads are refused whole, not half-stored.
     max_runs_per_request: int = Field(default=50_000, ge=1)
+    # Log lines on stderr: "json" (one object per line, for collectors) or "text".
+    log_format: Literal["json", "text"] = "json"
+    # One access line per planner call (rpc, code, duration, request id, peer); about 20 us of
+    # CPU per call, so a server answering thousands of plans a second may turn it off.
+    access_log: bool = True
     # Port of the Prometheus metrics endpoint (plain HTTP, /metrics); unset: no endpoint.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Address the metrics endpoint listens on.

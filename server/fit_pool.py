@@ -32,9 +32,11 @@ FIT_NICENESS = 10
 def _initialise_worker() -> None:
     from threadpoolctl import threadpool_limits
 
+    from server.logs import configure as configure_logs
     from server.parent_death import die_with_parent
 
     die_with_parent()  # the parent is the forkserver, which dies with the server
+    configure_logs()  # warnings raised in solves go to the log as JSON lines too
     os.nice(FIT_NICENESS)
     # Two cores for all workers: a BLAS pool per process oversubscribes them.
     threadpool_limits(1)

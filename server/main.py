@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
+import os
 import sys
 
 import grpc
@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"planner-server: {error}", file=sys.stderr)
             return 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from server import logs
+
+    os.environ[logs.FORMAT_VARIABLE] = settings.log_format  # the worker processes read it
+    logs.configure(settings.log_format)
     from server.app import serve
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -32,9 +32,11 @@ def _initialise_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     from planner.planning import allocation, geometric_program, inference
+    from server.logs import configure as configure_logs
     from server.parent_death import die_with_parent
 
     die_with_parent()  # the parent is the forkserver, which dies with the server
+    configure_logs()  # warnings raised in solves go to the log as JSON lines too
 
     # Two processes share two cores: a BLAS pool per process oversubscribes them (a Huber
     # bootstrap ran 3x slower with default threads).
