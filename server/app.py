@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import exc as sa_exc
 
 from planner.catalog import CATALOG
 from planner_api.v1 import planner_pb2 as pb
@@ -57,12 +59,37 @@ class RunningServer:
         self.store.close()
 
 
+class StartupFailed(Exception):
+    """The server cannot start; the message is the one line an operator reads."""
+
+
+def open_store(url: str) -> Store:
+    """The store at `url`, migrated and seeded; StartupFailed (with the password hidden) when the
+    URL is unusable or the database unreachable."""
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError as exc:
+        raise StartupFailed(f"PLANNER_DATABASE_URL is not a database URL: {exc}") from exc
+    try:
+        store = Store(url)
+        store.migrate()
+        if store.seed_catalog(CATALOG):
+            log.info("loaded the published catalogue into a fresh database")
+    except (sa_exc.NoSuchModuleError, ImportError) as exc:
+        raise StartupFailed(
+            f"PLANNER_DATABASE_URL {shown}: no database driver for it ({exc})"
+        ) from exc
+    except sa_exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StartupFailed(f"cannot use the database {shown}: {reason}") from exc
+    except OSError as exc:  # SQLite's directory cannot be made
+        raise StartupFailed(f"cannot use the database {shown}: {exc}") from exc
+    return store
+
+
 async def start(settings: Settings) -> RunningServer:
     """Start serving; health turns SERVING only once the store and solver pool are ready."""
-    store = Store(settings.database_url)
-    await asyncio.to_thread(store.migrate)
-    if await asyncio.to_thread(store.seed_catalog, CATALOG):
-        log.info("loaded the published catalogue into a fresh database")
+    store = await asyncio.to_thread(open_store, settings.database_url)
     pool = SolverPool(
         settings.solver_processes,
         settings.plan_saturation_per_process * settings.solver_processes,

@@ -73,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ[logs.FORMAT_VARIABLE] = settings.log_format  # the worker processes read it
     logs.configure(settings.log_format)
-    from server.app import serve
+    from server.app import StartupFailed, serve
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings))
+    except StartupFailed as error:
+        print(f"planner-server: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
