@@ -103,7 +103,8 @@ async def start(settings: Settings) -> RunningServer:
     )
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.tokens_file is not None:
-        interceptors.append(BearerTokenInterceptor(load_tokens(settings.tokens_file)))
+        tokens = load_tokens(settings.tokens_file)
+        interceptors.append(BearerTokenInterceptor(tokens, settings.open_reads))
     metrics = Metrics()
 
     def observe(method: str, code: str, seconds: float, request_id: str, peer: str) -> None:

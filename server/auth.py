@@ -1,42 +1,132 @@
-"""Bearer-token authentication; health and reflection stay open for probes and grpcurl."""
+"""Bearer-token authentication with roles; health and reflection stay open for probes and grpcurl.
+
+The tokens file is JSON, `{"tokens": [{"name": ..., "sha256": ..., "role": ...}]}`, holding only
+hashes of the tokens; the older file of plain tokens, one per line, still works and gives each
+token the role `admin`. Roles nest: `read` (queries, gets, lists), `write` (also families, runs,
+laws, fits), `admin` (also deletes). A token that is missing or unknown is UNAUTHENTICATED; a
+known token whose role is too low is PERMISSION_DENIED.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+ROLES = ("read", "write", "admin")  # each includes the ones before it
+SERVICE_PREFIX = "/planner.v1.PlannerService/"
+
+WRITES = frozenset(
+    {
+        "CreateFamily", "AddRuns", "PutLaw", "FitLaw", "SetCurrentLaw", "StartFit",
+        "StartBacktest", "CancelOperation",
+    }
+)  # fmt: skip
+ADMIN = frozenset({"DeleteFamily", "DeleteRuns"})
+READS = frozenset(
+    {
+        "GetFamily", "ListFamilies", "ListRuns", "BacktestLaw", "FitIsoFLOP", "FitBrokenPowerLaw",
+        "GetLaw", "ListLawVersions", "Predict", "PlanComputeOptimal", "PlanInference",
+        "PlanOvertraining", "PlanDataMix", "PlanSparsity", "AllocateBudget", "GetOperation",
+        "ListOperations", "WatchOperation", "PlanComputeOptimalBatch", "PredictBatch",
+    }
+)  # fmt: skip
 
 
-def load_tokens(path: Path) -> frozenset[bytes]:
-    """Accepted tokens (UTF-8), one per line; blank lines and '#' comments (indented or not)
-    are skipped. ValueError, with the path, when the file is missing, unreadable or empty."""
+@dataclass(frozen=True)
+class Principal:
+    """Who a token is (its name, for logs) and what it may do."""
+
+    name: str
+    role: str
+
+
+def required_role(method: str) -> str:
+    """The least role a full method path needs; methods not listed need admin (fail closed)."""
+    name = method.removeprefix(SERVICE_PREFIX)
+    if name in READS:
+        return "read"
+    if name in WRITES:
+        return "write"
+    return "admin"
+
+
+def allows(role: str, needed: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def load_tokens(path: Path) -> dict[str, Principal]:
+    """sha256 hex digest -> principal. ValueError, with the path and the reason, when the file
+    is missing, unreadable, empty or malformed."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
-    stripped = (line.strip() for line in lines)
-    tokens = frozenset(line.encode() for line in stripped if line and not line.startswith("#"))
+    tokens = _json_tokens(path, text) if text.lstrip().startswith("{") else _plain_tokens(text)
     if not tokens:
         raise ValueError(f"the tokens file {path} holds no tokens")
     return tokens
 
 
-def _deny(message: str) -> grpc.RpcMethodHandler:
+def _plain_tokens(text: str) -> dict[str, Principal]:
+    """One token per line (blank lines and '#' comments, indented or not, skipped): admins."""
+    stripped = (line.strip() for line in text.splitlines())
+    plain = [line for line in stripped if line and not line.startswith("#")]
+    return {digest(token): Principal(f"token-{i + 1}", "admin") for i, token in enumerate(plain)}
+
+
+def _json_tokens(path: Path, text: str) -> dict[str, Principal]:
+    try:
+        entries = json.loads(text)["tokens"]
+        if not isinstance(entries, list):
+            raise TypeError("tokens is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        shape = '{"tokens": [...]}'
+        raise ValueError(f"the tokens file {path} is not {shape} JSON: {exc}") from exc
+    tokens: dict[str, Principal] = {}
+    for i, entry in enumerate(entries):
+        where = f"the tokens file {path}, tokens[{i}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: must be an object with name, sha256 and role")
+        name, hashed, role = entry.get("name"), entry.get("sha256"), entry.get("role")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: name must be a non-empty string")
+        if not isinstance(hashed, str) or len(hashed) != 64:
+            raise ValueError(f"{where}: sha256 must be 64 hex digits")
+        try:
+            bytes.fromhex(hashed)
+        except ValueError as exc:
+            raise ValueError(f"{where}: sha256 must be 64 hex digits") from exc
+        if role not in ROLES:
+            raise ValueError(f"{where}: role must be one of {list(ROLES)}, got {role!r}")
+        tokens[hashed.lower()] = Principal(name, role)
+    return tokens
+
+
+def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
     async def deny(_request: object, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Rejects calls without `authorization: Bearer <token>` for a known token."""
+    """Admits calls by the role of their `authorization: Bearer <token>`; with `open_reads`,
+    calls that need only `read` need no token."""
 
-    def __init__(self, tokens: frozenset[bytes]) -> None:
+    def __init__(self, tokens: dict[str, Principal], open_reads: bool = False) -> None:
         self._tokens = tokens
+        self._open_reads = open_reads
 
     async def intercept_service(
         self,
@@ -46,12 +136,30 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method or ""
         if method.startswith(OPEN_PREFIXES):
             return await continuation(handler_call_details)
+        needed = required_role(method)
+        if self._open_reads and needed == "read":
+            return await continuation(handler_call_details)
         header = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
         scheme, _, token = str(header).partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return _deny("missing 'authorization: Bearer <token>' metadata")
-        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError per call).
-        offered = token.encode("utf-8", "surrogateescape")
-        if not any(hmac.compare_digest(offered, known) for known in self._tokens):
-            return _deny("unknown token")
+            return _deny(
+                grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"
+            )
+        principal = self._find(digest(token))
+        if principal is None:
+            return _deny(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
+        if not allows(principal.role, needed):
+            return _deny(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"token {principal.name!r} has role {principal.role!r}; "
+                f"{method.removeprefix(SERVICE_PREFIX)} needs {needed!r}",
+            )
         return await continuation(handler_call_details)
+
+    def _find(self, hashed: str) -> Principal | None:
+        # Compare every digest in constant time rather than a dict lookup's early exits.
+        found = None
+        for known, principal in self._tokens.items():
+            if hmac.compare_digest(hashed, known):
+                found = principal
+        return found

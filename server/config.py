@@ -19,8 +19,11 @@ class Settings(BaseSettings):
     listen: str = "[::]:50051"
     # SQLAlchemy URL; the default is an embedded SQLite file under ./var/.
     database_url: str = "sqlite:///var/planner.db"
-    # File of accepted bearer tokens, one per line; unset means no authentication.
+    # File of accepted bearer tokens: JSON with sha256 hashes and roles, or plain tokens one per
+    # line (each an admin); unset means no authentication.
     tokens_file: Path | None = None
+    # With a tokens file: calls that only read (queries, gets, lists) need no token.
+    open_reads: bool = False
     # Worker processes for solver work (GP solves); never on the event loop.
     solver_processes: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
     # Worker processes for fits, backtests and bootstraps, apart from the solver processes
