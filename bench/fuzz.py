@@ -39,6 +39,7 @@ from tests.service.fuzz_requests import (
     method_path,
     seed_family,
 )
+from tests.service.processes import descendants, vm_rss
 from tests.service.server_process import ServerProcess
 
 TARGET_REQUESTS = 10_000
@@ -227,41 +228,10 @@ def send_all(
 # -- the server process ------------------------------------------------------------------------
 
 
-def _vm_rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(text[text.rindex(")") + 2 :].split()[1])
-    tree = {root}
-    changed = True
-    while changed:
-        changed = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                changed = True
-    return tree
-
-
 def memory(pid: int) -> Memory:
-    sizes = [_vm_rss(p) for p in _descendants(pid)]
+    sizes = [vm_rss(p) for p in {pid, *descendants(pid)}]
     known = [s for s in sizes if s is not None]
-    return Memory(_vm_rss(pid), sum(known) if known else None)
+    return Memory(vm_rss(pid), sum(known) if known else None)
 
 
 def log_lines(server: ServerProcess) -> list[str]:

@@ -43,10 +43,10 @@ from bench.stats import Summary, jitter
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from server.store import Store
+from tests.service.processes import alive, descendants, read_proc, vm_rss
 from tests.service.server_process import ServerProcess
 from tests.service.slow_fits import create_family, noisy_runs, slow_fit, wait_for
 
-TICKS = os.sysconf("SC_CLK_TCK")
 FITS_FAMILY = "serving-fits"
 FLOOD_FAMILY = "serving-flood"
 # The capped plan: max_params binds (the optimum is ~3e10), so a plan worker solves a GP.
@@ -103,59 +103,6 @@ class ServingSettings:
 
 
 # -- processes, from /proc ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Proc:
-    ppid: int
-    state: str
-    cpu: float  # user + system CPU seconds
-    nice: int  # fit workers run at nice 10, solver workers at 0
-
-
-def read_proc(pid: int) -> Proc | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is parenthesised and may hold spaces; fields resume after its ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / TICKS
-    return Proc(int(fields[1]), fields[0], cpu, int(fields[16]))
-
-
-def alive(pid: int) -> bool:
-    """Exists and is not a zombie."""
-    proc = read_proc(pid)
-    return proc is not None and proc.state != "Z"
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below `root` (children, grandchildren, ...)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            proc = read_proc(int(entry.name))
-            if proc is not None and proc.state != "Z":
-                children.setdefault(proc.ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def vm_rss(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def settle(root: int, quiet: float = 0.4, cap: float = 20.0) -> float:

@@ -33,7 +33,7 @@ from planner_api.v1 import planner_pb2 as pb
 from server import mapping, wire
 from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
-from server.rpc_base import Context, RpcBase, optional_field
+from server.rpc_base import Context, RpcBase
 from server.store.records import LawRecord
 
 Array = NDArray[np.float64]
@@ -98,12 +98,7 @@ class BatchRpcs(RpcBase):
         self, request: pb.PlanComputeOptimalBatchRequest, context: Context
     ) -> pb.PlanComputeOptimalBatchResponse:
         goal = _goal(request)
-        caps = Caps(
-            max_params=optional_field(request, "max_params"),
-            max_tokens=optional_field(request, "max_tokens"),
-            unique_tokens=optional_field(request, "unique_tokens"),
-            max_epochs=optional_field(request, "max_epochs"),
-        ).validated()
+        caps = mapping.caps(request)
         resolved = await self._resolve(request.law)
         if isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None:
             plans = await self._repeated_plans(resolved.law, resolved, goal, caps)

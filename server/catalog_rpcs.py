@@ -185,16 +185,16 @@ class CatalogRpcs(RpcBase):
         response = pb.ListLawVersionsResponse(laws=[mapping.law_message(r) for r in records[:size]])
         if len(records) > size:
             last = records[size - 1]
-            response.next_page_token = validation.encode_page_token(f"{last.form}/{last.version}")
+            response.next_page_token = validation.encode_page_pair(last.form, str(last.version))
         return response
 
 
 def _version_position(token: str) -> tuple[str, int] | None:
     """(form, version) of the last version of the previous page."""
-    position = validation.decode_page_token("page_token", token)
-    if position is None:
+    pair = validation.decode_page_pair("page_token", token)
+    if pair is None:
         return None
-    form, _, version = str(position).partition("/")
+    form, version = pair
     if not version.isdigit() or len(version) > 9:
         raise InvalidInput("page_token", "is not a token this service issued")
     return form, int(version)

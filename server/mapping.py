@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from planner.budget import flops_from_accelerator_hours
 from planner.errors import InvalidInput
-from planner.planning.compute_optimal import ComputeOptimalPlan
+from planner.planning.compute_optimal import Caps, ComputeOptimalPlan
 from planner.planning.data_mix import DataMixPlan
 from planner.planning.inference import LifetimePlan
 from planner.planning.overtraining import OvertrainingPlan
@@ -104,6 +104,22 @@ def budget_flops(field: str, budget: pb.ComputeBudget) -> float:
             acc.accelerator_hours, acc.peak_flops_per_second, acc.mfu
         )
     raise InvalidInput(field, "set either flops or accelerator")
+
+
+def caps(
+    request: pb.PlanComputeOptimalRequest | pb.PlanComputeOptimalBatchRequest,
+) -> Caps:
+    """The validated caps of a compute-optimal request (single or batch: the same fields)."""
+
+    def given(name: str) -> float | None:
+        return getattr(request, name) if request.HasField(name) else None  # type: ignore[arg-type]
+
+    return Caps(
+        max_params=given("max_params"),
+        max_tokens=given("max_tokens"),
+        unique_tokens=given("unique_tokens"),
+        max_epochs=given("max_epochs"),
+    ).validated()
 
 
 def plan_message(plan: ComputeOptimalPlan, law: LawRecord) -> pb.PlanComputeOptimalResponse:

@@ -81,9 +81,7 @@ class OperationRpcs(FittingRpcs):
             response.operations.append(await self._operation_message(record))
         if len(records) > size:
             last = records[size - 1]
-            response.next_page_token = validation.encode_page_token(
-                f"{last.created_at!r}/{last.id}"
-            )
+            response.next_page_token = validation.encode_page_pair(repr(last.created_at), last.id)
         return response
 
     @translate_errors
@@ -153,10 +151,11 @@ class OperationRpcs(FittingRpcs):
 
 
 def _decode_position(token: str) -> tuple[float, str] | None:
-    position = validation.decode_page_token("page_token", token)
-    if position is None:
+    """(created_at, id) of the last operation of the previous page."""
+    pair = validation.decode_page_pair("page_token", token)
+    if pair is None:
         return None
-    created, _, identifier = str(position).partition("/")
+    created, identifier = pair
     try:
         return float(created), operation_id("page_token", f"operations/{identifier}")
     except ValueError as exc:

@@ -84,12 +84,7 @@ class PlanningRpcs(RpcBase):
             raise InvalidInput("goal", "set either budget or target_loss")
         compute = mapping.budget_flops("budget", request.budget) if goal == "budget" else None
         target = positive("target_loss", request.target_loss) if goal == "target_loss" else None
-        caps = Caps(
-            max_params=optional_field(request, "max_params"),
-            max_tokens=optional_field(request, "max_tokens"),
-            unique_tokens=optional_field(request, "unique_tokens"),
-            max_epochs=optional_field(request, "max_epochs"),
-        ).validated()
+        caps = mapping.caps(request)
         resolved = await self._resolve(request.law)
         if isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None:
             return await self._plan_repeated(resolved, compute, target, caps)

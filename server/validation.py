@@ -91,6 +91,22 @@ def decode_page_token(field: str, token: str) -> str | int | None:
     raise InvalidInput(field, "is not a token this service issued")
 
 
+def encode_page_pair(first: str, second: str) -> str:
+    """A page token holding a two-part position (e.g. a law's form and version)."""
+    return encode_page_token(f"{first}/{second}")
+
+
+def decode_page_pair(field: str, token: str) -> tuple[str, str] | None:
+    """The two parts encode_page_pair joined; None for the first page."""
+    position = decode_page_token(field, token)
+    if position is None:
+        return None
+    first, separator, second = str(position).partition("/")
+    if not separator:
+        raise InvalidInput(field, "is not a token this service issued")
+    return first, second
+
+
 # Values beyond these make the laws' powers and logs leave float range in a fit (N^-alpha with
 # alpha up to 5, k N D); no real run is near them.
 MIN_COUNT = 1.0

@@ -21,24 +21,9 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from server.app import SERVICE_NAME
 from server.store import Store
+from tests.service.processes import alive, cpu_seconds, descendants
 from tests.service.server_process import ServerProcess
 from tests.service.slow_fits import create_family, noisy_runs, slow_fit, wait_for
-from tests.service.test_worker_lifetime import children, running
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks
-
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for child in children(pid):
-        found += [child, *descendants(child)]
-    return found
 
 
 def busy_workers(server: ServerProcess, window: float = 0.5) -> list[int]:
@@ -57,7 +42,7 @@ def idle_within(pids: list[int], seconds: float) -> bool:
     """Each pid has exited or stopped computing within `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        still = [p for p in pids if running(p)]
+        still = [p for p in pids if alive(p)]
         if not still:
             return True
         time.sleep(0.05)
@@ -271,9 +256,9 @@ def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
         assert took < 1 + 2, took  # grace + 2 s
         assert server.exit_code == 0
         # Every worker is gone too, within the same bound.
-        while time.monotonic() - sent < 3 and any(map(running, workers)):
+        while time.monotonic() - sent < 3 and any(map(alive, workers)):
             time.sleep(0.05)
-        assert not [pid for pid in workers if running(pid)]
+        assert not [pid for pid in workers if alive(pid)]
     store = Store(f"sqlite:///{database}")
     interrupted = store.get_operation(name.removeprefix("operations/"))
     store.close()

@@ -8,31 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+from tests.service.processes import alive, children
 from tests.service.server_process import ServerProcess
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is `pid`, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_workers_die_with_a_killed_server(tmp_path: Path) -> None:
@@ -44,6 +21,6 @@ def test_workers_die_with_a_killed_server(tmp_path: Path) -> None:
         assert len(workers) == 4, (helpers, workers)
         os.kill(server.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(map(running, helpers + workers)):
+        while time.monotonic() < deadline and any(map(alive, helpers + workers)):
             time.sleep(0.1)
-        assert not [pid for pid in helpers + workers if running(pid)]
+        assert not [pid for pid in helpers + workers if alive(pid)]
