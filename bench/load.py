@@ -1,10 +1,12 @@
 """A bounded sustained-load probe with grpc.aio: N concurrent callers on loopback.
 
 Every caller loops: build the next request (each one distinct, so nothing is answered from a
-cache keyed by value), call PlanComputeOptimal with a deadline, record the latency. The probe
-stops at `max_requests` or `max_seconds`, whichever comes first, after an unrecorded warm-up.
-CPU time of this client process and of the server's process tree is read from /proc, to show
-which side was the bottleneck.
+cache keyed by value), send it with a deadline, record the latency. `sustained_load` sends
+PlanComputeOptimal requests; `sustained_calls` any call a `Prepare` builds (bench/replicas.py
+mixes reads, plans and writes). The probe stops at `max_requests` or `max_seconds`, whichever
+comes first, after an unrecorded warm-up. CPU time of this client process, of the server's
+process tree (and of a database server's, when given) is read from /proc, to show which side
+was the bottleneck.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,12 @@ from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 
 TICKS = os.sysconf("SC_CLK_TCK")
+
+# Sends one prepared request on a stub with a deadline (s); True when the answer is as
+# expected. An RPC error propagates and is counted by its status code.
+Send = Callable[[pb_grpc.PlannerServiceStub, float], Awaitable[bool]]
+# Builds request number `serial` (outside the timed part of the call) and returns its Send.
+Prepare = Callable[[int], Send]
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,17 @@ class LoadResult:
     server_cpu: float | None
     machine_cpu: float | None
     stopped_by: str
+    # The database server's process tree (PostgreSQL), when one was named.
+    database_cpu: float | None = None
 
     @property
     def other_cpu(self) -> float | None:
-        """CPU-seconds used during the probe by processes other than client and server."""
+        """CPU-seconds used during the probe by processes other than client, server (and
+        database server)."""
         if self.machine_cpu is None or self.server_cpu is None:
             return None
-        return max(0.0, self.machine_cpu - self.server_cpu - self.client_cpu)
+        used = self.server_cpu + self.client_cpu + (self.database_cpu or 0.0)
+        return max(0.0, self.machine_cpu - used)
 
     @property
     def error_count(self) -> int:
@@ -119,14 +131,38 @@ def process_tree_cpu(root: int) -> float | None:
     return sum(cpu[pid] for pid in tree)
 
 
+def _plans(make: RequestFactory, check: Callable[[pb.PlanComputeOptimalResponse], bool]) -> Prepare:
+    """PlanComputeOptimal of make(serial), its answer judged by `check`."""
+
+    def prepare(serial: int) -> Send:
+        request = make(serial)
+
+        async def send(stub: pb_grpc.PlannerServiceStub, deadline: float) -> bool:
+            return check(await stub.PlanComputeOptimal(request, timeout=deadline))
+
+        return send
+
+    return prepare
+
+
+def _tree_cpu(pid: int | None) -> float | None:
+    return None if pid is None else process_tree_cpu(pid)
+
+
+def _used(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
 async def _probe(
     target: str,
     name: str,
-    make: RequestFactory,
-    check: Callable[[pb.PlanComputeOptimalResponse], bool],
+    prepare: Prepare,
     settings: LoadSettings,
     server_pid: int | None,
+    database_pid: int | None = None,
 ) -> LoadResult:
+    # A local subchannel pool: each channel its own connection, not one shared through gRPC's
+    # global pool (a server of several processes balances per connection).
     options = [("grpc.use_local_subchannel_pool", 1)]
     channels = [
         grpc.aio.insecure_channel(target, options=options) for _ in range(settings.channels)
@@ -152,10 +188,10 @@ async def _probe(
                 return
             issued += 1
             serial += 1
-            request = make(serial)
+            send = prepare(serial)
             start = clock()
             try:
-                reply = await stub.PlanComputeOptimal(request, timeout=settings.deadline)
+                right = await send(stub, settings.deadline)
             except grpc.aio.AioRpcError as error:
                 if recording:
                     errors[error.code().name] += 1
@@ -164,7 +200,7 @@ async def _probe(
                 last_done = clock()
             if recording:
                 latencies.append(last_done - start)
-                wrong += 0 if check(reply) else 1
+                wrong += 0 if right else 1
 
     try:
         for channel in channels:
@@ -175,19 +211,20 @@ async def _probe(
         issued = 0
         recording = True
         cpu_client = time.process_time()
-        cpu_server = None if server_pid is None else process_tree_cpu(server_pid)
+        cpu_server = _tree_cpu(server_pid)
+        cpu_database = _tree_cpu(database_pid)
         cpu_machine = machine_busy_cpu()
         began = clock()
         stop_at = began + settings.max_seconds
         await asyncio.gather(*(caller(n) for n in range(settings.concurrency)))
         elapsed = max(last_done, began) - began
         client_cpu = time.process_time() - cpu_client
-        server_after = None if server_pid is None else process_tree_cpu(server_pid)
+        server_after = _tree_cpu(server_pid)
+        database_after = _tree_cpu(database_pid)
         machine_after = machine_busy_cpu()
     finally:
         for channel in channels:
             await channel.close()
-    server_cpu = None if cpu_server is None or server_after is None else server_after - cpu_server
     return LoadResult(
         name=name,
         settings=settings,
@@ -197,11 +234,10 @@ async def _probe(
         elapsed=elapsed,
         latency=summarize(latencies),
         client_cpu=client_cpu,
-        server_cpu=server_cpu,
-        machine_cpu=(
-            None if cpu_machine is None or machine_after is None else machine_after - cpu_machine
-        ),
+        server_cpu=_used(cpu_server, server_after),
+        machine_cpu=_used(cpu_machine, machine_after),
         stopped_by="count" if issued >= limit else "time",
+        database_cpu=_used(cpu_database, database_after),
     )
 
 
@@ -213,4 +249,16 @@ def sustained_load(
     settings: LoadSettings,
     server_pid: int | None,
 ) -> LoadResult:
-    return asyncio.run(_probe(target, name, make, check, settings, server_pid))
+    return asyncio.run(_probe(target, name, _plans(make, check), settings, server_pid))
+
+
+def sustained_calls(
+    target: str,
+    name: str,
+    prepare: Prepare,
+    settings: LoadSettings,
+    server_pid: int | None,
+    database_pid: int | None = None,
+) -> LoadResult:
+    """The probe of `sustained_load` with any calls: `prepare(serial)` builds each request."""
+    return asyncio.run(_probe(target, name, prepare, settings, server_pid, database_pid))

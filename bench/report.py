@@ -31,6 +31,8 @@ from bench.fuzz import FuzzBench
 from bench.load import LoadResult
 from bench.machine import Machine
 from bench.queries import QueryBench
+from bench.replicas import ReplicasBench
+from bench.replicas import section as replicas_section
 from bench.scale import BOOTSTRAP_TARGET, RSS_TARGET, ScaleBench
 from bench.service import FirstRequest, HandlerTimes, RoundTrips
 from bench.serving import ServingBench
@@ -71,6 +73,7 @@ class BenchResults:
     fuzz: FuzzBench | None = None
     batch: BatchBench | None = None
     serving: ServingBench | None = None
+    replicas: ReplicasBench | None = None
 
 
 @dataclass(frozen=True)
@@ -538,6 +541,8 @@ def render(results: BenchResults) -> str:
         out.extend(batch_section(results.batch))
     if results.serving is not None:
         out.extend(serving_section(results.serving))
+    if results.replicas is not None:
+        out.extend(replicas_section(results.replicas))
     return "\n".join(out)
 
 
@@ -552,8 +557,9 @@ def render_sections(
     fuzz: FuzzBench | None = None,
     batch: BatchBench | None = None,
     serving: ServingBench | None = None,
+    replicas: ReplicasBench | None = None,
 ) -> str:
-    """A report of only the sections a `--only` run measured (§5, §6, fuzz)."""
+    """A report of only the sections a `--only` run measured (§5, §6, fuzz, ...)."""
     out = _header(quick, machine, wall_seconds, load_at_end, command)
     if accuracy is not None:
         out.extend(accuracy_section(accuracy))
@@ -565,6 +571,8 @@ def render_sections(
         out.extend(batch_section(batch))
     if serving is not None:
         out.extend(serving_section(serving))
+    if replicas is not None:
+        out.extend(replicas_section(replicas))
     return "\n".join(out)
 
 

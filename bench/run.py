@@ -14,7 +14,9 @@ fuzz: 10,000 hypothesis requests over every RPC, and random bytes, through a ded
 batch: plans/s of one PlanComputeOptimalBatch call of 100,000 budgets against single calls, and
    PredictBatch points/s (bench/batch.py: handler in-process and round trips);
 serving: capped plans beside two bootstrap fits, deadline or cancel to idle fit workers, SIGTERM
-   with an operation running, clients that never read (bench/serving.py).
+   with an operation running, clients that never read (bench/serving.py);
+replicas: a mix of reads, plans and writes from 64 callers on 1 and 2 server processes
+   (PLANNER_WORKERS), on SQLite and PostgreSQL (bench/replicas.py).
 
 Progress goes to stderr. --quick is a smoke test and writes bench/out/ instead.
 `--only accuracy` (or `scale`, `fuzz`, or `accuracy,scale`) runs just those sections and writes
@@ -42,6 +44,7 @@ from bench import (
     load,
     machine,
     queries,
+    replicas,
     report,
     scale,
     service,
@@ -56,7 +59,7 @@ REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
 # Sections that `--only` can run on their own.
-SECTIONS = ("accuracy", "scale", "fuzz", "batch", "serving")
+SECTIONS = ("accuracy", "scale", "fuzz", "batch", "serving", "replicas")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     fuzz_results = fuzz.run(quick) if "fuzz" in names else None
     batch_results = batch_queries.run(quick) if "batch" in names else None
     serving_results = serving.run(quick) if "serving" in names else None
+    replicas_results = replicas.run(quick) if "replicas" in names else None
     stem = "RESULTS." + ".".join(names) + (".quick" if quick else "")
     output = output or HERE / "out" / f"{stem}.md"
     command = "python -m bench.run --only " + ",".join(names)
@@ -134,6 +138,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
         fuzz_results,
         batch_results,
         serving_results,
+        replicas_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
@@ -146,6 +151,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
                 "fuzz": fuzz_results,
                 "batch": batch_results,
                 "serving": serving_results,
+                "replicas": replicas_results,
             },
             indent=1,
             default=_plain,
@@ -257,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         fuzz_results = None
     batch_results = batch_queries.run(quick)
     serving_results = serving.run(quick)
+    replicas_results = replicas.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -279,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         fuzz=fuzz_results,
         batch=batch_results,
         serving=serving_results,
+        replicas=replicas_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")

@@ -1,9 +1,11 @@
 """`planner`: the command line of the compute-budget planner (contract: DESIGN.md §5).
 
-    planner [--target HOST:PORT] [--token T] [--json] COMMAND ...
+    planner [--target HOST:PORT] [--token-file PATH] [--tls] [--ca-file PEM] [--json] COMMAND
 
-With --json exactly one JSON object goes to stdout (numbers in SI units); errors exit non-zero
-with the server's message on stderr (and, with --json, an {"error": ...} object on stdout).
+The bearer token comes from --token-file, PLANNER_TOKEN_FILE or PLANNER_TOKEN (--token T still
+works, but puts the token where `ps` shows it). With --json exactly one JSON object goes to
+stdout (numbers in SI units); errors exit non-zero with the server's message on stderr (and,
+with --json, an {"error": ...} object on stdout).
 """
 
 from __future__ import annotations
@@ -272,9 +274,51 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PLANNER_TARGET", "localhost:50051"),
         help="server HOST:PORT (env PLANNER_TARGET; default localhost:50051)",
     )
-    parser.add_argument("--token", default=os.environ.get("PLANNER_TOKEN"), help="bearer token")
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the bearer token (env PLANNER_TOKEN_FILE; else env PLANNER_TOKEN)",
+    )
+    given.add_argument(
+        "--token",
+        help="bearer token (deprecated: other users see it in `ps`; use PLANNER_TOKEN or "
+        "--token-file)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    tls = parser.add_argument_group("TLS (implied by any of its files)")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=os.environ.get("PLANNER_TLS", "").lower() in ("1", "true", "yes"),
+        help="connect with TLS, verifying the server (env PLANNER_TLS=1)",
+    )
+    tls.add_argument(
+        "--ca-file",
+        default=os.environ.get("PLANNER_TLS_CA"),
+        metavar="PEM",
+        help="CA certificates that verify the server (env PLANNER_TLS_CA; default: the "
+        "system's roots)",
+    )
+    tls.add_argument(
+        "--cert-file",
+        default=os.environ.get("PLANNER_TLS_CLIENT_CERT"),
+        metavar="PEM",
+        help="client certificate for mutual TLS (env PLANNER_TLS_CLIENT_CERT)",
+    )
+    tls.add_argument(
+        "--key-file",
+        default=os.environ.get("PLANNER_TLS_CLIENT_KEY"),
+        metavar="PEM",
+        help="its private key (env PLANNER_TLS_CLIENT_KEY)",
+    )
+    tls.add_argument(
+        "--server-name",
+        default=os.environ.get("PLANNER_TLS_SERVER_NAME"),
+        help="name expected in the server's certificate, when not the target's host "
+        "(env PLANNER_TLS_SERVER_NAME)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     families = commands.add_parser("families", help="list, create, show or delete families")
@@ -372,11 +416,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_token_file(path: str) -> str:
+    """The token in `path`, surrounding whitespace (the trailing newline) stripped; UsageError
+    when the file cannot be read, is empty or holds more than one line."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot read the token file {path}: {reason}") from None
+    if not token:
+        raise UsageError(f"the token file {path} is empty")
+    if "\n" in token:
+        raise UsageError(f"the token file {path} holds more than one line; it must hold the token")
+    return token
+
+
+def bearer_token(args: argparse.Namespace) -> str | None:
+    """The token from --token-file, --token (with a warning), PLANNER_TOKEN_FILE or
+    PLANNER_TOKEN, in that order; None for none."""
+    if args.token_file is not None:
+        return read_token_file(args.token_file)
+    if args.token is not None:
+        print(
+            "planner: warning: --token puts the token in the command line, which other users "
+            "see in `ps`; use PLANNER_TOKEN or --token-file",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    if path := os.environ.get("PLANNER_TOKEN_FILE"):
+        return read_token_file(path)
+    return os.environ.get("PLANNER_TOKEN") or None
+
+
+def connect(args: argparse.Namespace) -> PlannerClient:
+    """The client the global options describe; UsageError for a token or TLS file that cannot
+    be read."""
+    token = bearer_token(args)
+    try:
+        return PlannerClient(
+            args.target,
+            token,
+            args.timeout,
+            tls=args.tls,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            server_name=args.server_name,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Callable[[PlannerClient, argparse.Namespace], Output] = args.func
     try:
-        with PlannerClient(args.target, args.token, args.timeout) as client:
+        with connect(args) as client:
             data, text = command(client, args)
     except PlannerClientError as error:
         return _fail(args, error.as_dict(), f"{error.code}: {error.message}", 1)

@@ -2,12 +2,16 @@
 
 with PlannerClient("localhost:50051") as client:
     plan = client.plan_compute_optimal("chinchilla-epoch-2024", compute=5.76e23)
+
+with PlannerClient("planner.example.org:50051", token, tls=True, ca_file="ca.pem") as client:
+    ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -323,8 +327,40 @@ def _array(values: Any) -> NDArray[np.float64]:
     return np.array(values, dtype=np.float64)
 
 
+def _pem(path: str | Path, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+    if not data.strip():
+        raise ValueError(f"the {what} {path} is empty")
+    return data
+
+
+def channel_credentials(
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS credentials: trust the CAs in `ca_file` (default: the system's roots); with
+    `cert_file` and `key_file` (both or neither), present that client certificate (mutual
+    TLS). ValueError, naming the file, when one cannot be read."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both its certificate and key files")
+    root = _pem(ca_file, "CA file") if ca_file is not None else None
+    chain = _pem(cert_file, "client certificate file") if cert_file is not None else None
+    key = _pem(key_file, "client key file") if key_file is not None else None
+    return grpc.ssl_channel_credentials(root, key, chain)
+
+
 class PlannerClient:
-    """One channel to a planner server; every method raises PlannerClientError on failure."""
+    """One channel to a planner server; every method raises PlannerClientError on failure.
+
+    Plaintext unless `tls` (or any of the TLS files is given): then the server is verified
+    against `ca_file` (default: the system's roots), `cert_file` and `key_file` are the client
+    certificate for mutual TLS, and `server_name` overrides the name expected in the server's
+    certificate (default: the target's host). The bearer `token` goes with every call.
+    """
 
     def __init__(
         self,
@@ -332,10 +368,21 @@ class PlannerClient:
         token: str | None = None,
         timeout: float = 30.0,
         max_receive_bytes: int = MAX_RECEIVE_BYTES,
+        *,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        server_name: str | None = None,
     ) -> None:
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", max_receive_bytes)]
-        )
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_receive_bytes)]
+        if tls or ca_file is not None or cert_file is not None or key_file is not None:
+            credentials = channel_credentials(ca_file, cert_file, key_file)
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            self._channel = grpc.secure_channel(target, credentials, options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.PlannerServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._timeout = timeout

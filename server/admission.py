@@ -1,5 +1,6 @@
 """A cap on the planner calls served at once, counted until each call's answer is sent; and
-each call's method, status and duration, reported when it ends (the metrics).
+each call's method, status, duration and caller (its token's name, from the auth interceptor),
+reported when it ends (the metrics and the access log).
 
 grpc.aio's own `maximum_concurrent_rpcs` counts health checks too: clients that never read their
 answers held every slot and health probes were refused with the rest. This interceptor counts
@@ -16,14 +17,14 @@ from typing import Any
 
 import grpc
 
-from server.auth import OPEN_PREFIXES
+from server.auth import OPEN_PREFIXES, caller_name
 from server.errors import abort
 
 # Seconds a refused caller is told to wait (google.rpc.RetryInfo).
 RETRY_AFTER = 1.0
 # Told of each planner call once it ended: (method, status code name, seconds, request id,
-# peer).
-CallObserver = Callable[[str, str, float, str, str], None]
+# peer, token name ("" without one)).
+CallObserver = Callable[[str, str, float, str, str, str], None]
 # A caller's x-request-id is kept when it is this short and printable; else one is made.
 MAX_REQUEST_ID = 128
 
@@ -55,10 +56,13 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def _admit(self, method: str, context: Any) -> None:
         started = time.perf_counter()
         request_id = _request_id(context)
+        # Read here, in the call's own task where the auth interceptor set it; the done
+        # callback below may run elsewhere.
+        token_name = caller_name()
         # Returned to the caller, so its logs and ours can be joined.
         await context.send_initial_metadata((("x-request-id", request_id),))
         if self.in_flight >= self.limit:
-            self._observe(method, "RESOURCE_EXHAUSTED", started, request_id, context)
+            self._observe(method, "RESOURCE_EXHAUSTED", started, request_id, token_name, context)
             await abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -75,16 +79,22 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 name = "CANCELLED"
             else:
                 name = "OK" if code is None else getattr(code, "name", str(code))
-            self._observe(method, name, started, request_id, ended)
+            self._observe(method, name, started, request_id, token_name, ended)
 
         context.add_done_callback(release)
 
     def _observe(
-        self, method: str, code: str, started: float, request_id: str, context: Any
+        self,
+        method: str,
+        code: str,
+        started: float,
+        request_id: str,
+        token_name: str,
+        context: Any,
     ) -> None:
         if self.observer is not None:
             seconds = time.perf_counter() - started
-            self.observer(method, code, seconds, request_id, str(context.peer()))
+            self.observer(method, code, seconds, request_id, str(context.peer()), token_name)
 
     def _unary(
         self, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]

@@ -19,7 +19,7 @@ from planner.catalog import CATALOG
 from planner_api.v1 import planner_pb2 as pb
 from server.admission import AdmissionInterceptor
 from server.auth import BearerTokenInterceptor, load_tokens
-from server.config import Settings
+from server.config import Settings, load_tls
 from server.decoding import add_service
 from server.fit_pool import FitPool
 from server.law_cache import LawCache
@@ -100,6 +100,7 @@ async def start(settings: Settings) -> RunningServer:
         settings.max_running_operations,
         settings.max_queued_operations,
         settings.operation_timeout_seconds,
+        settings.operation_heartbeat_seconds,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if settings.tokens_file is not None:
@@ -107,10 +108,12 @@ async def start(settings: Settings) -> RunningServer:
         interceptors.append(BearerTokenInterceptor(tokens, settings.open_reads))
     metrics = Metrics()
 
-    def observe(method: str, code: str, seconds: float, request_id: str, peer: str) -> None:
+    def observe(
+        method: str, code: str, seconds: float, request_id: str, peer: str, token_name: str
+    ) -> None:
         metrics.observe_call(method, code, seconds)
         if settings.access_log:
-            log_call(method, code, seconds, request_id, peer)
+            log_call(method, code, seconds, request_id, peer, token_name)
 
     admission = AdmissionInterceptor(settings.max_concurrent_rpcs, observe)
     interceptors.append(admission)
@@ -158,7 +161,21 @@ async def start(settings: Settings) -> RunningServer:
                 f"{error}"
             ) from error
         log.info("metrics on %s:%d", settings.metrics_address, settings.metrics_port)
-    port = server.add_insecure_port(settings.listen)
+    try:
+        tls = load_tls(settings)  # checked by main() already; here for callers of start()
+    except ValueError as exc:
+        raise StartupFailed(str(exc)) from exc
+    if tls is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(
+            settings.listen,
+            grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)],
+                root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None,
+            ),
+        )
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.listen}")
     await server.start()
@@ -200,11 +217,13 @@ def _report_saturation(servicer: health.aio.HealthServicer) -> Callable[[bool], 
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain in-flight calls and stop."""
-    running = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # Before start-up: a signal while the pools warm stops the server once they are up,
+        # rather than killing it outright.
         loop.add_signal_handler(sig, stop.set)
+    running = await start(settings)
     await stop.wait()
     log.info("shutting down (grace %.1f s)", settings.shutdown_grace_seconds)
     await running.stop(settings.shutdown_grace_seconds)

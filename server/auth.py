@@ -5,6 +5,10 @@ hashes of the tokens; the older file of plain tokens, one per line, still works 
 token the role `admin`. Roles nest: `read` (queries, gets, lists), `write` (also families, runs,
 laws, fits), `admin` (also deletes). A token that is missing or unknown is UNAUTHENTICATED; a
 known token whose role is too low is PERMISSION_DENIED.
+
+The interceptor records who made each call it admits in `CALLER`, a context variable: grpc.aio
+runs a call's interceptors and its handler in one task, so the admission interceptor (which
+writes the access line) reads the caller's token name there without the token travelling on.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +50,17 @@ class Principal:
 
     name: str
     role: str
+
+
+# The principal of the call being served in this task; None without a tokens file, or for an
+# open read that carried no known token.
+CALLER: ContextVar[Principal | None] = ContextVar("planner_caller", default=None)
+
+
+def caller_name() -> str:
+    """The token name of the call being served ("" when it has none)."""
+    principal = CALLER.get()
+    return principal.name if principal is not None else ""
 
 
 def required_role(method: str) -> str:
@@ -83,6 +99,26 @@ def _plain_tokens(text: str) -> dict[str, Principal]:
     stripped = (line.strip() for line in text.splitlines())
     plain = [line for line in stripped if line and not line.startswith("#")]
     return {digest(token): Principal(f"token-{i + 1}", "admin") for i, token in enumerate(plain)}
+
+
+def hashed_tokens_json(path: Path) -> str:
+    """A plain tokens file as the JSON form (the same names token-1.. and role admin that the
+    server gives its lines), for replacing it with a file that holds no token. ValueError when
+    the file cannot be read, holds no token or is JSON already."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
+    if text.lstrip().startswith("{"):
+        raise ValueError(f"the tokens file {path} is JSON already")
+    tokens = _plain_tokens(text)
+    if not tokens:
+        raise ValueError(f"the tokens file {path} holds no tokens")
+    entries = [
+        {"name": principal.name, "sha256": hashed, "role": principal.role}
+        for hashed, principal in tokens.items()
+    ]
+    return json.dumps({"tokens": entries}, indent=2)
 
 
 def _json_tokens(path: Path, text: str) -> dict[str, Principal]:
@@ -134,18 +170,22 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method or ""
+        CALLER.set(None)  # this call's task starts with no caller known
         if method.startswith(OPEN_PREFIXES):
             return await continuation(handler_call_details)
         needed = required_role(method)
-        if self._open_reads and needed == "read":
-            return await continuation(handler_call_details)
         header = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
         scheme, _, token = str(header).partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        presented = scheme.lower() == "bearer" and bool(token)
+        principal = self._find(digest(token)) if presented else None
+        if self._open_reads and needed == "read":
+            # Open: admitted with or without a token; a known one still names the caller.
+            CALLER.set(principal)
+            return await continuation(handler_call_details)
+        if not presented:
             return _deny(
                 grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"
             )
-        principal = self._find(digest(token))
         if principal is None:
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         if not allows(principal.role, needed):
@@ -154,6 +194,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 f"token {principal.name!r} has role {principal.role!r}; "
                 f"{method.removeprefix(SERVICE_PREFIX)} needs {needed!r}",
             )
+        CALLER.set(principal)
         return await continuation(handler_call_details)
 
     def _find(self, hashed: str) -> Principal | None:

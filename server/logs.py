@@ -52,8 +52,11 @@ def _flush(listener: QueueListener) -> None:
         listener.stop()
 
 
-def log_call(method: str, code: str, seconds: float, request_id: str, peer: str) -> None:
-    """One access line per planner call (never its metadata: tokens live there)."""
+def log_call(
+    method: str, code: str, seconds: float, request_id: str, peer: str, token_name: str = ""
+) -> None:
+    """One access line per planner call: who called by the name of their token in the tokens
+    file ("" without one), never its metadata (tokens live there)."""
     access.info(
         "call",
         extra={
@@ -62,5 +65,6 @@ def log_call(method: str, code: str, seconds: float, request_id: str, peer: str)
             "duration_ms": round(seconds * 1e3, 3),
             "request_id": request_id,
             "peer": peer,
+            "token_name": token_name,
         },
     )

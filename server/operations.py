@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # How often running operations beat, and how old a beat must be before others take over.
 HEARTBEAT_SECONDS = 5.0
-STALE_SECONDS = 30.0
+STALE_BEATS = 6
 # Progress reaches the store at most this often (watchers on this replica see every step).
 PROGRESS_WRITE_SECONDS = 1.0
 
@@ -95,8 +95,12 @@ class OperationRunner:
         max_running: int,
         max_queued: int,
         timeout_seconds: float,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.store = store
+        self.heartbeat_seconds = heartbeat_seconds
+        # A peer that missed this many beats is taken for dead; its operations are taken over.
+        self.stale_seconds = STALE_BEATS * heartbeat_seconds
         self.owner = f"server-{uuid.uuid4().hex[:12]}"
         self.max_running = max_running
         self.max_queued = max_queued
@@ -247,7 +251,7 @@ class OperationRunner:
 
     async def resume_interrupted(self) -> int:
         """Take over operations whose server stopped or died, and run them again."""
-        stale_before = time.time() - STALE_SECONDS
+        stale_before = time.time() - self.stale_seconds
         claimed = await asyncio.to_thread(self.store.claim_operations, self.owner, stale_before)
         for record in claimed:
             rebuild = self._resume.get(record.kind)
@@ -273,13 +277,13 @@ class OperationRunner:
     async def _beat(self) -> None:
         beats = 0
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat_seconds)
             beats += 1
             try:
                 if self._live:
                     await asyncio.to_thread(self.store.heartbeat_operations, list(self._live))
                     await self._stop_cancelled_elsewhere()
-                if beats % round(STALE_SECONDS / HEARTBEAT_SECONDS) == 0:
+                if beats % STALE_BEATS == 0:
                     await self.resume_interrupted()  # a peer died: its operations go on here
             except Exception:  # the database may be away for a while; beat again later
                 log.warning("operation heartbeat failed", exc_info=True)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from planner.laws import ChinchillaLaw
+from tests.postgres_cluster import REQUIRE_VARIABLE, PostgresCluster, find_binaries
+
+# The store engines every store and service test runs on.
+ENGINES = ("sqlite", "postgresql")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -22,3 +28,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"published data not found at {SHARED_DATA} (shared/ beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster for the session; skipped where PostgreSQL is not installed,
+    failed instead when TEST_POSTGRES=require (as `.ci/run` sets)."""
+    binaries = find_binaries()
+    if binaries is None:
+        message = "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin)"
+        if os.environ.get(REQUIRE_VARIABLE) == "require":
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PostgresCluster(binaries)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each engine in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'planner.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    return cluster.new_database()

@@ -45,6 +45,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 CATALOG_KEY = "catalog_loaded"
 WRITE_OPTION = "planner_write"
 _IN_CHUNK = 500
+SETUP_LOCK_KEY = 0x706C616E6E6572  # "planner": any constant shared by all replicas
 # Sorted so each statement's SQL, and so its cache key, is the same every time.
 _DONE = sorted(DONE_STATES)
 _LIVE = (QUEUED, RUNNING)
@@ -77,7 +78,12 @@ def create_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # pre_ping: a connection the database dropped (a restart, a failover) is replaced, not used.
+    return sa.create_engine(parsed, pool_pre_ping=True)
 
 
 class Store:
@@ -86,6 +92,14 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
+        # SQLite's BEGIN already reads one snapshot; PostgreSQL's default (READ COMMITTED) takes
+        # a new one per statement, so a read of a family and then its laws could straddle a
+        # delete. REPEATABLE READ gives reads one snapshot (read-only: they never conflict).
+        self._read_options: dict[str, Any] = (
+            {}
+            if self.engine.dialect.name == "sqlite"
+            else {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -101,22 +115,32 @@ class Store:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         """One read transaction: every statement sees the same snapshot."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self.engine.connect() as conn:
+            conn.execution_options(**self._read_options)
+            with conn.begin():
+                yield conn
 
     # -- set-up -------------------------------------------------------------------------------
+
+    def _lock_setup(self, conn: Connection) -> None:
+        """Replicas starting together on a fresh PostgreSQL database take turns to migrate and
+        seed (until the transaction ends); SQLite's BEGIN IMMEDIATE already does so."""
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SETUP_LOCK_KEY)))
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self._write() as connection:
+            self._lock_setup(connection)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
     def seed_catalog(self, catalog: Iterable[CatalogFamily]) -> bool:
         """Load the published catalogue once per database; False if it was already loaded."""
         with self._write() as conn:
+            self._lock_setup(conn)
             if conn.execute(sa.select(meta.c.value).where(meta.c.key == CATALOG_KEY)).first():
                 return False
             now = time.time()

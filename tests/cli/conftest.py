@@ -1,5 +1,14 @@
-"""The CLI tests share the service tests' server."""
+"""The CLI tests share the service tests' SQLite server: they test the client, which is the same
+whatever the engine behind the server."""
 
-from tests.service.conftest import server
+import pytest
 
-__all__ = ["server"]
+from tests.service.conftest import sqlite_server
+from tests.service.server_process import ServerProcess
+
+__all__ = ["server", "sqlite_server"]
+
+
+@pytest.fixture(scope="session")
+def server(sqlite_server: ServerProcess) -> ServerProcess:
+    return sqlite_server

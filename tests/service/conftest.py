@@ -9,13 +9,31 @@ from pathlib import Path
 import pytest
 
 from clients import PlannerClient
+from tests.conftest import ENGINES
+from tests.postgres_cluster import PostgresCluster
 from tests.service.server_process import ServerProcess
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The shared server on SQLite (the CLI tests use only this one)."""
     database = tmp_path_factory.mktemp("service") / "planner.db"
     with ServerProcess(database) as process:
+        yield process
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The shared server, once on SQLite and once on PostgreSQL: every service test that uses
+    it runs on both engines."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_server")
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    database = tmp_path_factory.mktemp("service-pg") / "planner.db"
+    with ServerProcess(database, database_url=cluster.new_database()) as process:
         yield process
 
 

@@ -24,10 +24,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A planner-server subprocess with its own SQLite database file.
+    """A planner-server subprocess with its own SQLite database file, or on `database_url`
+    (its log is still written beside `database`).
 
     Outside PLANNER_* settings are dropped, so only the defaults and `extra_env` apply.
-    `solver_processes` None keeps the server's default pool size.
+    `solver_processes` None keeps the server's default pool size. A server with TLS on (in
+    `extra_env`) needs `credentials` to poll its health with (carrying a client certificate
+    under mutual TLS); `channel()` opens a channel to it with them.
     """
 
     def __init__(
@@ -35,6 +38,8 @@ class ServerProcess:
         database: Path,
         extra_env: dict[str, str] | None = None,
         solver_processes: int | None = 1,
+        database_url: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.database = database
         self.port = free_port()
@@ -42,10 +47,11 @@ class ServerProcess:
         self.log = database.with_suffix(f".{self.port}.log")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
         self.env["PLANNER_LISTEN"] = self.target
-        self.env["PLANNER_DATABASE_URL"] = f"sqlite:///{database}"
+        self.env["PLANNER_DATABASE_URL"] = database_url or f"sqlite:///{database}"
         if solver_processes is not None:
             self.env["PLANNER_SOLVER_PROCESSES"] = str(solver_processes)
         self.env.update(extra_env or {})
+        self.credentials = credentials
         self.process: subprocess.Popen[bytes] | None = None
         self.launched = 0.0
         self.exit_code: int | None = None
@@ -85,13 +91,19 @@ class ServerProcess:
                 [str(SERVER)], env=self.env, stdout=log, stderr=log, cwd=self.log.parent
             )
 
+    def channel(self) -> grpc.Channel:
+        """A channel to the server: TLS with `credentials` when given, else plaintext."""
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target)
+        return grpc.secure_channel(self.target, self.credentials)
+
     def wait_serving(self, timeout: float = 90.0) -> float:
         """Poll gRPC health until SERVING; seconds since launch."""
         if self.process is None:
             self.launch()
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:

@@ -1,5 +1,6 @@
 """A real server's log (issue 11, item 5): JSON lines, one access line per planner call with the
-request id the caller sent (or one made and returned), never the caller's token."""
+request id the caller sent (or one made and returned) and the name of the caller's token, never
+the token itself."""
 
 from __future__ import annotations
 
@@ -51,3 +52,5 @@ def test_access_lines_carry_request_ids_and_never_the_token(tmp_path: Path) -> N
     ]
     assert [line["request_id"] for line in access[:2]] == ["trace-7", made]
     assert all(line["duration_ms"] >= 0 and "127.0.0.1" in line["peer"] for line in access)
+    # A plain tokens file names its first token token-1, as the JSON form would hold it.
+    assert [line["token_name"] for line in access] == ["token-1"] * 3

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clients import PlannerClient, PlannerClientError
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
+from server.auth import load_tokens
 from tests.service.server_process import ServerProcess
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -103,3 +104,23 @@ def test_a_missing_tokens_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "nowhere" in done.stderr
     assert not (tmp_path / "never.db").exists()  # refused before any other start-up work
+
+
+def test_hash_tokens_turns_plain_tokens_into_the_json_form(tmp_path: Path) -> None:
+    plain = tmp_path / "tokens"
+    plain.write_text("# team tokens\nsecret-one\n\nsecret-two\n")
+    server = str(Path(sys.executable).parent / "planner-server")
+    done = subprocess.run(
+        [server, "--hash-tokens", str(plain)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "secret" not in done.stdout  # hashes only
+    hashed = tmp_path / "tokens.json"
+    hashed.write_text(done.stdout)
+    # The same callers, names and roles as the plain file gives the server.
+    assert load_tokens(hashed) == load_tokens(plain)
+    assert {p.name for p in load_tokens(hashed).values()} == {"token-1", "token-2"}
+    again = subprocess.run(
+        [server, "--hash-tokens", str(hashed)], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 1 and "JSON already" in again.stderr and not again.stdout

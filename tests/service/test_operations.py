@@ -233,9 +233,9 @@ def test_a_full_queue_is_resource_exhausted_with_a_retry_hint(tmp_path: Path) ->
         )
 
 
-def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
+def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path, database_url: str) -> None:
     database = tmp_path / "resume.db"
-    env = {"PLANNER_SHUTDOWN_GRACE_SECONDS": "1"}
+    env = {"PLANNER_SHUTDOWN_GRACE_SECONDS": "1", "PLANNER_DATABASE_URL": database_url}
     request = pb.FitLawRequest(family="resumed", method="huber", bootstrap=60, seed=4)
     with ServerProcess(database, env) as server, grpc.insecure_channel(server.target) as channel:
         stub = rpc.PlannerServiceStub(channel)
@@ -259,7 +259,7 @@ def test_sigterm_interrupts_and_the_next_server_resumes(tmp_path: Path) -> None:
         while time.monotonic() - sent < 3 and any(map(alive, workers)):
             time.sleep(0.05)
         assert not [pid for pid in workers if alive(pid)]
-    store = Store(f"sqlite:///{database}")
+    store = Store(database_url)
     interrupted = store.get_operation(name.removeprefix("operations/"))
     store.close()
     assert interrupted.state == "INTERRUPTED" and interrupted.attempt == 1
@@ -312,11 +312,11 @@ def test_health_reports_saturated_plan_workers_and_recovers(tmp_path: Path) -> N
         assert overall.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_a_cancel_through_another_replica_stops_the_work(tmp_path: Path) -> None:
+def test_a_cancel_through_another_replica_stops_the_work(tmp_path: Path, database_url: str) -> None:
     database = tmp_path / "replicas.db"
     with (
-        ServerProcess(database) as running,
-        ServerProcess(database) as other,
+        ServerProcess(database, database_url=database_url) as running,
+        ServerProcess(database, database_url=database_url) as other,
         grpc.insecure_channel(running.target) as first,
         grpc.insecure_channel(other.target) as second,
     ):

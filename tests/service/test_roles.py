@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -53,28 +54,40 @@ def outcomes(stub: rpc.PlannerServiceStub, caller: str, token: str | None) -> di
     }
 
 
+def auth_matrix(stub: rpc.PlannerServiceStub) -> dict[tuple[str, str], str]:
+    """(caller, kind) -> status for every caller of CALLERS and each kind of call."""
+    return {
+        (caller, kind): outcome
+        for caller, token in CALLERS.items()
+        for kind, outcome in outcomes(stub, caller, token).items()
+    }
+
+
+CALLERS: dict[str, str | None] = {"none": None, "wrong": "not-a-token", **TOKENS}
+UNAUTH, DENIED = "UNAUTHENTICATED", "PERMISSION_DENIED"
+# An admin deletes the family it created; a writer's delete is refused before it runs.
+EXPECTED_MATRIX = {
+    ("none", "read"): UNAUTH, ("none", "write"): UNAUTH, ("none", "delete"): UNAUTH,
+    ("wrong", "read"): UNAUTH, ("wrong", "write"): UNAUTH, ("wrong", "delete"): UNAUTH,
+    ("reader", "read"): "OK", ("reader", "write"): DENIED, ("reader", "delete"): DENIED,
+    ("writer", "read"): "OK", ("writer", "write"): "OK", ("writer", "delete"): DENIED,
+    ("operator", "read"): "OK", ("operator", "write"): "OK", ("operator", "delete"): "OK",
+}  # fmt: skip
+
+
+def access_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    """The planner.access lines of a stopped server's log."""
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line[:1] == "{"]
+    return [line for line in lines if line["name"] == "planner.access"]
+
+
 def test_the_auth_matrix(tmp_path: Path) -> None:
     env = {"PLANNER_TOKENS_FILE": str(tokens_file(tmp_path))}
     with (
         ServerProcess(tmp_path / "roles.db", env) as server,
         grpc.insecure_channel(server.target) as channel,
     ):
-        stub = rpc.PlannerServiceStub(channel)
-        callers = {"none": None, "wrong": "not-a-token", **TOKENS}
-        seen = {
-            (caller, kind): outcome
-            for caller, token in callers.items()
-            for kind, outcome in outcomes(stub, caller, token).items()
-        }
-    unauth, denied = "UNAUTHENTICATED", "PERMISSION_DENIED"
-    # An admin deletes the family it created; a writer's delete is refused before it runs.
-    assert seen == {
-        ("none", "read"): unauth, ("none", "write"): unauth, ("none", "delete"): unauth,
-        ("wrong", "read"): unauth, ("wrong", "write"): unauth, ("wrong", "delete"): unauth,
-        ("reader", "read"): "OK", ("reader", "write"): denied, ("reader", "delete"): denied,
-        ("writer", "read"): "OK", ("writer", "write"): "OK", ("writer", "delete"): denied,
-        ("operator", "read"): "OK", ("operator", "write"): "OK", ("operator", "delete"): "OK",
-    }  # fmt: skip
+        assert auth_matrix(rpc.PlannerServiceStub(channel)) == EXPECTED_MATRIX
 
 
 def test_open_reads_need_no_token_but_writes_do(tmp_path: Path) -> None:
@@ -87,6 +100,12 @@ def test_open_reads_need_no_token_but_writes_do(tmp_path: Path) -> None:
         assert code(lambda: stub.ListFamilies(pb.ListFamiliesRequest())) == "OK"
         write = pb.CreateFamilyRequest(family=pb.Family(name="x"))
         assert code(lambda: stub.CreateFamily(write)) == "UNAUTHENTICATED"
+        # An open read with a known token is still logged under the token's name.
+        reader = [("authorization", f"Bearer {TOKENS['reader']}")]
+        assert code(lambda: stub.ListFamilies(pb.ListFamiliesRequest(), metadata=reader)) == "OK"
+        server.stop()
+    logged = [(line["rpc"], line["token_name"]) for line in access_lines(server)]
+    assert logged == [("ListFamilies", ""), ("ListFamilies", "reader")]
 
 
 def test_every_rpc_has_exactly_one_role() -> None:

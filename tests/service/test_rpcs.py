@@ -216,15 +216,23 @@ def test_families_own_flops_per_token_is_used(client: PlannerClient, family_name
     assert 8 * plan.params * plan.tokens == pytest.approx(1e23, rel=1e-12)
 
 
-def test_restart_keeps_families_runs_and_laws(tmp_path: Path, data_dir: Path) -> None:
+def test_restart_keeps_families_runs_and_laws(
+    tmp_path: Path, data_dir: Path, database_url: str
+) -> None:
     database = tmp_path / "restart.db"
     runs = chinchilla_runs(data_dir, 12)
-    with ServerProcess(database) as first, PlannerClient(first.target) as client:
+    with (
+        ServerProcess(database, database_url=database_url) as first,
+        PlannerClient(first.target) as client,
+    ):
         client.create_family("kept", "survives restarts")
         client.add_runs("kept", runs)
         client.put_law("kept", "chinchilla", EPOCH_PARAMS)
         client.delete_family("inference-sardana-2023")
-    with ServerProcess(database) as second, PlannerClient(second.target) as client:
+    with (
+        ServerProcess(database, database_url=database_url) as second,
+        PlannerClient(second.target) as client,
+    ):
         family = client.get_family("kept")
         assert family.description == "survives restarts" and family.run_count == 12
         assert list(client.list_runs("kept")) == runs

@@ -4,7 +4,6 @@ a fit's law stored atomically with its operation's success, interruption and tak
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -40,13 +39,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(1000.0)
     monkeypatch.setattr(repository, "time", clock)
     return clock
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'db' / 'planner.db'}")
-    store.migrate()
-    return store
 
 
 def create(store: Store, operation_id: str, family: str = "fam", owner: str = "a") -> None:
@@ -288,8 +280,8 @@ def test_claim_takes_interrupted_and_stale_operations_once(store: Store, clock: 
     assert {r.owner for r in store.list_operations(None, 10, None)} == {"b", "c", "d"}
 
 
-def test_concurrent_claims_never_share_an_operation(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db' / 'planner.db'}"
+def test_concurrent_claims_never_share_an_operation(database_url: str) -> None:
+    url = database_url
     setup = Store(url)
     setup.migrate()
     ids = [f"op{i:02d}" for i in range(30)]

@@ -27,7 +27,7 @@ def test_warnings_and_access_lines_are_json(
 ) -> None:
     listener = logs.configure("json")
     warnings.warn("overflow encountered in power", RuntimeWarning, stacklevel=1)
-    logs.log_call("Predict", "OK", 0.0012345, "req-1", "ipv4:127.0.0.1:1")
+    logs.log_call("Predict", "OK", 0.0012345, "req-1", "ipv4:127.0.0.1:1", "ci")
     listener.stop()  # flush the queue
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     warning = next(line for line in lines if line["name"] == "py.warnings")
@@ -45,6 +45,7 @@ def test_warnings_and_access_lines_are_json(
         "duration_ms": 1.234,
         "request_id": "req-1",
         "peer": "ipv4:127.0.0.1:1",
+        "token_name": "ci",
     }
 
 

@@ -1,11 +1,11 @@
-"""The SQLite store: migrations, the one-time catalogue load, revisions under concurrency."""
+"""The store on both engines: migrations, the one-time catalogue load, revisions under
+concurrency."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from planner.catalog import CATALOG
@@ -13,20 +13,22 @@ from server.store import Conflict, NotFound, Store
 from server.store.records import RunRecord
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'db' / 'planner.db'}")
+def test_migrations_are_idempotent(store: Store) -> None:
     store.migrate()
-    return store
+    with store.engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    assert {"families", "runs", "law_versions", "meta", "operations", "alembic_version"} <= tables
+    assert version == "0004"
 
 
-def test_migrations_are_idempotent_and_wal_is_on(store: Store) -> None:
+def test_sqlite_has_wal_and_foreign_keys(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db' / 'planner.db'}")
     store.migrate()
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        tables = set(sa.inspect(conn).get_table_names())
-    assert {"families", "runs", "law_versions", "meta", "alembic_version"} <= tables
+    store.close()
 
 
 def test_catalogue_loads_once(store: Store) -> None:
@@ -122,3 +124,32 @@ def test_reads_during_create_and_delete_see_consistent_snapshots(store: Store) -
     for thread in threads:
         thread.join(timeout=120)
     assert failures == []
+
+
+def test_replicas_starting_together_migrate_and_seed_once(database_url: str) -> None:
+    """Four stores (as four replicas would) migrate and seed one fresh database at once."""
+    start = threading.Barrier(4)
+    seeded: list[bool] = []
+    failures: list[BaseException] = []
+
+    def replica() -> None:
+        store = Store(database_url)
+        try:
+            start.wait()
+            store.migrate()
+            seeded.append(store.seed_catalog(CATALOG))
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=replica) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert sorted(seeded) == [False, False, False, True]
+    store = Store(database_url)
+    assert len(store.list_families(100, None)) == len(CATALOG)
+    store.close()

@@ -1,0 +1,80 @@
+"""PLANNER_WORKERS=2: two server processes share the port (SO_REUSEPORT) under a supervisor
+that replaces a killed one and stops both on SIGTERM (issue 11, item 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+
+from planner_api.v1 import planner_pb2 as pb
+from planner_api.v1 import planner_pb2_grpc as rpc
+from tests.service.processes import alive, children, descendants
+from tests.service.server_process import ServerProcess
+
+CONNECTIONS = 40
+
+
+def serving_pids(server: ServerProcess) -> set[int]:
+    """The processes that answered calls made on fresh connections, from their access lines."""
+    before = server.log.stat().st_size
+    for _ in range(CONNECTIONS):
+        # A local subchannel pool: a connection of its own, not one shared with earlier channels.
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(server.target, options) as channel:
+            stub = rpc.PlannerServiceStub(channel)
+            stub.ListFamilies(pb.ListFamiliesRequest(page_size=1), timeout=30)
+    time.sleep(0.3)  # the log is written by a listener thread
+    with server.log.open() as log:
+        log.seek(before)
+        lines = [json.loads(line) for line in log if line.startswith("{")]
+    return {line["process"] for line in lines if line.get("name") == "planner.access"}
+
+
+def wait_started(server: ServerProcess, pid: int, timeout: float) -> None:
+    """Until process `pid` logs that it serves (its pools are warm)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.log.read_text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record["process"] == pid and record["message"].startswith("serving"):
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"process {pid} did not start serving in {timeout} s")
+
+
+def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = [p for p in children(pid) if p not in exclude]
+        if len(now) == count:
+            return now
+        time.sleep(0.1)
+    raise TimeoutError(f"server {pid} has children {children(pid)}, not {count} new ones")
+
+
+def test_two_workers_share_the_port_and_are_supervised(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "workers.db", {"PLANNER_WORKERS": "2"})
+    with server:
+        workers = wait_for_children(server.pid, 2, set(), 30)
+        assert serving_pids(server) == set(workers)
+        every = descendants(server.pid)
+
+        os.kill(workers[0], signal.SIGKILL)
+        (replacement,) = wait_for_children(server.pid, 1, set(workers), 30)
+        wait_started(server, replacement, 60)
+        deadline = time.monotonic() + 60
+        while serving_pids(server) != {workers[1], replacement}:
+            assert time.monotonic() < deadline, "the replacement never answered"
+            time.sleep(0.5)
+        every |= descendants(server.pid)
+    assert server.exit_code == 0
+    deadline = time.monotonic() + 10
+    while any(map(alive, every)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in every if alive(pid)]
