@@ -102,10 +102,6 @@ async def start(settings: Settings) -> RunningServer:
         settings.operation_timeout_seconds,
         settings.operation_heartbeat_seconds,
     )
-    interceptors: list[grpc.aio.ServerInterceptor] = []
-    if settings.tokens_file is not None:
-        tokens = load_tokens(settings.tokens_file)
-        interceptors.append(BearerTokenInterceptor(tokens, settings.open_reads))
     metrics = Metrics()
 
     def observe(
@@ -116,7 +112,11 @@ async def start(settings: Settings) -> RunningServer:
             log_call(method, code, seconds, request_id, peer, token_name)
 
     admission = AdmissionInterceptor(settings.max_concurrent_rpcs, observe)
-    interceptors.append(admission)
+    # Admission first (outermost): calls the token check refuses are counted and logged too.
+    interceptors: list[grpc.aio.ServerInterceptor] = [admission]
+    if settings.tokens_file is not None:
+        tokens = load_tokens(settings.tokens_file)
+        interceptors.append(BearerTokenInterceptor(tokens, settings.open_reads))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

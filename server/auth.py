@@ -189,6 +189,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if principal is None:
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         if not allows(principal.role, needed):
+            CALLER.set(principal)  # the access line names who was refused
             return _deny(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"token {principal.name!r} has role {principal.role!r}; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,18 @@ def test_the_auth_matrix(tmp_path: Path) -> None:
         grpc.insecure_channel(server.target) as channel,
     ):
         assert auth_matrix(rpc.PlannerServiceStub(channel)) == EXPECTED_MATRIX
+        server.stop()
+    # Every refusal has its access line, naming the token when it was a known one.
+    refused = Counter(
+        (line["code"], line["token_name"])
+        for line in access_lines(server)
+        if line["code"] in (UNAUTH, DENIED)
+    )
+    assert refused == {
+        (UNAUTH, ""): 6,
+        (DENIED, "reader"): 2,
+        (DENIED, "writer"): 1,
+    }
 
 
 def test_open_reads_need_no_token_but_writes_do(tmp_path: Path) -> None:
@@ -104,8 +117,12 @@ def test_open_reads_need_no_token_but_writes_do(tmp_path: Path) -> None:
         reader = [("authorization", f"Bearer {TOKENS['reader']}")]
         assert code(lambda: stub.ListFamilies(pb.ListFamiliesRequest(), metadata=reader)) == "OK"
         server.stop()
-    logged = [(line["rpc"], line["token_name"]) for line in access_lines(server)]
-    assert logged == [("ListFamilies", ""), ("ListFamilies", "reader")]
+    logged = [(line["rpc"], line["code"], line["token_name"]) for line in access_lines(server)]
+    assert logged == [
+        ("ListFamilies", "OK", ""),
+        ("CreateFamily", "UNAUTHENTICATED", ""),  # refused calls are logged too
+        ("ListFamilies", "OK", "reader"),
+    ]
 
 
 def test_every_rpc_has_exactly_one_role() -> None:
