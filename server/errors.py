@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from planner.errors import Infeasible, InvalidInput, PlannerError, SolverFailed, Unsupported
 from server.decoding import REFUSED, Undecodable
+from server.logs import REQUEST_ID, REQUEST_ID_KEY
 from server.refusals import Refused
 from server.solver_pool import SolverPoolUnavailable
 from server.store.errors import AlreadyExists, Conflict, NotFound, StoreError
@@ -103,9 +104,13 @@ async def abort(
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         status.details.append(detail)
-    await context.abort(
-        code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    trailing: tuple[tuple[str, str | bytes], ...] = (
+        ("grpc-status-details-bin", status.SerializeToString()),
     )
+    if request_id := REQUEST_ID.get():
+        # abort replaces the trailing metadata set on admission; keep the request id in it.
+        trailing += ((REQUEST_ID_KEY, request_id),)
+    await context.abort(code, message, trailing_metadata=trailing)
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from server import logs
 
     os.environ[logs.FORMAT_VARIABLE] = settings.log_format  # the worker processes read it
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, access_lines=settings.access_log)
     from server.app import StartupFailed, open_store, serve
 
     if settings.workers > 1:

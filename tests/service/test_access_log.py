@@ -30,13 +30,17 @@ def test_access_lines_carry_request_ids_and_never_the_token(tmp_path: Path) -> N
         stub = rpc.PlannerServiceStub(channel)
         family = pb.GetFamilyRequest(name="chinchilla-hoffmann-2022")
         _, call = stub.GetFamily.with_call(family, metadata=[auth, ("x-request-id", "trace-7")])
-        assert ("x-request-id", "trace-7") in call.initial_metadata()
+        assert ("x-request-id", "trace-7") in call.trailing_metadata()
         _, call = stub.GetFamily.with_call(family, metadata=[auth])
-        made = dict(call.initial_metadata())["x-request-id"]
+        made = dict(call.trailing_metadata())["x-request-id"]
         assert len(made) == 32 and int(made, 16) >= 0
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetFamily(pb.GetFamilyRequest(name="missing"), metadata=[auth])
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        # An error answer returns it too, beside its status details.
+        trailers = dict(caught.value.trailing_metadata())  # type: ignore[attr-defined]
+        failed = trailers["x-request-id"]
+        assert len(failed) == 32 and failed != made and "grpc-status-details-bin" in trailers
         server.stop()
     text = server.log.read_text()
     assert TOKEN not in text
@@ -50,7 +54,7 @@ def test_access_lines_carry_request_ids_and_never_the_token(tmp_path: Path) -> N
         ("GetFamily", "OK"),
         ("GetFamily", "NOT_FOUND"),
     ]
-    assert [line["request_id"] for line in access[:2]] == ["trace-7", made]
+    assert [line["request_id"] for line in access] == ["trace-7", made, failed]
     assert all(line["duration_ms"] >= 0 and "127.0.0.1" in line["peer"] for line in access)
     # A plain tokens file names its first token token-1, as the JSON form would hold it.
     assert [line["token_name"] for line in access] == ["token-1"] * 3

@@ -25,7 +25,7 @@ def restore_logging() -> Iterator[None]:
 def test_warnings_and_access_lines_are_json(
     capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
-    listener = logs.configure("json")
+    listener = logs.configure("json", access_lines=True)
     warnings.warn("overflow encountered in power", RuntimeWarning, stacklevel=1)
     logs.log_call("Predict", "OK", 0.0012345, "req-1", "ipv4:127.0.0.1:1", "ci")
     listener.stop()  # flush the queue
