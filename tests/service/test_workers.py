@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import grpc
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from tests.service.processes import alive, children, descendants
-from tests.service.server_process import ServerProcess
+from tests.service.server_process import ServerProcess, free_port
+from tests.service.test_metrics import scrape
 
 CONNECTIONS = 40
 
@@ -33,6 +35,15 @@ def serving_pids(server: ServerProcess) -> set[int]:
         log.seek(before)
         lines = [json.loads(line) for line in log if line.startswith("{")]
     return {line["process"] for line in lines if line.get("name") == "planner.access"}
+
+
+def bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_started(server: ServerProcess, pid: int, timeout: float) -> None:
@@ -59,10 +70,29 @@ def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float) -
 
 
 def test_two_workers_share_the_port_and_are_supervised(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "workers.db", {"PLANNER_WORKERS": "2"})
+    metrics = free_port()
+    while not bindable(metrics + 1):  # rarely, the next port is taken: another pair
+        metrics = free_port()
+    env = {
+        "PLANNER_WORKERS": "2",
+        "PLANNER_METRICS_PORT": str(metrics),
+        "PLANNER_METRICS_ADDRESS": "127.0.0.1",
+    }
+    server = ServerProcess(tmp_path / "workers.db", env)
     with server:
         workers = wait_for_children(server.pid, 2, set(), 30)
         assert serving_pids(server) == set(workers)
+        # Each worker serves its own metrics, on the port after the previous worker's, and
+        # counts only the calls it answered itself.
+        answered = [
+            sum(
+                value
+                for (name, labels), value in scrape(metrics + index).items()
+                if name == "planner_requests_total" and ("method", "ListFamilies") in labels
+            )
+            for index in range(2)
+        ]
+        assert all(count > 0 for count in answered) and sum(answered) == CONNECTIONS
         every = descendants(server.pid)
 
         os.kill(workers[0], signal.SIGKILL)
