@@ -11,6 +11,7 @@ finish or both take over one operation, on SQLite and on PostgreSQL alike.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,9 +65,9 @@ def create_engine(url: str) -> Engine:
             # SQLAlchemy, not the sqlite3 module, decides where transactions begin (below).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -84,6 +85,24 @@ def create_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     # pre_ping: a connection the database dropped (a restart, a failover) is replaced, not used.
     return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def _enable_wal(cursor: Any, patience: float = 30.0) -> None:
+    """Switch a SQLite file to WAL (it stays so). The switch needs the file to itself and
+    SQLite answers "database is locked" at once rather than waiting, so servers opening a
+    fresh file together retry. An in-memory database keeps its own mode."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+            continue
+        if mode in ("wal", "memory"):
+            return
+        raise sqlite3.OperationalError(f"cannot switch the database to WAL (it is in {mode})")
 
 
 class Store:
