@@ -81,6 +81,8 @@ def test_two_workers_share_the_port_and_are_supervised(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "workers.db", env)
     with server:
         workers = wait_for_children(server.pid, 2, set(), 30)
+        for worker in workers:  # health answers once the first serves; wait for both
+            wait_started(server, worker, 60)
         assert serving_pids(server) == set(workers)
         # Each worker serves its own metrics, on the port after the previous worker's, and
         # counts only the calls it answered itself.
