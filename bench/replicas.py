@@ -12,7 +12,6 @@ call comes from the servers' access lines.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -203,40 +202,11 @@ def seed(target: str) -> tuple[list[str], list[str]]:
 # -- servers -----------------------------------------------------------------------------------
 
 
-def _records(path: Path, offset: int = 0) -> list[dict[str, object]]:
-    """The JSON lines of a server log from byte `offset` on."""
-    with path.open(errors="replace") as file:
-        file.seek(offset)
-        found = []
-        for line in file:
-            if line.startswith("{"):
-                # A line still being written does not parse yet.
-                with contextlib.suppress(json.JSONDecodeError):
-                    found.append(json.loads(line))
-        return found
-
-
-def wait_all_serving(server: ServerProcess, processes: int, timeout: float = 90.0) -> None:
-    """Until `processes` server processes have logged that they serve: health answers as soon
-    as one does, and connections made before the other listens would all go to the first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        serving = {
-            r["process"]
-            for r in _records(server.log)
-            if str(r.get("message", "")).startswith("serving planner.v1")
-        }
-        if len(serving) >= processes:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{processes} server processes not serving after {timeout} s")
-
-
 def access_lines(server: ServerProcess, offset: int) -> tuple[list[float], dict[str, float]]:
     """From the access lines logged after `offset`: each process's share of the calls, largest
     first, and the median duration in the server of each RPC (ms)."""
-    time.sleep(0.3)  # the log is written by a listener thread
-    lines = [r for r in _records(server.log, offset) if r.get("name") == "planner.access"]
+    time.sleep(0.3)  # access lines are written in batches
+    lines = [r for r in server.log_records(offset) if r.get("name") == "planner.access"]
     counts = Counter(r["process"] for r in lines)
     total = sum(counts.values())
     durations: dict[str, list[float]] = {}
@@ -273,7 +243,9 @@ def measure(
     log(f"replicas: {label} ({pools} solver and {pools} fit processes each): starting")
     with server:
         seconds = server.wait_serving()
-        wait_all_serving(server, processes)
+        # Health answers as soon as one process serves; connections made before the other
+        # listens would all go to the first.
+        server.wait_processes_serving(processes)
         families, tokens = seed(server.target)
         mix = Mix(families, tokens, f"p{processes}")
         log(

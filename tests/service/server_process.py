@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -78,6 +81,34 @@ class ServerProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def log_records(self, offset: int = 0) -> list[dict[str, Any]]:
+        """The JSON lines of the log from byte `offset` on (a line still being written is
+        skipped: it does not parse yet)."""
+        records = []
+        with self.log.open(errors="replace") as log:
+            log.seek(offset)
+            for line in log:
+                if line.startswith("{"):
+                    with contextlib.suppress(json.JSONDecodeError):
+                        records.append(json.loads(line))
+        return records
+
+    def wait_processes_serving(self, count: int, timeout: float = 90.0) -> set[int]:
+        """Until `count` server processes (dead ones included) have logged that they serve, their
+        pools warm; their pids. Health answers as soon as one worker of several does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            serving = {
+                int(record["process"])
+                for record in self.log_records()
+                if str(record.get("message", "")).startswith("serving planner.v1")
+            }
+            if len(serving) >= count:
+                return serving
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(serving)} of {count} server processes serve: {serving}")
+            time.sleep(0.1)
 
     def start(self, timeout: float = 90.0) -> float:
         """Launch and wait for SERVING; seconds it took."""

@@ -78,8 +78,7 @@ EXPECTED_MATRIX = {
 
 def access_lines(server: ServerProcess) -> list[dict[str, Any]]:
     """The planner.access lines of a stopped server's log."""
-    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line[:1] == "{"]
-    return [line for line in lines if line["name"] == "planner.access"]
+    return [line for line in server.log_records() if line["name"] == "planner.access"]
 
 
 def test_the_auth_matrix(tmp_path: Path) -> None:

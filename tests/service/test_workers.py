@@ -3,7 +3,6 @@ that replaces a killed one and stops both on SIGTERM (issue 11, item 2)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -30,10 +29,8 @@ def serving_pids(server: ServerProcess) -> set[int]:
         with grpc.insecure_channel(server.target, options) as channel:
             stub = rpc.PlannerServiceStub(channel)
             stub.ListFamilies(pb.ListFamiliesRequest(page_size=1), timeout=30)
-    time.sleep(0.3)  # the log is written by a listener thread
-    with server.log.open() as log:
-        log.seek(before)
-        lines = [json.loads(line) for line in log if line.startswith("{")]
+    time.sleep(0.3)  # access lines are written in batches
+    lines = server.log_records(before)
     return {line["process"] for line in lines if line.get("name") == "planner.access"}
 
 
@@ -44,19 +41,6 @@ def bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def wait_started(server: ServerProcess, pid: int, timeout: float) -> None:
-    """Until process `pid` logs that it serves (its pools are warm)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in server.log.read_text().splitlines():
-            if line.startswith("{"):
-                record = json.loads(line)
-                if record["process"] == pid and record["message"].startswith("serving"):
-                    return
-        time.sleep(0.2)
-    raise TimeoutError(f"process {pid} did not start serving in {timeout} s")
 
 
 def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float) -> list[int]:
@@ -81,8 +65,7 @@ def test_two_workers_share_the_port_and_are_supervised(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "workers.db", env)
     with server:
         workers = wait_for_children(server.pid, 2, set(), 30)
-        for worker in workers:  # health answers once the first serves; wait for both
-            wait_started(server, worker, 60)
+        assert server.wait_processes_serving(2, 60) == set(workers)
         assert serving_pids(server) == set(workers)
         # Each worker serves its own metrics, on the port after the previous worker's, and
         # counts only the calls it answered itself.
@@ -99,7 +82,7 @@ def test_two_workers_share_the_port_and_are_supervised(tmp_path: Path) -> None:
 
         os.kill(workers[0], signal.SIGKILL)
         (replacement,) = wait_for_children(server.pid, 1, set(workers), 30)
-        wait_started(server, replacement, 60)
+        assert server.wait_processes_serving(3, 60) == {*workers, replacement}
         deadline = time.monotonic() + 60
         while serving_pids(server) != {workers[1], replacement}:
             assert time.monotonic() < deadline, "the replacement never answered"
