@@ -84,14 +84,18 @@ def digest(token: str) -> str:
 def load_tokens(path: Path) -> dict[str, Principal]:
     """sha256 hex digest -> principal. ValueError, with the path and the reason, when the file
     is missing, unreadable, empty or malformed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
+    text = _read_tokens_file(path)
     tokens = _json_tokens(path, text) if text.lstrip().startswith("{") else _plain_tokens(text)
     if not tokens:
         raise ValueError(f"the tokens file {path} holds no tokens")
     return tokens
+
+
+def _read_tokens_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
 
 
 def _plain_tokens(text: str) -> dict[str, Principal]:
@@ -105,10 +109,7 @@ def hashed_tokens_json(path: Path) -> str:
     """A plain tokens file as the JSON form (the same names token-1.. and role admin that the
     server gives its lines), for replacing it with a file that holds no token. ValueError when
     the file cannot be read, holds no token or is JSON already."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the tokens file {path}: {exc}") from exc
+    text = _read_tokens_file(path)
     if text.lstrip().startswith("{"):
         raise ValueError(f"the tokens file {path} is JSON already")
     tokens = _plain_tokens(text)
@@ -178,9 +179,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         scheme, _, token = str(header).partition(" ")
         presented = scheme.lower() == "bearer" and bool(token)
         principal = self._find(digest(token)) if presented else None
+        # A known token names the caller in the access line, admitted or refused.
+        CALLER.set(principal)
         if self._open_reads and needed == "read":
-            # Open: admitted with or without a token; a known one still names the caller.
-            CALLER.set(principal)
+            # Open: admitted with or without a token.
             return await continuation(handler_call_details)
         if not presented:
             return _deny(
@@ -189,13 +191,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if principal is None:
             return _deny(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
         if not allows(principal.role, needed):
-            CALLER.set(principal)  # the access line names who was refused
             return _deny(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"token {principal.name!r} has role {principal.role!r}; "
                 f"{method.removeprefix(SERVICE_PREFIX)} needs {needed!r}",
             )
-        CALLER.set(principal)
         return await continuation(handler_call_details)
 
     def _find(self, hashed: str) -> Principal | None:

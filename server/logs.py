@@ -27,9 +27,9 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 access = logging.getLogger("planner.access")
 # How often the access lines queued by calls are written.
 ACCESS_FLUSH_SECONDS = 0.1
+REQUEST_ID_KEY = "x-request-id"
 # The request id of the call being served in this task (set on admission), so that error
 # answers, which replace the trailing metadata, return it too.
-REQUEST_ID_KEY = "x-request-id"
 REQUEST_ID: ContextVar[str] = ContextVar("planner_request_id", default="")
 
 
@@ -39,8 +39,11 @@ class Listener(QueueListener):
     access_writer: AccessWriter | None = None
 
     def stop(self) -> None:
+        global _access_writer
         if self.access_writer is not None:
             self.access_writer.stop()
+            if _access_writer is self.access_writer:  # later lines go through logging again
+                _access_writer = None
         super().stop()
 
 

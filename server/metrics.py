@@ -57,9 +57,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_call(
-        self, method: str, code: str, seconds: float, _request_id: str = "", _peer: str = ""
-    ) -> None:
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
         self.calls.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
 
