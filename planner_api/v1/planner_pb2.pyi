@@ -255,6 +255,8 @@ class Run(_message.Message):
     STEP_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
+    LR_FIELD_NUMBER: _builtins.int
+    BATCH_TOKENS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Caller's identifier of the training run; derived from the values when empty. (run_id, step)
     is unique within the family: rows sharing a run_id with different steps are checkpoints of
@@ -274,6 +276,12 @@ class Run(_message.Message):
     """Optimizer step of an intermediate checkpoint (>= 0)."""
     weight: _builtins.float
     """Relative weight of this row in fits (> 0, at most 1e6); 1 when not set."""
+    lr: _builtins.float
+    """Learning rate (finite, >= 0) at this checkpoint's step, or the peak learning rate of a
+    finished run: what loss-curve laws (multi_power, lr_annealing) and the Step Law are fitted to.
+    """
+    batch_tokens: _builtins.float
+    """Batch size in tokens (> 0): what the Step Law is fitted to."""
     @_builtins.property
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels (at most 32 pairs; keys up to 64 characters, values up to 256)."""
@@ -290,13 +298,19 @@ class Run(_message.Message):
         step: _builtins.int | None = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         weight: _builtins.float | None = ...,
+        lr: _builtins.float | None = ...,
+        batch_tokens: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "step", b"step", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_flops", b"_flops", "_lr", b"_lr", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "batch_tokens", b"batch_tokens", "flops", b"flops", "lr", b"lr", "step", b"step", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flops", b"_flops", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "flops", b"flops", "loss", b"loss", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_flops", b"_flops", "_lr", b"_lr", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "batch_tokens", b"batch_tokens", "flops", b"flops", "loss", b"loss", "lr", b"lr", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__batch_tokens: _TypeAlias = _typing.Literal["batch_tokens"]  # noqa: Y015
+    _WhichOneofArgType__batch_tokens: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens"]  # noqa: Y015
     _WhichOneofReturnType__flops: _TypeAlias = _typing.Literal["flops"]  # noqa: Y015
     _WhichOneofArgType__flops: _TypeAlias = _typing.Literal["_flops", b"_flops"]  # noqa: Y015
+    _WhichOneofReturnType__lr: _TypeAlias = _typing.Literal["lr"]  # noqa: Y015
+    _WhichOneofArgType__lr: _TypeAlias = _typing.Literal["_lr", b"_lr"]  # noqa: Y015
     _WhichOneofReturnType__step: _TypeAlias = _typing.Literal["step"]  # noqa: Y015
     _WhichOneofArgType__step: _TypeAlias = _typing.Literal["_step", b"_step"]  # noqa: Y015
     _WhichOneofReturnType__unique_tokens: _TypeAlias = _typing.Literal["unique_tokens"]  # noqa: Y015
@@ -304,7 +318,11 @@ class Run(_message.Message):
     _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
     _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch_tokens) -> _WhichOneofReturnType__batch_tokens | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__flops) -> _WhichOneofReturnType__flops | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lr) -> _WhichOneofReturnType__lr | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__step) -> _WhichOneofReturnType__step | None: ...
     @_typing.overload
@@ -1209,6 +1227,27 @@ class FitLawRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SchedulesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Schedule: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Schedule | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     FAMILY_FIELD_NUMBER: _builtins.int
     FORM_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
@@ -1219,6 +1258,7 @@ class FitLawRequest(_message.Message):
     MAKE_CURRENT_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     BREAKS_FIELD_NUMBER: _builtins.int
+    SCHEDULES_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name; its stored runs are the data."""
     form: _builtins.str
@@ -1260,6 +1300,14 @@ class FitLawRequest(_message.Message):
     def options(self) -> Global___FitOptions:
         """How to fit: checkpoints, tied exponents, pinned or borrowed parameters, asymmetric penalty."""
 
+    @_builtins.property
+    def schedules(self) -> _containers.MessageMap[_builtins.str, Global___Schedule]:
+        """multi_power and lr_annealing forms: the learning rate at every step of a run, by run_id.
+        These laws need every step's rate; a run without a schedule here has it interpolated
+        linearly between its checkpoints' `lr` (exact for linear warm-up and decay, close for
+        cosine when checkpoints are dense). A schedule given is checked against the run's `lr`.
+        """
+
     def __init__(
         self,
         *,
@@ -1273,10 +1321,11 @@ class FitLawRequest(_message.Message):
         make_current: _builtins.bool | None = ...,
         options: Global___FitOptions | None = ...,
         breaks: _builtins.int | None = ...,
+        schedules: _abc.Mapping[_builtins.str, Global___Schedule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "make_current", b"make_current", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "base", b"base", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "make_current", b"make_current", "method", b"method", "options", b"options", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "base", b"base", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "make_current", b"make_current", "method", b"method", "options", b"options", "schedules", b"schedules", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bootstrap: _TypeAlias = _typing.Literal["bootstrap"]  # noqa: Y015
     _WhichOneofArgType__bootstrap: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap"]  # noqa: Y015
@@ -2190,6 +2239,8 @@ class PlanComputeOptimalRequest(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_EPOCHS_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
     target_loss: _builtins.float
     """Reach this loss (nats/token, above the law's irreducible loss E) with the least compute."""
     max_params: _builtins.float
@@ -2214,6 +2265,16 @@ class PlanComputeOptimalRequest(_message.Message):
     def budget(self) -> Global___ComputeBudget:
         """Minimise loss within this training budget."""
 
+    @_builtins.property
+    def hardware(self) -> Global___HardwareProfile:
+        """With a hardware profile: the plan's learning rate, batch, steps, time and cost (`training`)."""
+
+    @_builtins.property
+    def hyperparameter_law(self) -> Global___LawSelector:
+        """The Step Law giving learning rate and batch (form "step_law"); not set: the catalogue's
+        published one (family "step-law-2025").
+        """
+
     def __init__(
         self,
         *,
@@ -2224,10 +2285,12 @@ class PlanComputeOptimalRequest(_message.Message):
         max_tokens: _builtins.float | None = ...,
         unique_tokens: _builtins.float | None = ...,
         max_epochs: _builtins.float | None = ...,
+        hardware: Global___HardwareProfile | None = ...,
+        hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_epochs: _TypeAlias = _typing.Literal["max_epochs"]  # noqa: Y015
     _WhichOneofArgType__max_epochs: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs"]  # noqa: Y015
@@ -2289,6 +2352,7 @@ class PlanComputeOptimalResponse(_message.Message):
     SOLVER_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
     EPOCHS_FIELD_NUMBER: _builtins.int
+    TRAINING_FIELD_NUMBER: _builtins.int
     params: _builtins.float
     """Optimal parameters N."""
     tokens: _builtins.float
@@ -2326,6 +2390,10 @@ class PlanComputeOptimalResponse(_message.Message):
     def law(self) -> Global___LawSummary:
         """The law version that answered."""
 
+    @_builtins.property
+    def training(self) -> Global___TrainingSetup:
+        """Learning rate, batch, steps, time and cost on the request's hardware; absent without one."""
+
     def __init__(
         self,
         *,
@@ -2339,10 +2407,11 @@ class PlanComputeOptimalResponse(_message.Message):
         solver: _builtins.str = ...,
         law: Global___LawSummary | None = ...,
         epochs: _builtins.float | None = ...,
+        training: Global___TrainingSetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "epochs", b"epochs", "law", b"law"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "epochs", b"epochs", "law", b"law", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "binding", b"binding", "epochs", b"epochs", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "params", b"params", "solver", b"solver", "tokens", b"tokens", "tokens_per_param", b"tokens_per_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_epochs", b"_epochs", "binding", b"binding", "epochs", b"epochs", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "params", b"params", "solver", b"solver", "tokens", b"tokens", "tokens_per_param", b"tokens_per_param", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__epochs: _TypeAlias = _typing.Literal["epochs"]  # noqa: Y015
     _WhichOneofArgType__epochs: _TypeAlias = _typing.Literal["_epochs", b"_epochs"]  # noqa: Y015
@@ -2366,6 +2435,9 @@ class PlanInferenceRequest(_message.Message):
     INFERENCE_WEIGHT_FIELD_NUMBER: _builtins.int
     TRAINING_MFU_FIELD_NUMBER: _builtins.int
     INFERENCE_MFU_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
+    INFERENCE_HARDWARE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
     inference_tokens: _builtins.float
     """Tokens to be served over the model's lifetime (>= 0)."""
     target_loss: _builtins.float
@@ -2390,6 +2462,22 @@ class PlanInferenceRequest(_message.Message):
     def law(self) -> Global___LawSelector:
         """The law to use (its Chinchilla form)."""
 
+    @_builtins.property
+    def hardware(self) -> Global___HardwareProfile:
+        """The training cluster: with it, the plan's learning rate, batch, steps, time and cost
+        (`training`). With both hardware profiles priced, lifetime cost is money: each phase's
+        FLOPs / (peak x MFU) accelerator-seconds at its price per hour, and the weights and MFUs
+        above must not be set.
+        """
+
+    @_builtins.property
+    def inference_hardware(self) -> Global___HardwareProfile:
+        """The serving cluster, priced like `hardware` (its accelerator count does not matter)."""
+
+    @_builtins.property
+    def hyperparameter_law(self) -> Global___LawSelector:
+        """As in PlanComputeOptimalRequest."""
+
     def __init__(
         self,
         *,
@@ -2403,10 +2491,13 @@ class PlanInferenceRequest(_message.Message):
         inference_weight: _builtins.float | None = ...,
         training_mfu: _builtins.float | None = ...,
         inference_mfu: _builtins.float | None = ...,
+        hardware: Global___HardwareProfile | None = ...,
+        inference_hardware: Global___HardwareProfile | None = ...,
+        hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "inference_mfu", b"inference_mfu", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "inference_hardware", b"inference_hardware", "inference_mfu", b"inference_mfu", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "inference_mfu", b"inference_mfu", "inference_tokens", b"inference_tokens", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu", "_inference_weight", b"_inference_weight", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_training_mfu", b"_training_mfu", "_training_weight", b"_training_weight", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "inference_hardware", b"inference_hardware", "inference_mfu", b"inference_mfu", "inference_tokens", b"inference_tokens", "inference_weight", b"inference_weight", "law", b"law", "lifetime_budget", b"lifetime_budget", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "training_mfu", b"training_mfu", "training_weight", b"training_weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__inference_mfu: _TypeAlias = _typing.Literal["inference_mfu"]  # noqa: Y015
     _WhichOneofArgType__inference_mfu: _TypeAlias = _typing.Literal["_inference_mfu", b"_inference_mfu"]  # noqa: Y015
@@ -2525,6 +2616,7 @@ class PlanInferenceResponse(_message.Message):
     SOLVER_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
+    TRAINING_FIELD_NUMBER: _builtins.int
     saving_flops: _builtins.float
     """chinchilla.total_flops - plan.total_flops."""
     saving_cost: _builtins.float
@@ -2558,6 +2650,10 @@ class PlanInferenceResponse(_message.Message):
         ensemble.
         """
 
+    @_builtins.property
+    def training(self) -> Global___TrainingSetup:
+        """Training of `plan` on the request's hardware; absent without one."""
+
     def __init__(
         self,
         *,
@@ -2570,10 +2666,11 @@ class PlanInferenceResponse(_message.Message):
         solver: _builtins.str = ...,
         law: Global___LawSummary | None = ...,
         intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
+        training: Global___TrainingSetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chinchilla", b"chinchilla", "law", b"law", "plan", b"plan"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chinchilla", b"chinchilla", "law", b"law", "plan", b"plan", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "chinchilla", b"chinchilla", "intervals", b"intervals", "law", b"law", "overtraining_ratio", b"overtraining_ratio", "plan", b"plan", "saving_cost", b"saving_cost", "saving_flops", b"saving_flops", "solver", b"solver"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "chinchilla", b"chinchilla", "intervals", b"intervals", "law", b"law", "overtraining_ratio", b"overtraining_ratio", "plan", b"plan", "saving_cost", b"saving_cost", "saving_flops", b"saving_flops", "solver", b"solver", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2590,6 +2687,8 @@ class PlanOvertrainingRequest(_message.Message):
     TARGET_LOSS_FIELD_NUMBER: _builtins.int
     TARGET_ERROR_FIELD_NUMBER: _builtins.int
     MULTIPLIER_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
     target_loss: _builtins.float
     """Reach this loss (nats/token, above E)."""
     target_error: _builtins.float
@@ -2606,6 +2705,16 @@ class PlanOvertrainingRequest(_message.Message):
     def budget(self) -> Global___ComputeBudget:
         """Training compute C = 6 N D."""
 
+    @_builtins.property
+    def hardware(self) -> Global___HardwareProfile:
+        """With a hardware profile: the plan's learning rate, batch, steps, time and cost (`training`)."""
+
+    @_builtins.property
+    def hyperparameter_law(self) -> Global___LawSelector:
+        """The Step Law giving learning rate and batch (form "step_law"); not set: the catalogue's
+        published one (family "step-law-2025").
+        """
+
     def __init__(
         self,
         *,
@@ -2614,10 +2723,12 @@ class PlanOvertrainingRequest(_message.Message):
         target_loss: _builtins.float = ...,
         target_error: _builtins.float = ...,
         multiplier: _builtins.float | None = ...,
+        hardware: Global___HardwareProfile | None = ...,
+        hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__multiplier: _TypeAlias = _typing.Literal["multiplier"]  # noqa: Y015
     _WhichOneofArgType__multiplier: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier"]  # noqa: Y015
@@ -2646,6 +2757,7 @@ class PlanOvertrainingResponse(_message.Message):
     LOSS_PENALTY_FIELD_NUMBER: _builtins.int
     COMPUTE_RATIO_FIELD_NUMBER: _builtins.int
     LAW_FIELD_NUMBER: _builtins.int
+    TRAINING_FIELD_NUMBER: _builtins.int
     multiplier: _builtins.float
     """The multiplier M = D / N used."""
     params: _builtins.float
@@ -2670,6 +2782,10 @@ class PlanOvertrainingResponse(_message.Message):
     def law(self) -> Global___LawSummary:
         """The law version that answered."""
 
+    @_builtins.property
+    def training(self) -> Global___TrainingSetup:
+        """Learning rate, batch, steps, time and cost on the request's hardware; absent without one."""
+
     def __init__(
         self,
         *,
@@ -2683,10 +2799,11 @@ class PlanOvertrainingResponse(_message.Message):
         loss_penalty: _builtins.float = ...,
         compute_ratio: _builtins.float = ...,
         law: Global___LawSummary | None = ...,
+        training: Global___TrainingSetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "downstream_error", b"downstream_error", "law", b"law"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "downstream_error", b"downstream_error", "law", b"law", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "best_multiplier", b"best_multiplier", "compute_ratio", b"compute_ratio", "downstream_error", b"downstream_error", "flops", b"flops", "law", b"law", "loss", b"loss", "loss_penalty", b"loss_penalty", "multiplier", b"multiplier", "params", b"params", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error", "best_multiplier", b"best_multiplier", "compute_ratio", b"compute_ratio", "downstream_error", b"downstream_error", "flops", b"flops", "law", b"law", "loss", b"loss", "loss_penalty", b"loss_penalty", "multiplier", b"multiplier", "params", b"params", "tokens", b"tokens", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__downstream_error: _TypeAlias = _typing.Literal["downstream_error"]  # noqa: Y015
     _WhichOneofArgType__downstream_error: _TypeAlias = _typing.Literal["_downstream_error", b"_downstream_error"]  # noqa: Y015
@@ -2971,6 +3088,8 @@ class PlanSparsityRequest(_message.Message):
     PRUNE_END_FIELD_NUMBER: _builtins.int
     PRUNABLE_FRACTION_FIELD_NUMBER: _builtins.int
     DENSE_FLOPS_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
     final_sparsity: _builtins.float
     """Final sparsity s_f in [0, 1): the fraction of prunable parameters removed."""
     final_params: _builtins.float
@@ -2995,6 +3114,14 @@ class PlanSparsityRequest(_message.Message):
     def budget(self) -> Global___ComputeBudget:
         """Training compute."""
 
+    @_builtins.property
+    def hardware(self) -> Global___HardwareProfile:
+        """With a hardware profile: the plan's learning rate, batch, steps, time and cost (`training`)."""
+
+    @_builtins.property
+    def hyperparameter_law(self) -> Global___LawSelector:
+        """As in PlanComputeOptimalRequest."""
+
     def __init__(
         self,
         *,
@@ -3006,10 +3133,12 @@ class PlanSparsityRequest(_message.Message):
         prune_end: _builtins.float | None = ...,
         prunable_fraction: _builtins.float | None = ...,
         dense_flops: _builtins.bool = ...,
+        hardware: Global___HardwareProfile | None = ...,
+        hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "dense_flops", b"dense_flops", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction", "_prune_end", b"_prune_end", "_prune_start", b"_prune_start", "budget", b"budget", "dense_flops", b"dense_flops", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "prunable_fraction", b"prunable_fraction", "prune_end", b"prune_end", "prune_start", b"prune_start", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__prunable_fraction: _TypeAlias = _typing.Literal["prunable_fraction"]  # noqa: Y015
     _WhichOneofArgType__prunable_fraction: _TypeAlias = _typing.Literal["_prunable_fraction", b"_prunable_fraction"]  # noqa: Y015
@@ -3127,6 +3256,7 @@ class PlanSparsityResponse(_message.Message):
     LAW_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
+    TRAINING_FIELD_NUMBER: _builtins.int
     dense_params: _builtins.float
     """Parameters at the start of training."""
     average_params: _builtins.float
@@ -3176,6 +3306,12 @@ class PlanSparsityResponse(_message.Message):
         that a schedule other than 25%-75% extrapolates Jin et al.'s evidence).
         """
 
+    @_builtins.property
+    def training(self) -> Global___TrainingSetup:
+        """Training of the sparse run (its dense parameters) on the request's hardware; absent
+        without one. Time and cost count the plan's FLOPs.
+        """
+
     def __init__(
         self,
         *,
@@ -3193,14 +3329,514 @@ class PlanSparsityResponse(_message.Message):
         law: Global___LawSummary | None = ...,
         intervals: _abc.Mapping[_builtins.str, Global___Interval] | None = ...,
         notes: _abc.Iterable[_builtins.str] | None = ...,
+        training: Global___TrainingSetup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dense_same_size", b"dense_same_size", "law", b"law"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dense_same_size", b"dense_same_size", "law", b"law", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_params", b"average_params", "binding", b"binding", "dense_params", b"dense_params", "dense_same_size", b"dense_same_size", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "notes", b"notes", "schedule", b"schedule", "solver", b"solver", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_params", b"average_params", "binding", b"binding", "dense_params", b"dense_params", "dense_same_size", b"dense_same_size", "final_params", b"final_params", "final_sparsity", b"final_sparsity", "flops", b"flops", "intervals", b"intervals", "law", b"law", "loss", b"loss", "notes", b"notes", "schedule", b"schedule", "solver", b"solver", "tokens", b"tokens", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanSparsityResponse: _TypeAlias = PlanSparsityResponse  # noqa: Y015
+
+@_typing.final
+class HardwareProfile(_message.Message):
+    """A cluster a plan runs on: its time and cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCELERATORS_FIELD_NUMBER: _builtins.int
+    PEAK_FLOPS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MFU_FIELD_NUMBER: _builtins.int
+    PRICE_PER_ACCELERATOR_HOUR_FIELD_NUMBER: _builtins.int
+    BATCH_TOKENS_FIELD_NUMBER: _builtins.int
+    accelerators: _builtins.int
+    """Accelerators used together (>= 1)."""
+    peak_flops_per_second: _builtins.float
+    """Peak FLOP/s of one accelerator at the training precision (> 0), e.g. 9.89e14 (H100 SXM,
+    dense BF16).
+    """
+    mfu: _builtins.float
+    """Model FLOPs utilisation reached, in (0, 1]."""
+    price_per_accelerator_hour: _builtins.float
+    """Price of one accelerator-hour (>= 0, any currency); not set: no cost is reported."""
+    batch_tokens: _builtins.float
+    """Batch size in tokens (> 0) to use instead of the Step Law's."""
+    def __init__(
+        self,
+        *,
+        accelerators: _builtins.int = ...,
+        peak_flops_per_second: _builtins.float = ...,
+        mfu: _builtins.float = ...,
+        price_per_accelerator_hour: _builtins.float | None = ...,
+        batch_tokens: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_price_per_accelerator_hour", b"_price_per_accelerator_hour", "batch_tokens", b"batch_tokens", "price_per_accelerator_hour", b"price_per_accelerator_hour"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_price_per_accelerator_hour", b"_price_per_accelerator_hour", "accelerators", b"accelerators", "batch_tokens", b"batch_tokens", "mfu", b"mfu", "peak_flops_per_second", b"peak_flops_per_second", "price_per_accelerator_hour", b"price_per_accelerator_hour"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__batch_tokens: _TypeAlias = _typing.Literal["batch_tokens"]  # noqa: Y015
+    _WhichOneofArgType__batch_tokens: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__price_per_accelerator_hour: _TypeAlias = _typing.Literal["price_per_accelerator_hour"]  # noqa: Y015
+    _WhichOneofArgType__price_per_accelerator_hour: _TypeAlias = _typing.Literal["_price_per_accelerator_hour", b"_price_per_accelerator_hour"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch_tokens) -> _WhichOneofReturnType__batch_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__price_per_accelerator_hour) -> _WhichOneofReturnType__price_per_accelerator_hour | None: ...
+
+Global___HardwareProfile: _TypeAlias = HardwareProfile  # noqa: Y015
+
+@_typing.final
+class TrainingSetup(_message.Message):
+    """How a plan would be trained: hyper-parameters, steps, time and cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEARNING_RATE_FIELD_NUMBER: _builtins.int
+    BATCH_TOKENS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    WALL_CLOCK_HOURS_FIELD_NUMBER: _builtins.int
+    ACCELERATOR_HOURS_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
+    CRITICAL_BATCH_FIELD_NUMBER: _builtins.int
+    learning_rate: _builtins.float
+    """Peak learning rate, from the Step Law at the plan's N and D."""
+    batch_tokens: _builtins.float
+    """Batch size in tokens: the profile's, else the Step Law's at the plan's D."""
+    steps: _builtins.int
+    """Optimizer steps, ceil(D / batch_tokens)."""
+    wall_clock_hours: _builtins.float
+    """Wall-clock hours: FLOPs / (accelerators x peak x MFU) / 3600."""
+    accelerator_hours: _builtins.float
+    """wall_clock_hours x accelerators."""
+    cost: _builtins.float
+    """accelerator_hours x price; absent when the profile has no price."""
+    @_builtins.property
+    def hyperparameter_law(self) -> Global___LawSummary:
+        """The Step Law used."""
+
+    @_builtins.property
+    def critical_batch(self) -> Global___CriticalBatchCheck:
+        """Kaplan et al.'s critical batch at the plan's loss, against the batch. Indicative only:
+        Kaplan's constants were measured on WebText2 with their tokenizer.
+        """
+
+    def __init__(
+        self,
+        *,
+        learning_rate: _builtins.float = ...,
+        batch_tokens: _builtins.float = ...,
+        steps: _builtins.int = ...,
+        wall_clock_hours: _builtins.float = ...,
+        accelerator_hours: _builtins.float = ...,
+        cost: _builtins.float | None = ...,
+        hyperparameter_law: Global___LawSummary | None = ...,
+        critical_batch: Global___CriticalBatchCheck | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost", b"_cost", "cost", b"cost", "critical_batch", b"critical_batch", "hyperparameter_law", b"hyperparameter_law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost", b"_cost", "accelerator_hours", b"accelerator_hours", "batch_tokens", b"batch_tokens", "cost", b"cost", "critical_batch", b"critical_batch", "hyperparameter_law", b"hyperparameter_law", "learning_rate", b"learning_rate", "steps", b"steps", "wall_clock_hours", b"wall_clock_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cost: _TypeAlias = _typing.Literal["cost"]  # noqa: Y015
+    _WhichOneofArgType__cost: _TypeAlias = _typing.Literal["_cost", b"_cost"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost) -> _WhichOneofReturnType__cost | None: ...
+
+Global___TrainingSetup: _TypeAlias = TrainingSetup  # noqa: Y015
+
+@_typing.final
+class CriticalBatchCheck(_message.Message):
+    """Kaplan et al. (2020) critical batch B_crit(L) = B* / L^(1/alpha_B) against a batch B."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOSS_FIELD_NUMBER: _builtins.int
+    CRITICAL_BATCH_TOKENS_FIELD_NUMBER: _builtins.int
+    STEP_PENALTY_FIELD_NUMBER: _builtins.int
+    TOKEN_PENALTY_FIELD_NUMBER: _builtins.int
+    EXCEEDS_CRITICAL_FIELD_NUMBER: _builtins.int
+    loss: _builtins.float
+    """The loss it is evaluated at (nats/token)."""
+    critical_batch_tokens: _builtins.float
+    """B_crit(L) in tokens."""
+    step_penalty: _builtins.float
+    """S / S_min = 1 + B_crit / B: steps taken relative to the fewest possible."""
+    token_penalty: _builtins.float
+    """E / E_min = 1 + B / B_crit: tokens used relative to the fewest possible."""
+    exceeds_critical: _builtins.bool
+    """B > B_crit: extra batch buys few steps and costs data."""
+    def __init__(
+        self,
+        *,
+        loss: _builtins.float = ...,
+        critical_batch_tokens: _builtins.float = ...,
+        step_penalty: _builtins.float = ...,
+        token_penalty: _builtins.float = ...,
+        exceeds_critical: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_batch_tokens", b"critical_batch_tokens", "exceeds_critical", b"exceeds_critical", "loss", b"loss", "step_penalty", b"step_penalty", "token_penalty", b"token_penalty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CriticalBatchCheck: _TypeAlias = CriticalBatchCheck  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    """A learning-rate schedule: the rate at every step, given or built from a named family."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LRS_FIELD_NUMBER: _builtins.int
+    NAMED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Shown in answers (e.g. "wsd-20%"); may be empty."""
+    @_builtins.property
+    def lrs(self) -> Global___LearningRates:
+        """The rate at every step from 0 (1 to 1,000,000 values, each finite and >= 0)."""
+
+    @_builtins.property
+    def named(self) -> Global___NamedSchedule:
+        """A named family."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        lrs: Global___LearningRates | None = ...,
+        named: Global___NamedSchedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "lrs", b"lrs", "named", b"named"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "lrs", b"lrs", "name", b"name", "named", b"named"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["lrs", "named"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class LearningRates(_message.Message):
+    """Learning rates, one per step from step 0."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearningRates: _TypeAlias = LearningRates  # noqa: Y015
+
+@_typing.final
+class NamedSchedule(_message.Message):
+    """A schedule family with its parameters. Warm-up is linear from 0 to peak_lr."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAMILY_FIELD_NUMBER: _builtins.int
+    TOTAL_STEPS_FIELD_NUMBER: _builtins.int
+    PEAK_LR_FIELD_NUMBER: _builtins.int
+    FLOOR_LR_FIELD_NUMBER: _builtins.int
+    WARMUP_STEPS_FIELD_NUMBER: _builtins.int
+    DECAY_START_FIELD_NUMBER: _builtins.int
+    DECAY_FRACTION_FIELD_NUMBER: _builtins.int
+    DECAY_SHAPE_FIELD_NUMBER: _builtins.int
+    SECOND_LR_FIELD_NUMBER: _builtins.int
+    SWITCH_STEP_FIELD_NUMBER: _builtins.int
+    family: _builtins.str
+    """"constant", "cosine", "wsd" or "two_stage"."""
+    total_steps: _builtins.int
+    """Steps in all (1 to 1,000,000)."""
+    peak_lr: _builtins.float
+    """Rate after warm-up (> 0)."""
+    floor_lr: _builtins.float
+    """cosine and wsd: the rate reached at the last step (>= 0, at most peak_lr)."""
+    warmup_steps: _builtins.int
+    """Warm-up steps (>= 0, at most total_steps)."""
+    decay_start: _builtins.int
+    """wsd: the step the decay starts at; give this or decay_fraction."""
+    decay_fraction: _builtins.float
+    """wsd: the decay's share of all steps, in [0, 1]."""
+    decay_shape: _builtins.str
+    """wsd: "linear" (empty), "exponential" (needs floor_lr > 0), "cosine" or "sqrt"."""
+    second_lr: _builtins.float
+    """two_stage: the rate from switch_step on (> 0)."""
+    switch_step: _builtins.int
+    """two_stage: the step the rate changes to second_lr."""
+    def __init__(
+        self,
+        *,
+        family: _builtins.str = ...,
+        total_steps: _builtins.int = ...,
+        peak_lr: _builtins.float = ...,
+        floor_lr: _builtins.float = ...,
+        warmup_steps: _builtins.int = ...,
+        decay_start: _builtins.int | None = ...,
+        decay_fraction: _builtins.float | None = ...,
+        decay_shape: _builtins.str = ...,
+        second_lr: _builtins.float = ...,
+        switch_step: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction", "_decay_start", b"_decay_start", "decay_fraction", b"decay_fraction", "decay_start", b"decay_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction", "_decay_start", b"_decay_start", "decay_fraction", b"decay_fraction", "decay_shape", b"decay_shape", "decay_start", b"decay_start", "family", b"family", "floor_lr", b"floor_lr", "peak_lr", b"peak_lr", "second_lr", b"second_lr", "switch_step", b"switch_step", "total_steps", b"total_steps", "warmup_steps", b"warmup_steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__decay_fraction: _TypeAlias = _typing.Literal["decay_fraction"]  # noqa: Y015
+    _WhichOneofArgType__decay_fraction: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction"]  # noqa: Y015
+    _WhichOneofReturnType__decay_start: _TypeAlias = _typing.Literal["decay_start"]  # noqa: Y015
+    _WhichOneofArgType__decay_start: _TypeAlias = _typing.Literal["_decay_start", b"_decay_start"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decay_fraction) -> _WhichOneofReturnType__decay_fraction | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decay_start) -> _WhichOneofReturnType__decay_start | None: ...
+
+Global___NamedSchedule: _TypeAlias = NamedSchedule  # noqa: Y015
+
+@_typing.final
+class PredictCurveRequest(_message.Message):
+    """Input of PredictCurve."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    """Evenly spaced points when `steps` is empty: 1 to 10,000; 1,000 when 0."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law; its form must be "multi_power" or "lr_annealing"."""
+
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]:
+        """The schedules to predict (1 to 16); all must have the same number of steps when `steps`
+        is given.
+        """
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Steps to predict the loss after (each in [1, the schedule's steps], increasing); empty:
+        `points` steps evenly spaced up to each schedule's last.
+        """
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+        points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law", "points", b"points", "schedules", b"schedules", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictCurveRequest: _TypeAlias = PredictCurveRequest  # noqa: Y015
+
+@_typing.final
+class CurvePrediction(_message.Message):
+    """A predicted loss curve."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    LOSS_FIELD_NUMBER: _builtins.int
+    FINAL_LOSS_FIELD_NUMBER: _builtins.int
+    TOTAL_STEPS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The schedule's name."""
+    final_loss: _builtins.float
+    """Loss after the schedule's last step."""
+    total_steps: _builtins.int
+    """The schedule's number of steps."""
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Steps the loss is predicted after."""
+
+    @_builtins.property
+    def loss(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Predicted loss at each step, nats/token."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+        loss: _abc.Iterable[_builtins.float] | None = ...,
+        final_loss: _builtins.float = ...,
+        total_steps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final_loss", b"final_loss", "loss", b"loss", "name", b"name", "steps", b"steps", "total_steps", b"total_steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurvePrediction: _TypeAlias = CurvePrediction  # noqa: Y015
+
+@_typing.final
+class PredictCurveResponse(_message.Message):
+    """Output of PredictCurve."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURVES_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def curves(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurvePrediction]:
+        """One per schedule, in the request's order."""
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        curves: _abc.Iterable[Global___CurvePrediction] | None = ...,
+        law: Global___LawSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curves", b"curves", "law", b"law"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictCurveResponse: _TypeAlias = PredictCurveResponse  # noqa: Y015
+
+@_typing.final
+class PlanScheduleRequest(_message.Message):
+    """Input of PlanSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TOTAL_STEPS_FIELD_NUMBER: _builtins.int
+    PEAK_LR_FIELD_NUMBER: _builtins.int
+    FLOOR_LR_FIELD_NUMBER: _builtins.int
+    WARMUP_STEPS_FIELD_NUMBER: _builtins.int
+    DECAY_SHAPE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """"wsd_decay": the WSD decay fraction with the lowest final loss for `decay_shape`;
+    "optimal": the loss-optimal non-increasing schedule between peak_lr and floor_lr after the
+    warm-up.
+    """
+    total_steps: _builtins.int
+    """Steps in all (1 to 1,000,000)."""
+    peak_lr: _builtins.float
+    """Peak rate (> 0)."""
+    floor_lr: _builtins.float
+    """Lowest rate allowed (>= 0, below peak_lr)."""
+    warmup_steps: _builtins.int
+    """Linear warm-up steps (>= 0, below total_steps)."""
+    decay_shape: _builtins.str
+    """wsd_decay: as NamedSchedule.decay_shape."""
+    points: _builtins.int
+    """Points of the returned curves (1 to 10,000; 200 when 0)."""
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """The law; its form must be "multi_power" or "lr_annealing"."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        mode: _builtins.str = ...,
+        total_steps: _builtins.int = ...,
+        peak_lr: _builtins.float = ...,
+        floor_lr: _builtins.float = ...,
+        warmup_steps: _builtins.int = ...,
+        decay_shape: _builtins.str = ...,
+        points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decay_shape", b"decay_shape", "floor_lr", b"floor_lr", "law", b"law", "mode", b"mode", "peak_lr", b"peak_lr", "points", b"points", "total_steps", b"total_steps", "warmup_steps", b"warmup_steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanScheduleRequest: _TypeAlias = PlanScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PlanScheduleResponse(_message.Message):
+    """Output of PlanSchedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    FINAL_LOSS_FIELD_NUMBER: _builtins.int
+    COSINE_FINAL_LOSS_FIELD_NUMBER: _builtins.int
+    GAIN_OVER_COSINE_FIELD_NUMBER: _builtins.int
+    DECAY_FRACTION_FIELD_NUMBER: _builtins.int
+    CURVE_FIELD_NUMBER: _builtins.int
+    COSINE_CURVE_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    SOLVER_FIELD_NUMBER: _builtins.int
+    final_loss: _builtins.float
+    """Its predicted final loss, nats/token."""
+    cosine_final_loss: _builtins.float
+    """Cosine from peak_lr to floor_lr with the same warm-up and steps: its predicted final loss."""
+    gain_over_cosine: _builtins.float
+    """cosine_final_loss - final_loss (> 0 when the chosen schedule is better)."""
+    decay_fraction: _builtins.float
+    """wsd_decay: the chosen decay fraction."""
+    solver: _builtins.str
+    """How it was found, e.g. "golden_section", "lbfgsb"."""
+    @_builtins.property
+    def schedule(self) -> Global___Schedule:
+        """The schedule chosen: named (wsd_decay) or its rates (optimal)."""
+
+    @_builtins.property
+    def curve(self) -> Global___CurvePrediction:
+        """The chosen schedule's curve and cosine's, at the same steps."""
+
+    @_builtins.property
+    def cosine_curve(self) -> Global___CurvePrediction: ...
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+        final_loss: _builtins.float = ...,
+        cosine_final_loss: _builtins.float = ...,
+        gain_over_cosine: _builtins.float = ...,
+        decay_fraction: _builtins.float | None = ...,
+        curve: Global___CurvePrediction | None = ...,
+        cosine_curve: Global___CurvePrediction | None = ...,
+        law: Global___LawSummary | None = ...,
+        solver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction", "cosine_curve", b"cosine_curve", "curve", b"curve", "decay_fraction", b"decay_fraction", "law", b"law", "schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction", "cosine_curve", b"cosine_curve", "cosine_final_loss", b"cosine_final_loss", "curve", b"curve", "decay_fraction", b"decay_fraction", "final_loss", b"final_loss", "gain_over_cosine", b"gain_over_cosine", "law", b"law", "schedule", b"schedule", "solver", b"solver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__decay_fraction: _TypeAlias = _typing.Literal["decay_fraction"]  # noqa: Y015
+    _WhichOneofArgType__decay_fraction: _TypeAlias = _typing.Literal["_decay_fraction", b"_decay_fraction"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__decay_fraction) -> _WhichOneofReturnType__decay_fraction | None: ...
+
+Global___PlanScheduleResponse: _TypeAlias = PlanScheduleResponse  # noqa: Y015
 
 @_typing.final
 class BudgetJob(_message.Message):

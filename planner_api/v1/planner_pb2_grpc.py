@@ -185,6 +185,16 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PredictBatchRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PredictBatchResponse.FromString,
                 _registered_method=True)
+        self.PredictCurve = channel.unary_unary(
+                '/planner.v1.PlannerService/PredictCurve',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PredictCurveRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PredictCurveResponse.FromString,
+                _registered_method=True)
+        self.PlanSchedule = channel.unary_unary(
+                '/planner.v1.PlannerService/PlanSchedule',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -432,6 +442,22 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictCurve(self, request, context):
+        """Loss curves of one or more learning-rate schedules under a loss-curve law (form
+        "multi_power" or "lr_annealing"), at the same steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanSchedule(self, request, context):
+        """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
+        non-increasing schedule, each against cosine over the same steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -584,6 +610,16 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.PredictBatch,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PredictBatchRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PredictBatchResponse.SerializeToString,
+            ),
+            'PredictCurve': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictCurve,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PredictCurveRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PredictCurveResponse.SerializeToString,
+            ),
+            'PlanSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanSchedule,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1397,6 +1433,60 @@ class PlannerService:
             '/planner.v1.PlannerService/PredictBatch',
             planner_dot_v1_dot_planner__pb2.PredictBatchRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.PredictBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictCurve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PredictCurve',
+            planner_dot_v1_dot_planner__pb2.PredictCurveRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PredictCurveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PlanSchedule',
+            planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -150,6 +150,14 @@ class PlannerServiceStub:
     """
     PredictBatch: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PredictBatchRequest, _planner_pb2.PredictBatchResponse]
     """Predict for many (N, D) points."""
+    PredictCurve: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PredictCurveRequest, _planner_pb2.PredictCurveResponse]
+    """Loss curves of one or more learning-rate schedules under a loss-curve law (form
+    "multi_power" or "lr_annealing"), at the same steps.
+    """
+    PlanSchedule: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PlanScheduleRequest, _planner_pb2.PlanScheduleResponse]
+    """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
+    non-increasing schedule, each against cosine over the same steps.
+    """
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -263,6 +271,14 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """
     PredictBatch: _aio.UnaryUnaryMultiCallable[_planner_pb2.PredictBatchRequest, _planner_pb2.PredictBatchResponse]  # type: ignore[assignment]
     """Predict for many (N, D) points."""
+    PredictCurve: _aio.UnaryUnaryMultiCallable[_planner_pb2.PredictCurveRequest, _planner_pb2.PredictCurveResponse]  # type: ignore[assignment]
+    """Loss curves of one or more learning-rate schedules under a loss-curve law (form
+    "multi_power" or "lr_annealing"), at the same steps.
+    """
+    PlanSchedule: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanScheduleRequest, _planner_pb2.PlanScheduleResponse]  # type: ignore[assignment]
+    """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
+    non-increasing schedule, each against cosine over the same steps.
+    """
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores scaling laws per model family and answers planning queries from them."""
@@ -553,5 +569,25 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_planner_pb2.PredictBatchResponse, _abc.Awaitable[_planner_pb2.PredictBatchResponse]]:
         """Predict for many (N, D) points."""
+
+    @_abc_1.abstractmethod
+    def PredictCurve(
+        self,
+        request: _planner_pb2.PredictCurveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PredictCurveResponse, _abc.Awaitable[_planner_pb2.PredictCurveResponse]]:
+        """Loss curves of one or more learning-rate schedules under a loss-curve law (form
+        "multi_power" or "lr_annealing"), at the same steps.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanSchedule(
+        self,
+        request: _planner_pb2.PlanScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PlanScheduleResponse, _abc.Awaitable[_planner_pb2.PlanScheduleResponse]]:
+        """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
+        non-increasing schedule, each against cosine over the same steps.
+        """
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
