@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from planner.laws import Law, parse_law
+from planner.forms import AnyLaw, parse_any_law
 
 TOTAL = "total"
 NON_EMBEDDING = "non_embedding"
@@ -24,8 +24,8 @@ class PublishedLaw:
     citation: str
     note: str = ""
 
-    def law(self) -> Law:
-        return parse_law(self.form, self.parameters)
+    def law(self) -> AnyLaw:
+        return parse_any_law(self.form, self.parameters)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,11 @@ class Unsupported(PlannerError):
     """The request is valid but this combination is not implemented."""
 
 
+class WrongLawForm(PlannerError):
+    """The law selected is of a form this query cannot use (a loss-curve law for a final-loss
+    plan, say); the message names the forms it needs."""
+
+
 def _restore(
     cls: type[PlannerError], state: dict[str, object], args: tuple[object, ...]
 ) -> PlannerError:

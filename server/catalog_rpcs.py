@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from planner.errors import InvalidInput
-from planner.laws import (
-    parse_law,
-)
+from planner.forms import law_form, law_mapping, parse_any_law
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors
@@ -126,7 +124,7 @@ class CatalogRpcs(RpcBase):
     async def PutLaw(self, request: pb.PutLawRequest, context: Context) -> pb.PutLawResponse:
         name = validation.family_name("family", request.family)
         values = validation.law_parameters("parameters", dict(request.parameters))
-        law = parse_law(request.form, values)
+        law = parse_any_law(request.form, values)
         source = request.source
         method = validation.text("source.method", source.method, validation.MAX_METHOD)
         method = method or "published"
@@ -135,8 +133,8 @@ class CatalogRpcs(RpcBase):
         record = await asyncio.to_thread(
             self.store.put_law,
             name,
-            law.form,
-            law.to_mapping(),
+            law_form(law),
+            law_mapping(law),
             method,
             source.citation,
             source.note,
@@ -148,7 +146,7 @@ class CatalogRpcs(RpcBase):
     @translate_errors
     async def GetLaw(self, request: pb.GetLawRequest, context: Context) -> pb.GetLawResponse:
         selector = pb.LawSelector(family=request.family, form=request.form, version=request.version)
-        record = await asyncio.to_thread(self._law_record, selector, "")
+        record = await asyncio.to_thread(self._law_record, selector, "", None)
         return pb.GetLawResponse(law=mapping.law_message(record))
 
     @translate_errors

@@ -10,8 +10,8 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from planner.errors import InvalidInput
+from planner.forms import ALL_FORMS, FORMS_OF_KIND, Kind, require_kind
 from planner.laws import (
-    DEFAULT_FORM_ORDER,
     parse_law,
 )
 from planner.laws.bnsl_forms import BnslLaw
@@ -78,12 +78,19 @@ class RpcBase:
         except TimeoutError as exc:
             raise deadline_passed(self.default_deadline) from exc
 
-    def _law_record(self, selector: pb.LawSelector, prefix: str) -> LawRecord:
+    def _law_record(
+        self, selector: pb.LawSelector, prefix: str, kind: Kind | None = "final_loss"
+    ) -> LawRecord:
+        """The selected version; an empty form picks the family's first law of `kind` (of any
+        kind when None)."""
         name = validation.family_name(f"{prefix}family", selector.family)
         validation.law_form(f"{prefix}form", selector.form, optional=True)
         if selector.version < 0:
             raise InvalidInput(f"{prefix}version", f"must be >= 0, got {selector.version}")
-        forms = (selector.form,) if selector.form else DEFAULT_FORM_ORDER
+        if selector.form:
+            forms: tuple[str, ...] = (selector.form,)
+        else:
+            forms = ALL_FORMS if kind is None else FORMS_OF_KIND[kind]
         try:
             return self.store.get_law(name, forms, selector.version)
         except StoreError as error:
@@ -105,6 +112,7 @@ class RpcBase:
 
     def _load_law(self, selector: pb.LawSelector) -> ResolvedLaw:
         record = self._law_record(selector, "law.")
+        require_kind(record.form, "final_loss", "This call")
         family = self.store.get_family(record.family)
         law = parse_law(record.form, record.parameters, "law.parameters")
         ensemble = chinchilla_ensemble = None

@@ -8,7 +8,7 @@ import json
 import re
 
 from planner.errors import InvalidInput
-from planner.laws import FORMS
+from planner.forms import ALL_FORMS
 from planner.validation import finite, optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import RunRecord
@@ -53,8 +53,8 @@ def convention(field: str, value: int) -> str:
 
 def law_form(field: str, form: str, optional: bool = False) -> str:
     """A known law form name ("" allowed when `optional`: the family's default form)."""
-    if (form or not optional) and form not in FORMS:
-        raise InvalidInput(field, f"unknown law form {form!r}; known: {sorted(FORMS)}")
+    if (form or not optional) and form not in ALL_FORMS:
+        raise InvalidInput(field, f"unknown law form {form!r}; known: {sorted(ALL_FORMS)}")
     return form
 
 

@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
 from planner.catalog import CatalogFamily
+from planner.forms import law_mapping
 from server.store.errors import AlreadyExists, Conflict, NotFound, OperationDone
 from server.store.records import (
     DONE_STATES,
@@ -179,7 +180,7 @@ class Store:
                         conn,
                         family_id,
                         law.form,
-                        law.law().to_mapping(),
+                        law_mapping(law.law()),
                         "published",
                         law.citation,
                         law.note,
