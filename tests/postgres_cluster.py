@@ -24,6 +24,40 @@ from tests.service.server_process import free_port
 # `.ci/run` sets it: there a missing PostgreSQL fails the tests instead of skipping them.
 REQUIRE_VARIABLE = "TEST_POSTGRES"
 ROLE = "planner"
+PREFIX = "planner-pg-"
+# The pid of the test process that made a cluster: once it is gone, the cluster is an orphan.
+OWNER_FILE = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(binaries: Path) -> None:
+    """Stop and remove the clusters of test runs that were killed (pg_ctl daemonises the server,
+    so a killed pytest leaves it running); clusters of live runs are left alone."""
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if _alive(owner):
+            continue
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if (root / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [*as_user, str(binaries / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate",
+                 "stop"],
+                capture_output=True,
+                timeout=60,
+            )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def find_binaries() -> Path | None:
@@ -42,8 +76,10 @@ class PostgresCluster:
 
     def __init__(self, binaries: Path) -> None:
         self.binaries = binaries
+        sweep_orphans(binaries)
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="planner-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self._names = itertools.count(1)
