@@ -1,7 +1,8 @@
 """Published parameter sets, shipped as ready families in every fresh database (DESIGN.md §5).
 
-Values and provenance are those of LAWS.md §1.4, §3.1, §3.2 and §4.1; each law records its
-citation and each family the parameter-count convention its parameters were fitted with.
+Values and provenance are those of LAWS.md §1.4, §2.4, §3.1, §3.2 and §4.1 and the shared data
+README (Step Law); each law records its citation and each family the parameter-count convention
+its parameters were fitted with.
 """
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from planner.forms import AnyLaw, parse_any_law
+from planner.forms import (
+    CRITICAL_BATCH_FORM,
+    STEP_LAW_FORM,
+    AnyLaw,
+    law_mapping,
+    parse_any_law,
+)
+from planner.hyperparams import KAPLAN_CRITICAL_BATCH, PUBLISHED_STEP_LAW
 
 TOTAL = "total"
 NON_EMBEDDING = "non_embedding"
@@ -51,6 +59,14 @@ SARDANA_2023 = "Sardana, Portes, Doubov, Frankle 2023, Beyond Chinchilla-Optimal
 MUENNIGHOFF_2023 = (
     "Muennighoff et al. 2023, Scaling Data-Constrained Language Models, arXiv:2305.16264"
 )
+LI_2025 = (
+    "Li et al. 2025, Predictable Scale: Part I — Optimal Hyperparameter Scaling Law in Large "
+    "Language Model Pretraining, arXiv:2503.04715"
+)
+KAPLAN_2020 = "Kaplan et al. 2020, Scaling Laws for Neural Language Models, arXiv:2001.08361"
+# The families plans' training setups read: the Step Law by default, and the critical batch.
+STEP_LAW_FAMILY = "step-law-2025"
+CRITICAL_BATCH_FAMILY = "critical-batch-kaplan-2020"
 GADRE_2024 = (
     "Gadre et al. 2024, Language models scale reliably with over-training and on downstream "
     "tasks, arXiv:2403.08540"
@@ -145,4 +161,36 @@ CATALOG: tuple[CatalogFamily, ...] = (
     _gadre("C4", 1.5083, 141.2772, 189.5155, 0.12124, (0.7589, 1.2885, 0.9722)),
     _gadre("RedPajama", 1.8366, 212.2361, 366.6872, 0.13643, (0.7608, 1.3229, 0.8907)),
     _gadre("RefinedWeb", 1.7345, 157.1163, 246.2067, 0.12720, (0.7677, 1.1281, 0.8215)),
+    CatalogFamily(
+        name=STEP_LAW_FAMILY,
+        description=(
+            "Step Law: loss-optimal peak learning rate and batch size (tokens) of a dense LM "
+            "from N and D"
+        ),
+        laws=(
+            PublishedLaw(
+                STEP_LAW_FORM,
+                law_mapping(PUBLISHED_STEP_LAW),
+                LI_2025,
+                "The authors' mean fit over 1,000 bootstrap resamples: lr = 1.797 N^-0.7129 "
+                "D^0.3075, batch = 0.5807 D^0.5709 tokens (N = 7e9, D = 1.4e12: lr 9.35e-4, "
+                "batch 5.0e6).",
+            ),
+        ),
+        param_convention=NON_EMBEDDING,
+    ),
+    CatalogFamily(
+        name=CRITICAL_BATCH_FAMILY,
+        description="Kaplan et al.'s critical batch B_crit(L) = B_star / L^(1/alpha_B) tokens",
+        laws=(
+            PublishedLaw(
+                CRITICAL_BATCH_FORM,
+                law_mapping(KAPLAN_CRITICAL_BATCH),
+                KAPLAN_2020,
+                "Table 5: alpha_B 0.21, B_star 2.1e8 tokens (the text rounds it to ~2e8). L is "
+                "nats/token on WebText2 with their BPE vocabulary: indicative elsewhere.",
+            ),
+        ),
+        param_convention=NON_EMBEDDING,
+    ),
 )

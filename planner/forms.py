@@ -4,7 +4,9 @@
 - "curve": loss along a learning-rate schedule, step by step (planner.curves; PredictCurve,
   PlanSchedule);
 - "hyperparameters": learning rate and batch size from N and D (the Step Law; plans' training
-  setup).
+  setup);
+- "critical_batch": Kaplan et al.'s critical batch at a loss (the batch check of a plan's
+  training setup). A kind of its own so that a hyperparameter selector never picks it.
 
 A query of one kind refuses a law of another with WrongLawForm (FAILED_PRECONDITION) naming the
 forms it needs, never an unknown-form error.
@@ -19,12 +21,14 @@ from typing import Literal
 from planner.curves.lr_annealing import AnnealingLaw
 from planner.curves.multi_power import MultiPowerLaw
 from planner.errors import InvalidInput, WrongLawForm
+from planner.hyperparams.hardware import CriticalBatchLaw
 from planner.hyperparams.step_law import StepLaw
 from planner.laws import FORMS, Law, parse_law
+from planner.validation import positive
 
-Kind = Literal["final_loss", "curve", "hyperparameters"]
+Kind = Literal["final_loss", "curve", "hyperparameters", "critical_batch"]
 CurveLaw = MultiPowerLaw | AnnealingLaw
-AnyLaw = Law | CurveLaw | StepLaw
+AnyLaw = Law | CurveLaw | StepLaw | CriticalBatchLaw
 
 CURVE_FORMS: dict[str, type[MultiPowerLaw] | type[AnnealingLaw]] = {
     MultiPowerLaw.form: MultiPowerLaw,
@@ -34,17 +38,20 @@ STEP_LAW_FORM = "step_law"
 HYPERPARAMETER_FORMS: tuple[str, ...] = (STEP_LAW_FORM,)
 # Step Law parameters by their stored names.
 STEP_LAW_NAMES: tuple[str, ...] = tuple(f.name for f in fields(StepLaw))
+CRITICAL_BATCH_FORM = "critical_batch"
+CRITICAL_BATCH_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CriticalBatchLaw))
 
 KINDS: dict[str, Kind] = {
     **{form: "final_loss" for form in FORMS},
     **{form: "curve" for form in CURVE_FORMS},
     **{form: "hyperparameters" for form in HYPERPARAMETER_FORMS},
+    CRITICAL_BATCH_FORM: "critical_batch",
 }
 ALL_FORMS: tuple[str, ...] = tuple(KINDS)
 # The forms a query of each kind may use, in the order an empty form picks them.
 FORMS_OF_KIND: dict[Kind, tuple[str, ...]] = {
     kind: tuple(form for form, of in KINDS.items() if of == kind)
-    for kind in ("final_loss", "curve", "hyperparameters")
+    for kind in ("final_loss", "curve", "hyperparameters", "critical_batch")
 }
 
 
@@ -79,6 +86,11 @@ def parse_any_law(form: str, values: Mapping[str, float], field: str = "paramete
     if form == STEP_LAW_FORM:
         _checked_names(values, STEP_LAW_NAMES, field)
         return StepLaw(**{name: float(values[name]) for name in STEP_LAW_NAMES})
+    if form == CRITICAL_BATCH_FORM:
+        _checked_names(values, CRITICAL_BATCH_NAMES, field)
+        return CriticalBatchLaw(
+            **{name: positive(f"{field}.{name}", values[name]) for name in CRITICAL_BATCH_NAMES}
+        )
     cls = CURVE_FORMS[form]
     _checked_names({"decay": 0.0, **values} if cls is AnnealingLaw else values, cls.NAMES, field)
     try:
@@ -94,8 +106,14 @@ def law_mapping(law: AnyLaw) -> dict[str, float]:
     """A law's parameters by stored name (the inverse of parse_any_law)."""
     if isinstance(law, StepLaw):
         return {name: float(getattr(law, name)) for name in STEP_LAW_NAMES}
+    if isinstance(law, CriticalBatchLaw):
+        return {name: float(getattr(law, name)) for name in CRITICAL_BATCH_NAMES}
     return dict(law.to_mapping())
 
 
 def law_form(law: AnyLaw) -> str:
-    return STEP_LAW_FORM if isinstance(law, StepLaw) else str(law.form)
+    if isinstance(law, StepLaw):
+        return STEP_LAW_FORM
+    if isinstance(law, CriticalBatchLaw):
+        return CRITICAL_BATCH_FORM
+    return str(law.form)

@@ -5,6 +5,7 @@ Closed forms run inline (microseconds); solves go to the warm process pool.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from planner.errors import Infeasible, InvalidInput
@@ -40,10 +41,16 @@ from server.law_cache import ResolvedLaw
 from server.rpc_base import Context, RpcBase, optional_field, with_form
 from server.store import NotFound
 from server.store.records import LawRecord
+from server.training_setup import TrainingLaws, money_costs
 
 
 class PlanningRpcs(RpcBase):
     """Predict, PlanComputeOptimal, PlanInference, PlanOvertraining, PlanDataMix, PlanSparsity."""
+
+    @functools.cached_property
+    def _training_laws(self) -> TrainingLaws:
+        """Step Laws and critical-batch constants for plans on hardware (server.training_setup)."""
+        return TrainingLaws(self.laws, self._law_record)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -85,23 +92,36 @@ class PlanningRpcs(RpcBase):
         compute = mapping.budget_flops("budget", request.budget) if goal == "budget" else None
         target = positive("target_loss", request.target_loss) if goal == "target_loss" else None
         caps = mapping.caps(request)
+        # Plans without hardware must not pay for it: two field checks, no call.
+        training = None
+        if request.HasField("hardware") or request.HasField("hyperparameter_law"):
+            training = await self._training_laws.prepare(request)
         resolved = await self._resolve(request.law)
         if isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None:
-            return await self._plan_repeated(resolved, compute, target, caps)
-        query = ComputeOptimalQuery(
-            law=resolved.law.as_chinchilla(),
-            compute=compute,
-            target_loss=target,
-            caps=caps,
-            flops_per_param_token=resolved.flops_per_param_token,
-        )
-        plan = compute_optimal.try_closed_form(query)
-        if plan is None:
-            plan = await self.solver.solve(query)
-        response = mapping.plan_message(plan, resolved.record)
-        if resolved.chinchilla_ensemble is not None:
-            mapping.add_bands(
-                response.intervals, plan_intervals(resolved.chinchilla_ensemble, query)
+            response = await self._plan_repeated(resolved, compute, target, caps)
+        else:
+            query = ComputeOptimalQuery(
+                law=resolved.law.as_chinchilla(),
+                compute=compute,
+                target_loss=target,
+                caps=caps,
+                flops_per_param_token=resolved.flops_per_param_token,
+            )
+            plan = compute_optimal.try_closed_form(query)
+            if plan is None:
+                plan = await self.solver.solve(query)
+            response = mapping.plan_message(plan, resolved.record)
+            if resolved.chinchilla_ensemble is not None:
+                mapping.add_bands(
+                    response.intervals, plan_intervals(resolved.chinchilla_ensemble, query)
+                )
+        if training is not None:
+            training.fill(
+                response.training,
+                response.params,
+                response.tokens,
+                response.loss,
+                resolved.flops_per_param_token,
             )
         return response
 
@@ -112,7 +132,8 @@ class PlanningRpcs(RpcBase):
         goal = request.WhichOneof("goal")
         if goal is None:
             raise InvalidInput("goal", "set either target_loss or lifetime_budget")
-        costs = Costs(
+        training = await self._training_laws.prepare(request)
+        costs = money_costs(request, training) or Costs(
             training_weight=optional_field(request, "training_weight") or 1.0,
             inference_weight=optional_field(request, "inference_weight") or 1.0,
             training_mfu=optional_field(request, "training_mfu") or 1.0,
@@ -143,6 +164,11 @@ class PlanningRpcs(RpcBase):
             solver=result.solver,
             law=mapping.law_summary(resolved.record),
         )
+        if training is not None:
+            plan = result.plan
+            training.fill(
+                response.training, plan.params, plan.tokens, plan.loss, query.flops_per_param_token
+            )
         if resolved.chinchilla_ensemble is not None:
             bands = await self.pool.run(inference_intervals, resolved.chinchilla_ensemble, query)
             mapping.add_bands(response.intervals, bands)
@@ -155,6 +181,7 @@ class PlanningRpcs(RpcBase):
         goal = request.WhichOneof("goal")
         if goal is None:
             raise InvalidInput("goal", "set one of budget, target_loss or target_error")
+        training = await self._training_laws.prepare(request)
         resolved = await self._resolve(
             with_form(request.law, request.law.form or OvertrainingLaw.form)
         )
@@ -170,7 +197,18 @@ class PlanningRpcs(RpcBase):
             multiplier=optional_field(request, "multiplier"),
         )
         # Closed forms: microseconds, answered inline.
-        return mapping.overtraining_message(plan_overtraining(query), resolved.record)
+        plan = plan_overtraining(query)
+        response = mapping.overtraining_message(plan, resolved.record)
+        if training is not None:
+            # Time counts the family's FLOPs per param-token (the law's compute is 6 N D).
+            training.fill(
+                response.training,
+                plan.params,
+                plan.tokens,
+                plan.loss,
+                resolved.flops_per_param_token,
+            )
+        return response
 
     async def _plan_repeated(
         self, resolved: ResolvedLaw, compute: float | None, target: float | None, caps: Caps
@@ -244,6 +282,7 @@ class PlanningRpcs(RpcBase):
             end=request.prune_end if request.HasField("prune_end") else default.end,
         )
         compute = mapping.budget_flops("budget", request.budget)
+        training = await self._training_laws.prepare(request)
         resolved = await self._resolve_sparse(request.law)
         query = SparsityQuery(
             law=resolved.law.as_chinchilla(),
@@ -259,6 +298,16 @@ class PlanningRpcs(RpcBase):
         ).validated()
         plan = await self.pool.run(plan_sparsity, query)
         response = mapping.sparsity_message(plan, resolved.record)
+        if training is not None:
+            # The run starts dense (the Step Law's N) and does the plan's FLOPs.
+            training.fill(
+                response.training,
+                plan.dense_params,
+                plan.tokens,
+                plan.loss,
+                query.flops_per_param_token,
+                flops=plan.flops,
+            )
         if resolved.chinchilla_ensemble is not None:
             bands = await self.pool.run(sparsity_intervals, resolved.chinchilla_ensemble, query)
             mapping.add_bands(response.intervals, bands)

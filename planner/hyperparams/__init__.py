@@ -9,7 +9,9 @@ critical-batch check.
 from planner.hyperparams.hardware import (
     KAPLAN_ALPHA_B,
     KAPLAN_B_STAR,
+    KAPLAN_CRITICAL_BATCH,
     CriticalBatchCheck,
+    CriticalBatchLaw,
     HardwareProfile,
     TrainingPlan,
     critical_batch,
@@ -28,9 +30,11 @@ from planner.hyperparams.step_law import PUBLISHED_STEP_LAW, StepLaw
 __all__ = [
     "KAPLAN_ALPHA_B",
     "KAPLAN_B_STAR",
+    "KAPLAN_CRITICAL_BATCH",
     "PUBLISHED_STEP_LAW",
     "CellOptima",
     "CriticalBatchCheck",
+    "CriticalBatchLaw",
     "HardwareProfile",
     "StepLaw",
     "StepLawBootstrap",

@@ -27,6 +27,7 @@ KAPLAN_ALPHA_B = 0.21
 KAPLAN_B_STAR = 2.1e8
 DENSE_FLOPS_PER_PARAM_TOKEN = 6.0
 SECONDS_PER_HOUR = 3600.0
+MAX_STEPS = 2.0**63
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,33 @@ class TrainingPlan:
     critical_batch: CriticalBatchCheck | None
 
 
-def critical_batch(loss: float) -> float:
-    """Kaplan's B_crit(L) = B_* / L^(1/alpha_B), in tokens."""
+@dataclass(frozen=True)
+class CriticalBatchLaw:
+    """B_crit(L) = B_star / L^(1/alpha_B) tokens; the names are Kaplan's symbols."""
+
+    B_star: float
+    alpha_B: float  # noqa: N815
+
+    def __post_init__(self) -> None:
+        positive("critical_batch.B_star", self.B_star)
+        positive("critical_batch.alpha_B", self.alpha_B)
+
+
+KAPLAN_CRITICAL_BATCH = CriticalBatchLaw(B_star=KAPLAN_B_STAR, alpha_B=KAPLAN_ALPHA_B)
+
+
+def critical_batch(loss: float, law: CriticalBatchLaw = KAPLAN_CRITICAL_BATCH) -> float:
+    """B_crit(L) = B_* / L^(1/alpha_B), in tokens (Kaplan's constants unless `law` is given)."""
     value = positive("loss", loss)
-    return float(KAPLAN_B_STAR / value ** (1.0 / KAPLAN_ALPHA_B))
+    return float(law.B_star / value ** (1.0 / law.alpha_B))
 
 
-def critical_batch_check(loss: float, batch_tokens: float) -> CriticalBatchCheck:
-    """How far a batch of `batch_tokens` sits from Kaplan's critical batch at `loss`."""
+def critical_batch_check(
+    loss: float, batch_tokens: float, law: CriticalBatchLaw = KAPLAN_CRITICAL_BATCH
+) -> CriticalBatchCheck:
+    """How far a batch of `batch_tokens` sits from the critical batch at `loss`."""
     batch = positive("batch_tokens", batch_tokens)
-    critical = critical_batch(loss)
+    critical = critical_batch(loss, law)
     return CriticalBatchCheck(
         loss=float(loss),
         critical_batch_tokens=critical,
@@ -117,10 +135,13 @@ def plan_training(
     batch_tokens: float | None = None,
     loss: float | None = None,
     step_law: StepLaw = PUBLISHED_STEP_LAW,
+    critical_batch_law: CriticalBatchLaw = KAPLAN_CRITICAL_BATCH,
+    flops: float | None = None,
 ) -> TrainingPlan:
     """Learning rate (Step Law), batch (given, else the Step Law's), steps, time and cost of
     training `params` non-embedding parameters on `tokens` tokens; with `loss` (nats/token),
-    also the critical-batch check at that loss."""
+    also the critical-batch check at that loss. `flops` replaces k·N·D for time when the run
+    does other work than its dense size says (a sparse run: k·N_avg·D)."""
     n = positive("params", params)
     d = positive("tokens", tokens)
     k = positive("flops_per_param_token", flops_per_param_token)
@@ -129,16 +150,26 @@ def plan_training(
     batch = (
         step_law.batch_tokens(d) if batch_tokens is None else positive("batch_tokens", batch_tokens)
     )
-    flops = k * n * d
-    hours = flops / hardware.flops_per_second / SECONDS_PER_HOUR
-    if not math.isfinite(hours):
+    # Optimizer steps are counted in an int64 by the API.
+    if not d / batch < MAX_STEPS:
+        raise InvalidInput("batch_tokens", f"gives {d / batch:g} steps for {d:g} tokens")
+    work = k * n * d if flops is None else positive("flops", flops)
+    if not math.isfinite(work):
         raise InvalidInput("tokens", "the plan's FLOPs overflow a float")
+    # Each factor of the cluster's rate is in range; their product may underflow.
+    rate = hardware.flops_per_second
+    hours = work / rate / SECONDS_PER_HOUR if rate > 0 else math.inf
+    if not math.isfinite(hours):
+        raise InvalidInput(
+            "hardware.peak_flops_per_second",
+            f"accelerators x peak x MFU = {rate:g} FLOP/s takes too long for {work:g} FLOPs",
+        )
     accelerator_hours = hours * hardware.accelerators
     price = hardware.price_per_accelerator_hour
     return TrainingPlan(
         params=n,
         tokens=d,
-        flops=flops,
+        flops=work,
         learning_rate=step_law.learning_rate(n, d),
         batch_tokens=batch,
         # The last step may be partial: count it.
@@ -146,5 +177,7 @@ def plan_training(
         wall_clock_hours=hours,
         accelerator_hours=accelerator_hours,
         cost=None if price is None else accelerator_hours * price,
-        critical_batch=None if loss is None else critical_batch_check(loss, batch),
+        critical_batch=(
+            None if loss is None else critical_batch_check(loss, batch, critical_batch_law)
+        ),
     )

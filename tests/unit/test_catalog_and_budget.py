@@ -9,6 +9,8 @@ import pytest
 from planner.budget import flops_from_accelerator_hours
 from planner.catalog import CATALOG
 from planner.errors import InvalidInput
+from planner.forms import law_form, law_mapping, parse_any_law
+from planner.hyperparams import CriticalBatchLaw, StepLaw
 from planner.laws import ChinchillaLaw, OvertrainingLaw
 from planner.planning import closed_form
 
@@ -72,6 +74,54 @@ def test_gadre_fits_are_over_training_laws() -> None:
     assert isinstance(c4, OvertrainingLaw)
     assert (c4.E, c4.a, c4.b, c4.eta) == (1.5083, 141.2772, 189.5155, 0.12124)
     assert c4.epsilon == 0.7589
+
+
+def test_step_law_family_is_the_published_fit() -> None:
+    """Li et al. 2025 (arXiv:2503.04715), the authors' mean bootstrap fit (shared data README):
+    lr = 1.797 N^-0.7129 D^0.3075, batch = 0.5807 D^0.5709 tokens, N non-embedding."""
+    family = BY_NAME["step-law-2025"]
+    assert family.param_convention == "non_embedding"
+    (published,) = family.laws
+    assert published.form == "step_law" and "2503.04715" in published.citation
+    law = published.law()
+    assert isinstance(law, StepLaw)
+    assert law_mapping(law) == {
+        "lr_coefficient": 1.797,
+        "lr_params_exponent": -0.7129,
+        "lr_tokens_exponent": 0.3075,
+        "batch_coefficient": 0.5807,
+        "batch_tokens_exponent": 0.5709,
+    }
+    # The authors' example: N = 7e9, D = 1.4e12 -> lr 9.35e-4, batch 5.0e6 tokens.
+    assert law.learning_rate(7e9, 1.4e12) == pytest.approx(9.35e-4, abs=5e-7)
+    assert law.batch_tokens(1.4e12) == pytest.approx(5.0e6, rel=2e-3)
+
+
+def test_critical_batch_family_holds_kaplans_table_5_constants() -> None:
+    family = BY_NAME["critical-batch-kaplan-2020"]
+    assert family.param_convention == "non_embedding"
+    (published,) = family.laws
+    assert published.form == "critical_batch" and "2001.08361" in published.citation
+    law = published.law()
+    assert isinstance(law, CriticalBatchLaw)
+    # Table 5: B_crit(L) = B_* / L^(1/alpha_B), B_* = 2.1e8 tokens, alpha_B = 0.21.
+    assert law_mapping(law) == {"B_star": 2.1e8, "alpha_B": 0.21}
+    assert law_form(law) == "critical_batch"
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"B_star": 0.0, "alpha_B": 0.21}, "parameters.B_star"),
+        ({"B_star": 2.1e8, "alpha_B": float("nan")}, "parameters.alpha_B"),
+        ({"B_star": 2.1e8}, "parameters.alpha_B"),
+        ({"B_star": 2.1e8, "alpha_B": 0.21, "beta": 1.0}, "parameters.beta"),
+    ],
+)
+def test_bad_critical_batch_parameters_name_the_field(values: dict[str, float], field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_any_law("critical_batch", values)
+    assert caught.value.field == field
 
 
 def test_accelerator_hours_to_flops() -> None:

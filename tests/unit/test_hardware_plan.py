@@ -9,6 +9,7 @@ import pytest
 
 from planner.errors import InvalidInput
 from planner.hyperparams import (
+    CriticalBatchLaw,
     HardwareProfile,
     critical_batch,
     critical_batch_check,
@@ -117,6 +118,9 @@ def test_full_mfu_and_free_compute_are_allowed() -> None:
         ({"batch_tokens": 0.0}, "batch_tokens"),
         ({"flops_per_param_token": math.inf}, "flops_per_param_token"),
         ({"loss": 0.0}, "loss"),
+        ({"flops": -1.0}, "flops"),
+        # 2e10 tokens in batches of 1e-9 tokens: 2e19 steps, more than an int64 counts.
+        ({"batch_tokens": 1e-9}, "batch_tokens"),
     ],
 )
 def test_plan_rejects_bad_values(changes: dict[str, float], field: str) -> None:
@@ -125,3 +129,33 @@ def test_plan_rejects_bad_values(changes: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         plan_training(hardware=H100S, **values)  # type: ignore[arg-type]
     assert caught.value.field == field
+
+
+def test_other_critical_batch_constants() -> None:
+    # B_* = 1e8, alpha_B = 0.25: B_crit(2) = 1e8 / 2^4 = 6.25e6 tokens.
+    law = CriticalBatchLaw(B_star=1e8, alpha_B=0.25)
+    assert critical_batch(2.0, law) == pytest.approx(6.25e6, rel=1e-12)
+    plan = plan_training(7e9, 1.4e12, H100S, batch_tokens=5e6, loss=2.0, critical_batch_law=law)
+    assert plan.critical_batch is not None
+    assert plan.critical_batch.step_penalty == pytest.approx(1 + 6.25e6 / 5e6, rel=1e-12)
+    with pytest.raises(InvalidInput) as caught:
+        CriticalBatchLaw(B_star=2.1e8, alpha_B=0.0)
+    assert caught.value.field == "critical_batch.alpha_B"
+
+
+def test_flops_given_replace_k_n_d_for_time() -> None:
+    """A sparse run: its dense N sets the learning rate, its (smaller) FLOPs the time."""
+    unpriced = HardwareProfile(accelerators=8, peak_flops_per_second=1e15, mfu=0.5)
+    plan = plan_training(1e9, 2e10, unpriced, batch_tokens=1e6, flops=8e19)
+    # 8e19 FLOPs at 8 * 1e15 * 0.5 = 4e15 FLOP/s: 2e4 s.
+    assert plan.flops == 8e19
+    assert plan.wall_clock_hours == pytest.approx(2e4 / 3600, rel=1e-12)
+    assert plan.learning_rate == pytest.approx(1.797 * 1e9**-0.7129 * 2e10**0.3075, rel=1e-12)
+
+
+def test_a_cluster_rate_out_of_float_range_is_refused() -> None:
+    # Each value is valid, but 5e-324 FLOP/s x 0.5 MFU rounds to 0 FLOP/s.
+    tiny = HardwareProfile(accelerators=1, peak_flops_per_second=5e-324, mfu=0.5)
+    with pytest.raises(InvalidInput) as caught:
+        plan_training(1e9, 2e10, tiny)
+    assert caught.value.field == "hardware.peak_flops_per_second"
