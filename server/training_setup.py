@@ -3,7 +3,8 @@ cost (the `training` field of the plan responses; issue 12, item 3).
 
 The request's HardwareProfile is decoded here, errors naming `hardware.<field>` (or
 `inference_hardware.<field>`). The Step Law is the request's `hyperparameter_law`, else the
-catalogue family `step-law-2025`. The critical-batch constants are the current law of the
+catalogue family `step-law-2025` (the published law itself, version 0, when a database has no
+such family). The critical-batch constants are the current law of the
 catalogue family `critical-batch-kaplan-2020` (a PutLaw there changes them); when that family
 was deleted, or holds no such law, Kaplan's published constants (planner.hyperparams) stand in.
 
@@ -24,7 +25,7 @@ from typing import Final, Generic, Literal, TypeVar, get_args
 
 from planner.catalog import CRITICAL_BATCH_FAMILY, STEP_LAW_FAMILY
 from planner.errors import InvalidInput
-from planner.forms import CRITICAL_BATCH_FORM, Kind, parse_any_law, require_kind
+from planner.forms import CRITICAL_BATCH_FORM, STEP_LAW_FORM, Kind, parse_any_law, require_kind
 from planner.hyperparams import (
     KAPLAN_CRITICAL_BATCH,
     CriticalBatchLaw,
@@ -34,6 +35,7 @@ from planner.hyperparams import (
     plan_training,
 )
 from planner.hyperparams.hardware import SECONDS_PER_HOUR
+from planner.hyperparams.step_law import PUBLISHED_STEP_LAW
 from planner.planning.inference import Costs
 from planner.validation import positive
 from planner_api.v1 import planner_pb2 as pb
@@ -237,6 +239,12 @@ def fill_training(target: pb.TrainingSetup, plan: TrainingPlan, step_law: pb.Law
         out.exceeds_critical = check.exceeds_critical
 
 
+# The Step Law as published, answering when the catalogue family is gone (version 0: not stored).
+PUBLISHED = ResolvedStepLaw(
+    PUBLISHED_STEP_LAW, pb.LawSummary(form=STEP_LAW_FORM, version=0, method="published")
+)
+
+
 class TrainingLaws:
     """Resolves the Step Law and the critical-batch constants, cached (see the module doc)."""
 
@@ -257,16 +265,26 @@ class TrainingLaws:
         selector = (
             request.hyperparameter_law if request.HasField(HYPERPARAMETER_LAW) else DEFAULT_STEP_LAW
         )
-        step_law = await self.step_law(selector)
+        step_law = await self.step_law(selector, default=not request.HasField(HYPERPARAMETER_LAW))
         return PreparedTraining(hardware, step_law, await self.critical_batch())
 
-    async def step_law(self, selector: pb.LawSelector) -> ResolvedStepLaw:
-        key = (selector.family, selector.form, selector.version)
+    async def step_law(self, selector: pb.LawSelector, default: bool = False) -> ResolvedStepLaw:
+        """The selected Step Law; with `default` (none was asked for), the published one when
+        the catalogue family is missing (a database made before it was catalogued, or the
+        family deleted)."""
+        # The default has a key of its own: its fallback must not answer a named selector.
+        form = "(default)" if default else selector.form
+        key = (selector.family, form, selector.version)
         cached = self._step_laws.get(key)
         if cached is not None:
             return cached
         generation = self._laws.generation(selector.family)
-        resolved = await asyncio.to_thread(self._load_step_law, selector)
+        try:
+            resolved = await asyncio.to_thread(self._load_step_law, selector)
+        except NotFound:
+            if not default:
+                raise
+            resolved = PUBLISHED
         self._step_laws.put(key, resolved, generation)
         return resolved
 

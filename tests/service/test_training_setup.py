@@ -458,7 +458,8 @@ def test_inference_pricing_refusals(
 
 def test_critical_batch_constants_follow_the_catalogue(tmp_path: Path) -> None:
     """A new version of the catalogue's critical-batch law is used; with the family deleted,
-    Kaplan's published constants stand in. Own server: the catalogue is shared state."""
+    Kaplan's published constants stand in, and likewise the published Step Law. Own server: the
+    catalogue is shared state."""
     with (
         ServerProcess(tmp_path / "planner.db") as server,
         grpc.insecure_channel(server.target) as channel,
@@ -481,10 +482,19 @@ def test_critical_batch_constants_follow_the_catalogue(tmp_path: Path) -> None:
         stub.DeleteFamily(pb.DeleteFamilyRequest(name=family))
         fallback = optimal(stub, target_loss=2.0, hardware=h100s()).training.critical_batch
         assert fallback.critical_batch_tokens == pytest.approx(7.741e6, rel=1e-3)
-        # Without the Step Law's family the default is gone: the caller must name one.
+        # Without the Step Law's family the published law answers (version 0, not stored);
+        # a Step Law the caller names must exist.
         stub.DeleteFamily(pb.DeleteFamilyRequest(name="step-law-2025"))
+        plan = optimal(stub, hardware=h100s())
+        assert plan.training.hyperparameter_law.version == 0
+        n, d = plan.params, plan.tokens
+        assert plan.training.learning_rate == pytest.approx(
+            1.797 * n**-0.7129 * d**0.3075, rel=1e-12
+        )
         refused(
-            lambda: optimal(stub, hardware=h100s()),
+            lambda: optimal(
+                stub, hardware=h100s(), hyperparameter_law=pb.LawSelector(family="step-law-2025")
+            ),
             grpc.StatusCode.NOT_FOUND,
             "hyperparameter_law.family",
         )
