@@ -16,6 +16,9 @@ from bench.accuracy import (
 from bench.batch import BatchBench
 from bench.batch import section as batch_section
 from bench.batch import targets as batch_targets
+from bench.curves import CurvesBench
+from bench.curves import section as curves_section
+from bench.curves import targets as curves_targets
 from bench.domain import (
     CLOSED_FORM_BUDGET,
     GP_BUDGET,
@@ -74,6 +77,7 @@ class BenchResults:
     batch: BatchBench | None = None
     serving: ServingBench | None = None
     replicas: ReplicasBench | None = None
+    curves: CurvesBench | None = None
 
 
 @dataclass(frozen=True)
@@ -543,6 +547,8 @@ def render(results: BenchResults) -> str:
         out.extend(serving_section(results.serving))
     if results.replicas is not None:
         out.extend(replicas_section(results.replicas))
+    if results.curves is not None:
+        out.extend(curves_section(results.curves))
     return "\n".join(out)
 
 
@@ -558,6 +564,7 @@ def render_sections(
     batch: BatchBench | None = None,
     serving: ServingBench | None = None,
     replicas: ReplicasBench | None = None,
+    curves: CurvesBench | None = None,
 ) -> str:
     """A report of only the sections a `--only` run measured (§5, §6, fuzz, ...)."""
     out = _header(quick, machine, wall_seconds, load_at_end, command)
@@ -573,6 +580,8 @@ def render_sections(
         out.extend(serving_section(serving))
     if replicas is not None:
         out.extend(replicas_section(replicas))
+    if curves is not None:
+        out.extend(curves_section(curves))
     return "\n".join(out)
 
 
@@ -848,6 +857,12 @@ def serving_target_rows(bench: ServingBench) -> list[TargetRow]:
     """Issue 10's serving benchmarks: plans beside fits, deadlines, shutdown, unread answers
     (judged in bench/serving.py)."""
     return [TargetRow(t.what, t.target, t.measured, t.met) for t in serving_targets(bench)]
+
+
+def curves_target_rows(bench: CurvesBench) -> list[TargetRow]:
+    """Issue 12: the curve fit, prediction and schedule search times (judged in
+    bench/curves.py)."""
+    return [TargetRow(t.what, t.target, t.measured, t.met) for t in curves_targets(bench)]
 
 
 def batch_target_rows(bench: BatchBench) -> list[TargetRow]:

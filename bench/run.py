@@ -16,7 +16,9 @@ batch: plans/s of one PlanComputeOptimalBatch call of 100,000 budgets against si
 serving: capped plans beside two bootstrap fits, deadline or cancel to idle fit workers, SIGTERM
    with an operation running, clients that never read (bench/serving.py);
 replicas: a mix of reads, plans and writes from 64 callers on 1 and 2 server processes
-   (PLANNER_WORKERS), on SQLite and PostgreSQL (bench/replicas.py).
+   (PLANNER_WORKERS), on SQLite and PostgreSQL (bench/replicas.py);
+curves: the Multi-Power Law fit, a 100,000-step prediction (compressed against exact) and the
+   schedule searches at 24,000 steps (bench/curves.py).
 
 Progress goes to stderr. --quick is a smoke test and writes bench/out/ instead.
 `--only accuracy` (or `scale`, `fuzz`, or `accuracy,scale`) runs just those sections and writes
@@ -38,6 +40,7 @@ from pathlib import Path
 
 from bench import (
     accuracy,
+    curves,
     domain,
     fitting,
     fuzz,
@@ -59,7 +62,7 @@ REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 QUICK_RESULTS = HERE / "out" / "RESULTS.quick.md"
 # Sections that `--only` can run on their own.
-SECTIONS = ("accuracy", "scale", "fuzz", "batch", "serving", "replicas")
+SECTIONS = ("accuracy", "scale", "fuzz", "batch", "serving", "replicas", "curves")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     batch_results = batch_queries.run(quick) if "batch" in names else None
     serving_results = serving.run(quick) if "serving" in names else None
     replicas_results = replicas.run(quick) if "replicas" in names else None
+    curves_results = curves.run(quick) if "curves" in names else None
     stem = "RESULTS." + ".".join(names) + (".quick" if quick else "")
     output = output or HERE / "out" / f"{stem}.md"
     command = "python -m bench.run --only " + ",".join(names)
@@ -139,6 +143,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
         batch_results,
         serving_results,
         replicas_results,
+        curves_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
@@ -152,6 +157,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
                 "batch": batch_results,
                 "serving": serving_results,
                 "replicas": replicas_results,
+                "curves": curves_results,
             },
             indent=1,
             default=_plain,
@@ -162,6 +168,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     fuzz_rows = report.fuzz_targets(fuzz_results) if fuzz_results else []
     fuzz_rows += report.batch_target_rows(batch_results) if batch_results else []
     fuzz_rows += report.serving_target_rows(serving_results) if serving_results else []
+    fuzz_rows += report.curves_target_rows(curves_results) if curves_results else []
     for row in report.issue_targets(accuracy_results, scale_results) + fuzz_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     batch_results = batch_queries.run(quick)
     serving_results = serving.run(quick)
     replicas_results = replicas.run(quick)
+    curves_results = curves.run(quick)
     results = report.BenchResults(
         quick=quick,
         machine=host,
@@ -287,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=batch_results,
         serving=serving_results,
         replicas=replicas_results,
+        curves=curves_results,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report.render(results) + "\n")
@@ -298,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     issue_rows = report.issue_targets(accuracy_results, scale_results) + fuzz_rows
     issue_rows += report.batch_target_rows(batch_results)
     issue_rows += report.serving_target_rows(serving_results)
+    issue_rows += report.curves_target_rows(curves_results)
     for row in report.targets(results) + issue_rows:
         log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0 if not note else 1

@@ -19,8 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from clients import (
+    curve_commands,
+    law_commands,
+    operation_commands,
+    planning_commands,
+    run_commands,
+)
 from clients import formatting as fmt
-from clients import law_commands, operation_commands, planning_commands, run_commands
 from clients.client import PlannerClient, PlannerClientError
 from clients.command_base import (
     Output,
@@ -413,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     law_selector(opt)
     opt.set_defaults(func=optimal)
     planning_commands.register(commands)
+    curve_commands.register(commands)
     return parser
 
 

@@ -327,6 +327,79 @@ def _array(values: Any) -> NDArray[np.float64]:
     return np.array(values, dtype=np.float64)
 
 
+# -- loss curves ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurvePrediction:
+    """A predicted loss curve: the loss after each of `steps` (1-based), and after the last."""
+
+    name: str
+    steps: NDArray[np.int64]
+    loss: NDArray[np.float64]
+    final_loss: float
+    total_steps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "steps": self.steps.tolist(),
+            "loss": self.loss.tolist(),
+            "final_loss": self.final_loss,
+            "total_steps": self.total_steps,
+        }
+
+
+@dataclass(frozen=True)
+class CurvePredictions:
+    curves: list[CurvePrediction]
+    law: results.LawInfo
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """PlanSchedule's answer: the schedule (named WSD, or its per-step rates), its final loss
+    against cosine's, and both curves at the same steps."""
+
+    schedule: pb.Schedule
+    final_loss: float
+    cosine_final_loss: float
+    gain_over_cosine: float
+    decay_fraction: float | None
+    curve: CurvePrediction
+    cosine_curve: CurvePrediction
+    solver: str
+    law: results.LawInfo
+
+
+def named_schedule(
+    family: str,
+    total_steps: int,
+    peak_lr: float,
+    name: str = "",
+    **parameters: Any,
+) -> pb.Schedule:
+    """A NamedSchedule message: `parameters` are its other fields (floor_lr, warmup_steps,
+    decay_fraction, decay_start, decay_shape, second_lr, switch_step)."""
+    named = pb.NamedSchedule(family=family, total_steps=total_steps, peak_lr=peak_lr, **parameters)
+    return pb.Schedule(name=name, named=named)
+
+
+def rates_schedule(values: ArrayLike, name: str = "") -> pb.Schedule:
+    """A schedule given by its rate at every step from step 0."""
+    return pb.Schedule(name=name, lrs=pb.LearningRates(values=_doubles(values)))
+
+
+def _curve(message: pb.CurvePrediction) -> CurvePrediction:
+    return CurvePrediction(
+        name=message.name,
+        steps=np.array(message.steps, dtype=np.int64),
+        loss=_array(message.loss),
+        final_loss=message.final_loss,
+        total_steps=message.total_steps,
+    )
+
+
 def _pem(path: str | Path, what: str) -> bytes:
     try:
         data = Path(path).read_bytes()
@@ -1103,6 +1176,67 @@ class PlannerClient:
             loss=_array(reply.loss),
             low=_array(reply.low) if with_band else None,
             high=_array(reply.high) if with_band else None,
+            law=_law_info(reply.law),
+        )
+
+    def predict_curve(
+        self,
+        family: str,
+        schedules: Iterable[pb.Schedule],
+        steps: ArrayLike | None = None,
+        points: int = 0,
+        form: str = "",
+        version: int = 0,
+        timeout: float | None = None,
+    ) -> CurvePredictions:
+        """Loss curves of 1-16 schedules (named_schedule, rates_schedule) under the family's
+        loss-curve law: at `steps` (1-based, the same for all), else `points` evenly spaced
+        steps (1,000 when 0)."""
+        request = pb.PredictCurveRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            schedules=list(schedules),
+            steps=np.asarray(steps, dtype=np.int64).ravel().tolist() if steps is not None else [],
+            points=points,
+        )
+        reply = self._call("PredictCurve", request, timeout)
+        return CurvePredictions([_curve(c) for c in reply.curves], _law_info(reply.law))
+
+    def plan_schedule(
+        self,
+        family: str,
+        total_steps: int,
+        peak_lr: float,
+        floor_lr: float,
+        warmup_steps: int,
+        mode: str = "wsd_decay",
+        decay_shape: str = "",
+        points: int = 0,
+        form: str = "",
+        version: int = 0,
+        timeout: float | None = None,
+    ) -> SchedulePlan:
+        """The best WSD decay fraction (mode "wsd_decay", for `decay_shape`) or the loss-optimal
+        non-increasing schedule (mode "optimal"), each against cosine."""
+        request = pb.PlanScheduleRequest(
+            law=pb.LawSelector(family=family, form=form, version=version),
+            mode=mode,
+            total_steps=total_steps,
+            peak_lr=peak_lr,
+            floor_lr=floor_lr,
+            warmup_steps=warmup_steps,
+            decay_shape=decay_shape,
+            points=points,
+        )
+        reply = self._call("PlanSchedule", request, timeout or FIT_TIMEOUT)
+        return SchedulePlan(
+            schedule=reply.schedule,
+            final_loss=reply.final_loss,
+            cosine_final_loss=reply.cosine_final_loss,
+            gain_over_cosine=reply.gain_over_cosine,
+            decay_fraction=reply.decay_fraction if reply.HasField("decay_fraction") else None,
+            curve=_curve(reply.curve),
+            cosine_curve=_curve(reply.cosine_curve),
+            solver=reply.solver,
             law=_law_info(reply.law),
         )
 

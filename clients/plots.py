@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from clients.client import PlannerClient
+from clients.client import CurvePrediction, PlannerClient, SchedulePlan
 
 KINDS = ("fit", "isoflop", "frontier")
 
@@ -174,6 +174,79 @@ def data_mix_plot(
         title="Data pools: each mix's error by budget (dots: the best mix there)",
     )
     ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+Observed = tuple[str, Any, Any]  # (label, steps, loss)
+
+
+def curves_plot(
+    curves: list[CurvePrediction], observed: list[Observed], out: Path, law: str
+) -> Path:
+    """Predicted loss against steps for every schedule, observed losses as points."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    for curve in curves:
+        ax.plot(curve.steps, curve.loss, label=f"{curve.name} (final {curve.final_loss:.4f})")
+    for label, steps, loss in observed:
+        ax.plot(steps, loss, "o", ms=2.5, alpha=0.6, label=f"{label} (observed)")
+    _loss_axes(ax, curves)
+    ax.set(title=f"Predicted loss curves — {law}")
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def _loss_axes(ax: Any, curves: list[CurvePrediction]) -> None:
+    # The first steps' loss is far above the rest: frame the part where schedules differ.
+    tails = [c.loss[c.loss.size // 10 :] for c in curves if c.loss.size]
+    if tails:
+        low = min(float(t.min()) for t in tails)
+        high = max(float(t.max()) for t in tails)
+        pad = 0.05 * (high - low) or 0.01
+        ax.set_ylim(low - pad, high + pad)
+    _si_axis(ax.xaxis, "")
+    ax.set(xlabel="steps", ylabel="loss (nats/token)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def schedule_plot(plan: SchedulePlan, out: Path) -> Path:
+    """The chosen schedule's curve against cosine's; above it, the optimal schedule's rates
+    (or the WSD decay's start)."""
+    plt = _pyplot()
+    figure, (rates, losses) = plt.subplots(
+        2, 1, figsize=(8, 7), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 2]}
+    )
+    chosen = plan.curve
+    if plan.schedule.WhichOneof("kind") == "lrs":
+        values = np.array(plan.schedule.lrs.values)
+        rates.plot(np.arange(1, values.size + 1), values, color="tab:blue", label=chosen.name)
+        rates.set(ylabel="learning rate")
+    else:
+        named = plan.schedule.named
+        start = max(
+            named.warmup_steps, named.total_steps - round(named.decay_fraction * named.total_steps)
+        )
+        rates.axvline(start, color="tab:blue", linestyle="--", label=f"{chosen.name}: decay starts")
+        rates.set(ylabel="learning rate", yticks=[])
+    rates.legend(fontsize=8)
+    rates.grid(True, alpha=0.3)
+    losses.plot(
+        chosen.steps, chosen.loss, color="tab:blue", label=f"{chosen.name} ({plan.final_loss:.4f})"
+    )
+    losses.plot(
+        plan.cosine_curve.steps,
+        plan.cosine_curve.loss,
+        color="tab:orange",
+        label=f"cosine ({plan.cosine_final_loss:.4f})",
+    )
+    _loss_axes(losses, [chosen, plan.cosine_curve])
+    losses.set(title=f"gain over cosine {plan.gain_over_cosine:.4f} nats/token ({plan.solver})")
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)
