@@ -45,6 +45,8 @@ def _initialise_worker() -> None:
     geometric_program.warm_up()
     inference.warm_up()
     allocation.warm_up()
+    # PredictCurve and PlanSchedule run here: import their work now, not on the first call.
+    import server.curve_work  # noqa: F401
 
 
 def _ready(hold_seconds: float) -> int:
