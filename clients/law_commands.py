@@ -31,6 +31,11 @@ FORMS = (
     "bnsl_compute",
     "bnsl_params",
     "bnsl_tokens",
+    # Loss-curve laws, from checkpoints carrying step and lr; the Step Law, from finished runs
+    # carrying lr and batch_tokens.
+    "multi_power",
+    "lr_annealing",
+    "step_law",
 )
 FIT_METHODS = ("auto", "vpnls", "huber")
 CHECKPOINT_MODES = ("final", "all", "after-fraction")
@@ -316,7 +321,12 @@ def register(commands: Any) -> None:
         help="make the new version current even with warnings (--no-make-current: store it "
         "only); by default it is made current unless the fit has warnings",
     )
-    fitter.add_argument("--bootstrap", type=int, default=200, help="resamples (0-1000)")
+    fitter.add_argument(
+        "--bootstrap",
+        type=int,
+        help="resamples, 0-1000 (default 200); multi_power and lr_annealing fits have none "
+        "(leave it out or give 0)",
+    )
     fitter.add_argument("--seed", type=int, default=0, help="resampling seed")
     fitter.add_argument(
         "--fit-timeout",

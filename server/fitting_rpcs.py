@@ -21,6 +21,7 @@ from planner.fitting.auto import AutoChoice
 from planner.fitting.backtest import backtest
 from planner.fitting.bnsl import fit_bnsl, fit_bnsl_auto
 from planner.fitting.checkpoints import CheckpointSelection, cluster_resamples, final_rows
+from planner.fitting.curve_jobs import CURVE_FIT_FORMS
 from planner.fitting.data import Runs
 from planner.fitting.data_constrained import identification_warnings
 from planner.fitting.isoflop import fit_isoflop, nominal_budgets
@@ -37,6 +38,15 @@ from planner.laws.bnsl import MAX_BREAKS
 from planner.validation import finite, positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
+from server.curve_law_fits import (
+    LAW_FIT_FORMS,
+    PreparedLawFit,
+    check_request,
+    decoded_schedules,
+    prepare_curve_fit,
+    prepare_step_law_fit,
+    refuse_schedules,
+)
 from server.errors import translate_errors, translate_stream_errors
 from server.operations import Progress, ReportProgress, Work
 from server.refusals import Refused, overloaded, shutting_down
@@ -94,7 +104,7 @@ class FittingRpcs(RpcBase):
         )
         return mapping.law_message(law)
 
-    async def _prepare_fit(self, request: pb.FitLawRequest) -> PreparedFit:
+    async def _prepare_fit(self, request: pb.FitLawRequest) -> PreparedFit | PreparedLawFit:
         """Validate a fit request and load its data (refusing bad input before any operation
         is created)."""
         name = validation.family_name("family", request.family)
@@ -106,18 +116,15 @@ class FittingRpcs(RpcBase):
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         form = request.form or "chinchilla"
+        if form in LAW_FIT_FORMS:
+            return await self._prepare_law_fit(request, name, form)
+        refuse_schedules(request, form)
         options, checkpoints, borrowed = await self._fit_settings(request.options, "options.")
         family, records, runs, compute = await self._family_runs(
             name, "fit", with_unique=form == "data_constrained"
         )
         expected = optional_field(request, "expected_revision")
-        if expected is not None and family.revision != expected:
-            # Refused now rather than after minutes of fitting (the store checks again).
-            raise Conflict(
-                f"family {name!r} is at revision {family.revision}, not the expected "
-                f"{expected}; re-read it and retry",
-                field="expected_revision",
-            )
+        _check_revision(family, expected)
         base_law = None
         if form == "data_constrained" and request.base in ("", "law"):
             base_law = await asyncio.to_thread(self._current_chinchilla, name)
@@ -146,6 +153,26 @@ class FittingRpcs(RpcBase):
             options=options_used,
             make_current=optional_field(request, "make_current"),
             expected_revision=expected,
+        )
+
+    async def _prepare_law_fit(
+        self, request: pb.FitLawRequest, name: str, form: str
+    ) -> PreparedLawFit:
+        """A loss-curve or Step Law fit: checked, its runs loaded and shaped off the loop."""
+        resamples = check_request(request, form)
+        schedules = {}
+        if form in CURVE_FIT_FORMS:  # up to a million rates each: decoded off the loop
+            schedules = await asyncio.to_thread(decoded_schedules, request)
+        family, records = await self._family_records(name, "fit")
+        expected = optional_field(request, "expected_revision")
+        _check_revision(family, expected)
+        make_current = optional_field(request, "make_current")
+        if form in CURVE_FIT_FORMS:
+            return await asyncio.to_thread(
+                prepare_curve_fit, name, form, records, schedules, make_current, expected
+            )
+        return await asyncio.to_thread(
+            prepare_step_law_fit, name, records, resamples, request.seed, make_current, expected
         )
 
     async def _execute_fit(
@@ -274,6 +301,18 @@ class FittingRpcs(RpcBase):
     ) -> tuple[FamilyRecord, list[RunRecord], Runs, NDArray[np.float64]]:
         """The family, its runs (records and arrays) and each row's compute; FAILED_PRECONDITION
         when it has none. `finals_only`: each run's last checkpoint only."""
+        family, records = await self._family_records(name, purpose)
+        runs, compute = _runs_of(records, family.flops_per_param_token, with_unique)
+        if finals_only:
+            finals = final_rows(runs)
+            return family, [records[i] for i in finals], runs.subset(finals), compute[finals]
+        return family, records, runs, compute
+
+    async def _family_records(
+        self, name: str, purpose: str
+    ) -> tuple[FamilyRecord, list[RunRecord]]:
+        """The family and its stored rows; FAILED_PRECONDITION when it has none,
+        RESOURCE_EXHAUSTED beyond the rows a fit may read."""
         family = await asyncio.to_thread(self.store.get_family, name)
         if family.run_count > self.max_runs_per_fit:
             raise overloaded(
@@ -285,11 +324,7 @@ class FittingRpcs(RpcBase):
         records = await asyncio.to_thread(self.store.all_runs, name)
         if not records:
             raise Infeasible(f"family {name!r} has no runs to {purpose}", field="family")
-        runs, compute = _runs_of(records, family.flops_per_param_token, with_unique)
-        if finals_only:
-            finals = final_rows(runs)
-            return family, [records[i] for i in finals], runs.subset(finals), compute[finals]
-        return family, records, runs, compute
+        return family, records
 
     async def _fit_settings(
         self, message: pb.FitOptions, prefix: str
@@ -458,6 +493,16 @@ class FittingRpcs(RpcBase):
         law = parse_law(record.form, record.parameters, "law.parameters")
         assert isinstance(law, ChinchillaLaw)
         return record.version, law
+
+
+def _check_revision(family: FamilyRecord, expected: int | None) -> None:
+    """Refused now rather than after minutes of fitting (the store checks again)."""
+    if expected is not None and family.revision != expected:
+        raise Conflict(
+            f"family {family.name!r} is at revision {family.revision}, not the expected "
+            f"{expected}; re-read it and retry",
+            field="expected_revision",
+        )
 
 
 def _runs_of(

@@ -67,6 +67,10 @@ def run_message(record: RunRecord) -> pb.Run:
         message.step = record.step
     if record.weight is not None:
         message.weight = record.weight
+    if record.lr is not None:
+        message.lr = record.lr
+    if record.batch_tokens is not None:
+        message.batch_tokens = record.batch_tokens
     return message
 
 

@@ -144,6 +144,12 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
     weight = optional_positive(f"{field}.weight", run.weight if run.HasField("weight") else None)
     if weight is not None:
         _in_range(f"{field}.weight", weight, MIN_WEIGHT, MAX_WEIGHT, "a relative weight")
+    lr = run.lr if run.HasField("lr") else None
+    if lr is not None and finite(f"{field}.lr", lr) < 0:
+        raise InvalidInput(f"{field}.lr", f"must be >= 0, got {lr:g}")
+    batch = optional_positive(
+        f"{field}.batch_tokens", run.batch_tokens if run.HasField("batch_tokens") else None
+    )
     step = run.step if run.HasField("step") else None
     if step is not None and step < 0:
         raise InvalidInput(f"{field}.step", f"must be >= 0, got {step}")
@@ -154,8 +160,12 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
             raise InvalidInput(f"{field}.tags", f"keys must be 1-{MAX_TAG_KEY} characters")
         if len(value) > MAX_TAG_VALUE:
             raise InvalidInput(f"{field}.tags[{key}]", f"is longer than {MAX_TAG_VALUE}")
-    # Weight joins the derived id only when given, so ids derived before weights existed hold.
-    values = (params, tokens, loss, unique, flops, step) + (() if weight is None else (weight,))
+    # Weight, lr and batch join the derived id only when given, so ids derived before they
+    # existed hold (each tagged, so that one's value cannot pass for another's).
+    values: tuple[object, ...] = (params, tokens, loss, unique, flops, step)
+    values += () if weight is None else (weight,)
+    values += () if lr is None else (("lr", lr),)
+    values += () if batch is None else (("batch_tokens", batch),)
     if step is not None and not run.run_id:
         raise InvalidInput(
             f"{field}.run_id",
@@ -164,10 +174,12 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
     run_id = run.run_id or _derived_run_id(*values)
     if len(run_id) > MAX_RUN_ID:
         raise InvalidInput(f"{field}.run_id", f"is longer than {MAX_RUN_ID} characters")
-    return RunRecord(run_id, params, tokens, loss, unique, flops, step, dict(run.tags), weight)
+    return RunRecord(
+        run_id, params, tokens, loss, unique, flops, step, dict(run.tags), weight, lr, batch
+    )
 
 
-def _derived_run_id(*values: float | int | None) -> str:
+def _derived_run_id(*values: object) -> str:
     digest = hashlib.sha256(repr(values).encode()).hexdigest()[:16]
     return f"auto-{digest}"
 

@@ -51,6 +51,10 @@ class RunRecord:
     tags: dict[str, str] = field(default_factory=dict)
     # Relative weight in fits; None means 1.
     weight: float | None = None
+    # Learning rate at this checkpoint's step (a finished run: its peak) and batch size in
+    # tokens; what the loss-curve laws and the Step Law are fitted to.
+    lr: float | None = None
+    batch_tokens: float | None = None
 
     @property
     def key(self) -> tuple[str, int | None]:

@@ -273,6 +273,8 @@ class Store:
                             "step": r.step,
                             "tags": dict(r.tags),
                             "weight": r.weight,
+                            "lr": r.lr,
+                            "batch_tokens": r.batch_tokens,
                         }
                         for r in fresh
                     ],
@@ -879,6 +881,8 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         step=row.step,
         tags=dict(row.tags or {}),
         weight=row.weight,
+        lr=row.lr,
+        batch_tokens=row.batch_tokens,
     )
 
 

@@ -36,6 +36,10 @@ runs = sa.Table(
     sa.Column("tags", sa.JSON, nullable=False),
     # Relative weight in fits (migration 0003); NULL means 1.
     sa.Column("weight", sa.Float, nullable=True),
+    # Learning rate (at the checkpoint's step, or a finished run's peak) and batch size in
+    # tokens (migration 0005); NULL when not given.
+    sa.Column("lr", sa.Float, nullable=True),
+    sa.Column("batch_tokens", sa.Float, nullable=True),
 )
 # (run_id, step) is unique: checkpoints of one run share its run_id; a NULL step is a finished
 # run, indexed as -1 because unique indexes treat NULLs as distinct (migration 0003).
