@@ -9,7 +9,7 @@ with PlannerClient("planner.example.org:50051", token, tls=True, ca_file="ca.pem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,10 @@ def _run_message(run: results.Run) -> pb.Run:
         message.step = run.step
     if run.weight is not None:
         message.weight = run.weight
+    if run.lr is not None:
+        message.lr = run.lr
+    if run.batch_tokens is not None:
+        message.batch_tokens = run.batch_tokens
     return message
 
 
@@ -198,6 +202,8 @@ def _run(message: pb.Run) -> results.Run:
         step=message.step if message.HasField("step") else None,
         tags=dict(message.tags),
         weight=message.weight if message.HasField("weight") else None,
+        lr=message.lr if message.HasField("lr") else None,
+        batch_tokens=message.batch_tokens if message.HasField("batch_tokens") else None,
     )
 
 
@@ -232,6 +238,7 @@ def _fit_request(
     options: results.FitOptions | None,
     make_current: bool | None,
     breaks: int | None,
+    schedules: Mapping[str, pb.Schedule] | None = None,
 ) -> pb.FitLawRequest:
     request = pb.FitLawRequest(
         family=family,
@@ -240,6 +247,7 @@ def _fit_request(
         seed=seed,
         base=base,
         options=_options_message(options),
+        schedules=dict(schedules or {}),
     )
     if bootstrap is not None:
         request.bootstrap = bootstrap
@@ -593,6 +601,7 @@ class PlannerClient:
         options: results.FitOptions | None = None,
         make_current: bool | None = None,
         breaks: int | None = None,
+        schedules: Mapping[str, pb.Schedule] | None = None,
     ) -> results.Law:
         """Fit the family's runs and store the result as a new version (can take a while:
         `timeout` defaults to 10 minutes). `on_progress(stage, done, total)` is called as the
@@ -606,6 +615,9 @@ class PlannerClient:
         make_current: None makes the version current unless the fit has warnings; True even
             with warnings; False stores it without making it current.
         breaks: bnsl_* forms only, 0-3 (None: chosen by held-out error).
+        schedules: multi_power and lr_annealing only: the per-step learning rates of runs, by
+            run_id (named_schedule, rates_schedule); a run without one has its schedule
+            interpolated between its checkpoints' lr.
 
         The fit stops when the call does (a deadline, an interrupt); start_fit runs it as an
         operation that outlives its caller."""
@@ -620,6 +632,7 @@ class PlannerClient:
             options,
             make_current,
             breaks,
+            schedules,
         )
         try:
             events = self._stub.FitLaw(
@@ -732,6 +745,7 @@ class PlannerClient:
         options: results.FitOptions | None = None,
         make_current: bool | None = None,
         breaks: int | None = None,
+        schedules: Mapping[str, pb.Schedule] | None = None,
     ) -> results.Operation:
         """fit_law's work as an operation, returned at once (QUEUED or RUNNING); it keeps
         running when this client goes away. watch_operation waits for its law."""
@@ -746,6 +760,7 @@ class PlannerClient:
             options,
             make_current,
             breaks,
+            schedules,
         )
         return _operation(self._call("StartFit", request))
 

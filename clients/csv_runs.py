@@ -1,8 +1,12 @@
-"""Read training runs from CSV: header params,tokens,loss[,unique_tokens,flops,step,run_id,weight].
+"""Read training runs from CSV: header
+params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens].
 
 Rows sharing a run_id with different steps are checkpoints of one training run (tokens: seen up
 to that step). Within a file, (run_id, step) must not repeat, and the checkpoints of one run
 must share its parameter count. `weight` is the row's relative weight in fits (empty: 1).
+`lr` is the learning rate at the checkpoint's step (a finished run: its peak learning rate) and
+`batch_tokens` the batch size in tokens: the loss-curve laws (multi_power, lr_annealing) are
+fitted to checkpoints with step and lr, the Step Law to finished runs with lr and batch_tokens.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import TextIO
 from clients.results import Run
 
 REQUIRED = ("params", "tokens", "loss")
-OPTIONAL = ("unique_tokens", "flops", "step", "run_id", "weight")
+OPTIONAL = ("unique_tokens", "flops", "step", "run_id", "weight", "lr", "batch_tokens")
 
 
 class CsvError(ValueError):
@@ -77,7 +81,7 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
                 raise CsvError(f"{path}:{line}: column {name!r} is empty")
         optional = {
             name: _number(path, line, name, cells[name])
-            for name in ("unique_tokens", "flops", "step", "weight")
+            for name in ("unique_tokens", "flops", "step", "weight", "lr", "batch_tokens")
             if cells.get(name)
         }
         step = optional.get("step")
@@ -92,6 +96,8 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
             flops=optional.get("flops"),
             step=None if step is None else int(step),
             weight=optional.get("weight"),
+            lr=optional.get("lr"),
+            batch_tokens=optional.get("batch_tokens"),
         )
         if run.run_id:
             _check_checkpoint(path, line, run, keys, sizes)

@@ -12,6 +12,7 @@ from clients import formatting as fmt
 from clients import operation_commands
 from clients.client import FIT_TIMEOUT, PlannerClient
 from clients.command_base import Output, UsageError
+from clients.curve_commands import parse_spec
 from clients.law_output import (
     auto_text,
     backtest_output,
@@ -23,6 +24,7 @@ from clients.law_output import (
     rows_text,
 )
 from clients.results import FitOptions, LawSelector
+from planner_api.v1 import planner_pb2 as pb
 
 FORMS = (
     "chinchilla",
@@ -37,6 +39,7 @@ FORMS = (
     "lr_annealing",
     "step_law",
 )
+CURVE_FORMS = ("multi_power", "lr_annealing")
 FIT_METHODS = ("auto", "vpnls", "huber")
 CHECKPOINT_MODES = ("final", "all", "after-fraction")
 
@@ -163,6 +166,9 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         return _isoflop(client, args)
     if args.breaks is not None and not args.form.startswith("bnsl_"):
         raise UsageError("--breaks applies to the bnsl_compute, bnsl_params and bnsl_tokens forms")
+    schedules = _schedules(args.schedule)
+    if schedules and args.form not in CURVE_FORMS:
+        raise UsageError(f"--schedule applies to the {' and '.join(CURVE_FORMS)} forms")
     operation = client.start_fit(
         args.family,
         args.method,
@@ -173,11 +179,25 @@ def fit(client: PlannerClient, args: argparse.Namespace) -> Output:
         options=options,
         make_current=args.make_current,
         breaks=args.breaks,
+        schedules=schedules,
     )
     if args.detach:
         return operation_commands.detached(args, operation)
     finished = operation_commands.wait(client, operation.name, args.fit_timeout)
     return operation_commands.result_output(args, finished)
+
+
+def _schedules(pairs: list[str]) -> dict[str, pb.Schedule]:
+    """--schedule RUN_ID=SPEC pairs, by run_id (SPEC as `planner curve --schedule`)."""
+    schedules: dict[str, pb.Schedule] = {}
+    for pair in pairs:
+        run_id, equals, spec = pair.partition("=")
+        if not equals or not run_id or not spec:
+            raise UsageError(f"--schedule {pair}: expected RUN_ID=SPEC, e.g. run-1=file:lrs.csv")
+        if run_id in schedules:
+            raise UsageError(f"--schedule: run {run_id!r} is given more than once")
+        schedules[run_id] = parse_spec(spec)
+    return schedules
 
 
 def _isoflop(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -311,6 +331,19 @@ def register(commands: Any) -> None:
         "(law; the default when it has one), fit them to single-epoch runs, or fit all jointly",
     )
     add_option_flags(fitter)
+    fitter.add_argument(
+        "--schedule",
+        action="append",
+        default=[],
+        metavar="RUN_ID=SPEC",
+        help="multi_power and lr_annealing, repeatable: run RUN_ID's learning rate at every "
+        "step, SPEC as in `planner curve --schedule` (e.g. "
+        "run-1=cosine:steps=24000,peak=3e-4,floor=3e-5,warmup=2160, or run-1=file:lrs.csv, a "
+        "CSV with an lr column holding every step's rate from step 0); checked against the "
+        "run's checkpoints' lr. A run without one has its schedule interpolated linearly "
+        "between its checkpoints, from lr 0 at step 0 (a linear warm-up) unless it has a "
+        "checkpoint at step 0",
+    )
     fitter.add_argument(
         "--breaks", type=int, help="bnsl_* forms: 0-3 (default: chosen by held-out error)"
     )

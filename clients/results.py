@@ -44,7 +44,9 @@ class Family:
 @dataclass(frozen=True)
 class Run:
     """One row: a finished run, or (with `step`) a checkpoint of the run named by `run_id`;
-    (run_id, step) is unique within a family. `weight`: relative weight in fits (None: 1)."""
+    (run_id, step) is unique within a family. `weight`: relative weight in fits (None: 1).
+    `lr`: the learning rate at the checkpoint's step, or a finished run's peak learning rate;
+    `batch_tokens`: the batch size in tokens (the loss-curve laws and the Step Law use them)."""
 
     run_id: str
     params: float
@@ -55,6 +57,8 @@ class Run:
     step: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
     weight: float | None = None
+    lr: float | None = None
+    batch_tokens: float | None = None
 
 
 @dataclass(frozen=True)

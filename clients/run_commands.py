@@ -13,7 +13,7 @@ from clients.command_base import Output, UsageError
 from clients.csv_runs import read_runs
 from clients.results import Run
 
-CSV_HEADER = "params,tokens,loss[,unique_tokens,flops,step,run_id,weight]"
+CSV_HEADER = "params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens]"
 # The CLI's page when none is asked for: a screenful of rows, not the server's 1000.
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
@@ -50,6 +50,8 @@ def _run_row(run: Run) -> list[str]:
         fmt.number(run.unique_tokens),
         fmt.number(run.flops),
         fmt.number(run.weight),
+        fmt.number(run.lr),
+        fmt.number(run.batch_tokens),
     ]
 
 
@@ -62,7 +64,10 @@ def runs_list(client: PlannerClient, args: argparse.Namespace) -> Output:
         page = client.list_runs_page(args.family, args.page_size, args.page_token)
         runs, token = page.runs, page.next_page_token
     data: dict[str, Any] = {"runs": [asdict(r) for r in runs], "next_page_token": token}
-    headers = ["RUN_ID", "STEP", "PARAMS", "TOKENS", "LOSS", "UNIQUE_TOKENS", "FLOPS", "WEIGHT"]
+    headers = [
+        "RUN_ID", "STEP", "PARAMS", "TOKENS", "LOSS", "UNIQUE_TOKENS", "FLOPS", "WEIGHT", "LR",
+        "BATCH_TOKENS",
+    ]  # fmt: skip
     lines = [fmt.table(headers, [_run_row(r) for r in runs])]
     if token:
         lines.append(

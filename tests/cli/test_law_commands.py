@@ -252,3 +252,45 @@ def test_fit_flag_errors_are_usage_errors(
     result = planner(server, "fit", "chinchilla-epoch-2024", *args)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_loss_curve_fit_from_the_example_curves(server: ServerProcess, shared_data: Path) -> None:
+    """examples/lr_curves_25m.csv (every 4th checkpoint of Luo et al.'s three 25M training
+    curves) with wsdcon_9's schedule given: the stored multi_power law predicts the six
+    held-out schedules with WorstE below the published 0.00409 and PredE within 1.5x the
+    published 0.00110 (measured 0.00304 / 0.00142; every checkpoint gives 0.00360 / 0.00137)."""
+    from planner.curves import MultiPowerLaw, prediction_errors
+    from tests.unit.test_multi_power import PUBLISHED_ERRORS, TEST, load_published
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    planner_json(server, "families", "create", "cli-curves")
+    added = planner_json(server, "runs", "add", "cli-curves", str(examples / "lr_curves_25m.csv"))
+    assert added["added"] == 113
+    two_stage = "two_stage:steps=16000,peak=3e-4,second=9e-5,switch=8000,warmup=2160"
+    law = planner_json(
+        server, "fit", "cli-curves", "--form", "multi_power", "--schedule", f"wsdcon_9={two_stage}"
+    )
+    assert (law["form"], law["method"], law["current"]) == ("multi_power", "huber", True)
+    assert law["options"]["schedules"] == "1 given, 2 interpolated between checkpoints"
+    assert law["diagnostics"]["runs"] == 113 and law["diagnostics"]["training_runs"] == 3
+    errors = prediction_errors(
+        MultiPowerLaw.from_mapping(law["params"]), load_published(shared_data, "25M", TEST)
+    )
+    pred_e, worst_e = PUBLISHED_ERRORS["25M"]
+    assert errors.worst_e < worst_e and errors.pred_e < 1.5 * pred_e
+    # The schedule is checked against the run's checkpoints: 8e-5 after the switch is not 9e-5.
+    wrong = two_stage.replace("second=9e-5", "second=8e-5")
+    refused = planner(
+        server, "fit", "cli-curves", "--form", "multi_power", "--schedule", f"wsdcon_9={wrong}"
+    )
+    assert refused.returncode == 1 and "schedules[wsdcon_9]: gives lr 8e-05" in refused.stderr
+    for bad in (
+        ["--form", "chinchilla", "--schedule", f"wsdcon_9={two_stage}"],
+        ["--form", "multi_power", "--schedule", "wsdcon_9"],
+        ["--form", "multi_power", "--schedule", "a=cosine:steps=10", "--schedule", "a=x:y"],
+    ):
+        usage = planner(server, "fit", "cli-curves", *bad)
+        assert usage.returncode == 2 and "Traceback" not in usage.stderr, bad
+    # No bootstrap for a curve law: asking for one is refused by the server.
+    refused = planner(server, "fit", "cli-curves", "--form", "lr_annealing", "--bootstrap", "5")
+    assert refused.returncode == 1 and "bootstrap" in refused.stderr

@@ -164,3 +164,31 @@ def test_a_bad_weight_is_refused_by_the_server(server: ServerProcess, tmp_path: 
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "INVALID_ARGUMENT" and "weight" in json.dumps(error)
     assert planner_json(server, "runs", "list", "cli-bad-weight")["runs"] == []
+
+
+def test_lr_and_batch_tokens_columns_round_trip(server: ServerProcess, tmp_path: Path) -> None:
+    path = tmp_path / "rates.csv"
+    path.write_text(
+        "run_id,step,params,tokens,loss,lr,batch_tokens\n"
+        "grid-1,,1e8,2e9,3.1,6e-4,1048576\n"
+        "curve,100,1e8,1e8,3.6,0,\n"
+        "curve,200,1e8,2e8,3.4,3e-4,524288\n"
+        "plain,,1e8,2e9,3.2,,\n"
+    )
+    planner_json(server, "families", "create", "cli-rates")
+    assert planner_json(server, "runs", "add", "cli-rates", str(path))["added"] == 4
+    runs = planner_json(server, "runs", "list", "cli-rates", "--all")["runs"]
+    assert [(r["run_id"], r["lr"], r["batch_tokens"]) for r in runs] == [
+        ("grid-1", 6e-4, 1048576.0),
+        ("curve", 0.0, None),
+        ("curve", 3e-4, 524288.0),
+        ("plain", None, None),
+    ]
+    text = planner(server, "runs", "list", "cli-rates").stdout
+    assert text.split()[8:10] == ["LR", "BATCH_TOKENS"] and "1.04858e+06" in text
+    # A negative rate is the server's to refuse, naming the row's field.
+    path.write_text("run_id,params,tokens,loss,lr\nbad,1e8,2e9,3.1,-1e-4\n")
+    refused = planner(server, "--json", "runs", "add", "cli-rates", str(path))
+    assert refused.returncode == 1
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and error["message"].startswith("runs[0].lr:")
