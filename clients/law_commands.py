@@ -104,7 +104,8 @@ def _checkpoints(values: list[str] | None) -> tuple[str, float]:
     )
 
 
-def _fixed(pairs: list[str]) -> dict[str, float]:
+def _fixed(pairs: list[str], flag: str = "--fix") -> dict[str, float]:
+    """NAME=VALUE pairs (of `flag`) as a map."""
     fixed: dict[str, float] = {}
     for pair in pairs:
         name, equals, text = pair.partition("=")
@@ -114,9 +115,9 @@ def _fixed(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             value = None
         if not equals or not name or value is None:
-            raise UsageError(f"--fix {pair}: expected NAME=VALUE, e.g. E=1.69")
+            raise UsageError(f"{flag} {pair}: expected NAME=VALUE, e.g. E=1.69")
         if name in fixed:
-            raise UsageError(f"--fix: {name} is given more than once")
+            raise UsageError(f"{flag}: {name} is given more than once")
         fixed[name] = value
     return fixed
 
@@ -301,6 +302,19 @@ def laws_versions(client: PlannerClient, args: argparse.Namespace) -> Output:
     return data, text
 
 
+def laws_put(client: PlannerClient, args: argparse.Namespace) -> Output:
+    parameters = _fixed(args.param, "--param")
+    law = client.put_law(args.family, args.form, parameters, args.citation, args.note)
+    data = {
+        "family": law.family,
+        "form": law.form,
+        "version": law.version,
+        "current": law.current,
+        "parameters": law.parameters,
+    }
+    return data, f"{law.family}: stored {law.form} v{law.version} (published parameters)"
+
+
 def laws_promote(client: PlannerClient, args: argparse.Namespace) -> Output:
     law = client.set_current_law(args.family, args.form, args.version)
     data = {"family": law.family, "form": law.form, "version": law.version, "current": law.current}
@@ -383,7 +397,9 @@ def register(commands: Any) -> None:
     operation_commands.add_detach_flag(back)
     back.set_defaults(func=backtest)
 
-    laws = commands.add_parser("laws", help="stored law versions: show, list, make current")
+    laws = commands.add_parser(
+        "laws", help="stored law versions: show, list, store given parameters, make current"
+    )
     law_commands = laws.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = law_commands.add_parser(
         "show", help="one version: parameters, intervals, diagnostics, warnings, auto choice"
@@ -396,6 +412,21 @@ def register(commands: Any) -> None:
     versions.add_argument("family")
     versions.add_argument("--form", default="", help="law form (default: every form)")
     versions.set_defaults(func=laws_versions)
+    put = law_commands.add_parser(
+        "put", help="store given parameters (a published law) as a new version of a form"
+    )
+    put.add_argument("family")
+    put.add_argument("--form", required=True, help="law form, e.g. chinchilla, multi_power")
+    put.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one parameter of the form (repeat for each), e.g. --param E=1.69",
+    )
+    put.add_argument("--citation", default="", help="where the parameters come from")
+    put.add_argument("--note", default="", help="free text: conventions, caveats")
+    put.set_defaults(func=laws_put)
     promote = law_commands.add_parser(
         "promote", help="make a stored version the current law of its form"
     )

@@ -150,7 +150,8 @@ def readme_commands() -> list[list[str]]:
     return [
         shlex.split(line, comments=True)
         for block in blocks
-        for line in block.splitlines()
+        # A command continued over lines (a trailing backslash) is one command.
+        for line in block.replace("\\\n", " ").splitlines()
         if line.startswith(".venv/bin/planner ")
     ]
 
@@ -166,6 +167,9 @@ def test_readme_commands_run_as_written(server: ServerProcess, tmp_path: Path) -
         "laws promote my-family",
         "--interval prediction",
         "runs delete my-family",
+        "laws put mpl-25m",
+        "curve mpl-25m",
+        "schedule mpl-25m",
     ):
         assert any(needed in w for w in words), needed
     # From a copy of the repository root's examples/, so that written files land in tmp_path.
@@ -182,5 +186,5 @@ def test_readme_commands_run_as_written(server: ServerProcess, tmp_path: Path) -
         )
         assert result.returncode == 0, f"{shlex.join(command)}\n{result.stderr}"
         assert "Traceback" not in result.stderr
-    for picture in ("mix.png", "frontier.png"):
+    for picture in ("mix.png", "frontier.png", "curves.png", "optimal.png"):
         assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -294,3 +294,26 @@ def test_loss_curve_fit_from_the_example_curves(server: ServerProcess, shared_da
     # No bootstrap for a curve law: asking for one is refused by the server.
     refused = planner(server, "fit", "cli-curves", "--form", "lr_annealing", "--bootstrap", "5")
     assert refused.returncode == 1 and "bootstrap" in refused.stderr
+
+
+def test_laws_put_stores_published_parameters(server: ServerProcess) -> None:
+    """`laws put` stores given parameters; a Predict on them matches the formula by hand."""
+    planner_json(server, "families", "create", "put-by-hand")
+    stored = planner_json(
+        server, "laws", "put", "put-by-hand", "--form", "chinchilla",
+        "--param", "E=1.69", "--param", "A=406.4", "--param", "B=410.7",
+        "--param", "alpha=0.34", "--param", "beta=0.28", "--citation", "Hoffmann et al. 2022",
+    )  # fmt: skip
+    assert (stored["form"], stored["version"], stored["current"]) == ("chinchilla", 1, True)
+    predicted = planner_json(
+        server, "predict", "put-by-hand", "--params", "1e9", "--tokens", "2e10"
+    )
+    assert predicted["loss"] == pytest.approx(
+        1.69 + 406.4 / 1e9**0.34 + 410.7 / 2e10**0.28, rel=1e-9
+    )
+    bad = planner(server, "laws", "put", "put-by-hand", "--form", "chinchilla", "--param", "E")
+    assert bad.returncode != 0 and "expected NAME=VALUE" in bad.stderr
+    missing = planner(
+        server, "laws", "put", "put-by-hand", "--form", "chinchilla", "--param", "E=1.69"
+    )
+    assert missing.returncode != 0 and "parameters." in missing.stderr
