@@ -141,6 +141,7 @@ class Family(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     LAWS_FIELD_NUMBER: _builtins.int
     RUN_COUNT_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name: 1-100 characters of [a-z0-9._-], starting with a letter or digit."""
     description: _builtins.str
@@ -155,6 +156,11 @@ class Family(_message.Message):
     """Incremented on every change; pass it back as expected_revision for optimistic concurrency."""
     run_count: _builtins.int
     """Number of stored runs."""
+    metric: _builtins.str
+    """What the family's losses measure, e.g. "C4 validation loss, nats/token" (free text, at
+    most 200 characters; empty: not said). CompareLaws refuses two families whose metrics are
+    both set and differ.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the family was created."""
@@ -181,10 +187,11 @@ class Family(_message.Message):
         revision: _builtins.int = ...,
         laws: _abc.Iterable[Global___LawSummary] | None = ...,
         run_count: _builtins.int = ...,
+        metric: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "flops_per_param_token", b"flops_per_param_token", "laws", b"laws", "name", b"name", "param_convention", b"param_convention", "revision", b"revision", "run_count", b"run_count", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "flops_per_param_token", b"flops_per_param_token", "laws", b"laws", "metric", b"metric", "name", b"name", "param_convention", b"param_convention", "revision", b"revision", "run_count", b"run_count", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,10 +204,15 @@ class LawSummary(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FORM_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     form: _builtins.str
     """Law form, e.g. "chinchilla", "data_constrained", "overtraining"."""
+    family: _builtins.str
+    """The family holding it (set where a law of another family may answer, e.g. a plan's Step
+    Law).
+    """
     version: _builtins.int
     """Version number within (family, form), starting at 1."""
     method: _builtins.str
@@ -209,12 +221,13 @@ class LawSummary(_message.Message):
         self,
         *,
         form: _builtins.str = ...,
+        family: _builtins.str = ...,
         version: _builtins.int = ...,
         method: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["form", b"form", "method", b"method", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "form", b"form", "method", b"method", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -760,7 +773,7 @@ class CreateFamilyRequest(_message.Message):
     @_builtins.property
     def family(self) -> Global___Family:
         """The family to create: name (required), description, param_convention,
-        flops_per_param_token (0 means 6). Output-only fields are ignored.
+        flops_per_param_token (0 means 6), metric. Output-only fields are ignored.
         """
 
     def __init__(
@@ -1265,7 +1278,11 @@ class FitLawRequest(_message.Message):
     """Law form to fit: "chinchilla" (empty means chinchilla); "data_constrained" (Muennighoff;
     every run must carry unique_tokens and some must repeat data); "overtraining" (Gadre: the
     Chinchilla form with tied exponents, stored as E, a, b, eta); "bnsl_compute", "bnsl_params",
-    "bnsl_tokens" (a broken power law of loss against k N D, N or D; see `breaks`).
+    "bnsl_tokens" (a broken power law of loss against k N D, N or D; see `breaks`);
+    "multi_power", "lr_annealing" (loss-curve laws, from the checkpoints of runs carrying `step`
+    and `lr`; see `schedules`; Huber on log loss, no bootstrap); "step_law" (learning rate and
+    batch, from finished runs carrying `lr` and `batch_tokens`: per (N, D) the lowest loss's
+    lr and batch, then log-linear fits, Li et al. 2025).
     """
     method: _builtins.str
     """"auto" (the default): every candidate (vpnls, huber, and huber with over-estimate penalties
@@ -1278,7 +1295,8 @@ class FitLawRequest(_message.Message):
     """
     bootstrap: _builtins.int
     """Bootstrap resamples over training runs (all checkpoints of a run together), 0 to 1000; 200
-    when not set.
+    when not set. Loss-curve forms have none: anything but 0 or unset is refused. step_law
+    resamples runs within each (N, D) cell.
     """
     seed: _builtins.int
     """Seed of the resampling, for reproducible ensembles."""
@@ -4511,3 +4529,226 @@ class PredictBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PredictBatchResponse: _TypeAlias = PredictBatchResponse  # noqa: Y015
+
+@_typing.final
+class CompareLawsRequest(_message.Message):
+    """Input of CompareLaws."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_FIELD_NUMBER: _builtins.int
+    SECOND_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    AXIS_FIELD_NUMBER: _builtins.int
+    FIRST_FLOPS_PER_ACCELERATOR_SECOND_FIELD_NUMBER: _builtins.int
+    SECOND_FLOPS_PER_ACCELERATOR_SECOND_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """How a Chinchilla-form law becomes a loss of compute: "compute_optimal" (empty) at each
+    compute's optimal split, or "multiplier" at `multiplier` tokens per parameter (D = M N).
+    """
+    multiplier: _builtins.float
+    """Tokens per parameter for path "multiplier" (> 0)."""
+    axis: _builtins.str
+    """The axis: "flops" (empty), or "accelerator_hours": each recipe's FLOPs over its achieved
+    FLOP/s per accelerator (the two fields below) and 3600.
+    """
+    first_flops_per_accelerator_second: _builtins.float
+    """Achieved FLOP/s per accelerator (peak x MFU, > 0) of each recipe, for the
+    accelerator_hours axis (a recipe that trains faster per FLOP gets a lower cost).
+    """
+    second_flops_per_accelerator_second: _builtins.float
+    low: _builtins.float
+    """The range searched for crossovers, on the axis (> 0, low < high); not set: 1e15 to 1e30
+    FLOPs, or those FLOPs in the first recipe's accelerator-hours.
+    """
+    high: _builtins.float
+    points: _builtins.int
+    """Points of the two curves returned for plotting, log-spaced over [low, high]: 2 to 1,000;
+    100 when 0.
+    """
+    @_builtins.property
+    def first(self) -> Global___LawSelector:
+        """The two recipes' laws: any final-loss law with a Chinchilla form (taken along `path`), or a
+        law of compute ("bnsl_compute"). Their families' metrics, when both are set, must agree.
+        """
+
+    @_builtins.property
+    def second(self) -> Global___LawSelector: ...
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Where to report the multiplier, on the axis (each > 0; up to 100)."""
+
+    def __init__(
+        self,
+        *,
+        first: Global___LawSelector | None = ...,
+        second: Global___LawSelector | None = ...,
+        path: _builtins.str = ...,
+        multiplier: _builtins.float | None = ...,
+        axis: _builtins.str = ...,
+        first_flops_per_accelerator_second: _builtins.float | None = ...,
+        second_flops_per_accelerator_second: _builtins.float | None = ...,
+        low: _builtins.float | None = ...,
+        high: _builtins.float | None = ...,
+        budgets: _abc.Iterable[_builtins.float] | None = ...,
+        points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_first_flops_per_accelerator_second", b"_first_flops_per_accelerator_second", "_high", b"_high", "_low", b"_low", "_multiplier", b"_multiplier", "_second_flops_per_accelerator_second", b"_second_flops_per_accelerator_second", "first", b"first", "first_flops_per_accelerator_second", b"first_flops_per_accelerator_second", "high", b"high", "low", b"low", "multiplier", b"multiplier", "second", b"second", "second_flops_per_accelerator_second", b"second_flops_per_accelerator_second"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_flops_per_accelerator_second", b"_first_flops_per_accelerator_second", "_high", b"_high", "_low", b"_low", "_multiplier", b"_multiplier", "_second_flops_per_accelerator_second", b"_second_flops_per_accelerator_second", "axis", b"axis", "budgets", b"budgets", "first", b"first", "first_flops_per_accelerator_second", b"first_flops_per_accelerator_second", "high", b"high", "low", b"low", "multiplier", b"multiplier", "path", b"path", "points", b"points", "second", b"second", "second_flops_per_accelerator_second", b"second_flops_per_accelerator_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__first_flops_per_accelerator_second: _TypeAlias = _typing.Literal["first_flops_per_accelerator_second"]  # noqa: Y015
+    _WhichOneofArgType__first_flops_per_accelerator_second: _TypeAlias = _typing.Literal["_first_flops_per_accelerator_second", b"_first_flops_per_accelerator_second"]  # noqa: Y015
+    _WhichOneofReturnType__high: _TypeAlias = _typing.Literal["high"]  # noqa: Y015
+    _WhichOneofArgType__high: _TypeAlias = _typing.Literal["_high", b"_high"]  # noqa: Y015
+    _WhichOneofReturnType__low: _TypeAlias = _typing.Literal["low"]  # noqa: Y015
+    _WhichOneofArgType__low: _TypeAlias = _typing.Literal["_low", b"_low"]  # noqa: Y015
+    _WhichOneofReturnType__multiplier: _TypeAlias = _typing.Literal["multiplier"]  # noqa: Y015
+    _WhichOneofArgType__multiplier: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier"]  # noqa: Y015
+    _WhichOneofReturnType__second_flops_per_accelerator_second: _TypeAlias = _typing.Literal["second_flops_per_accelerator_second"]  # noqa: Y015
+    _WhichOneofArgType__second_flops_per_accelerator_second: _TypeAlias = _typing.Literal["_second_flops_per_accelerator_second", b"_second_flops_per_accelerator_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_flops_per_accelerator_second) -> _WhichOneofReturnType__first_flops_per_accelerator_second | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__high) -> _WhichOneofReturnType__high | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__low) -> _WhichOneofReturnType__low | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__multiplier) -> _WhichOneofReturnType__multiplier | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__second_flops_per_accelerator_second) -> _WhichOneofReturnType__second_flops_per_accelerator_second | None: ...
+
+Global___CompareLawsRequest: _TypeAlias = CompareLawsRequest  # noqa: Y015
+
+@_typing.final
+class WinnerRange(_message.Message):
+    """A range of the axis and the recipe reaching the lower loss in it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    WINNER_FIELD_NUMBER: _builtins.int
+    low: _builtins.float
+    high: _builtins.float
+    winner: _builtins.str
+    """"first", "second" or "tie"."""
+    def __init__(
+        self,
+        *,
+        low: _builtins.float = ...,
+        high: _builtins.float = ...,
+        winner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "low", b"low", "winner", b"winner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WinnerRange: _TypeAlias = WinnerRange  # noqa: Y015
+
+@_typing.final
+class MultiplierAt(_message.Message):
+    """The compute multiplier at one budget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_FIELD_NUMBER: _builtins.int
+    FIRST_LOSS_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    budget: _builtins.float
+    """The budget, on the axis."""
+    first_loss: _builtins.float
+    """The first recipe's loss at the budget."""
+    multiplier: _builtins.float
+    """What the second recipe needs to reach that loss, over the budget (> 1: the second needs
+    more); +inf when the second never reaches it.
+    """
+    @_builtins.property
+    def interval(self) -> Global___Interval:
+        """p5/p50/p95 of the multiplier over the two laws' ensembles (row i of each paired); absent
+        when either law has no ensemble.
+        """
+
+    def __init__(
+        self,
+        *,
+        budget: _builtins.float = ...,
+        first_loss: _builtins.float = ...,
+        multiplier: _builtins.float = ...,
+        interval: Global___Interval | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "first_loss", b"first_loss", "interval", b"interval", "multiplier", b"multiplier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultiplierAt: _TypeAlias = MultiplierAt  # noqa: Y015
+
+@_typing.final
+class CompareLawsResponse(_message.Message):
+    """Output of CompareLaws."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CROSSOVERS_FIELD_NUMBER: _builtins.int
+    RANGES_FIELD_NUMBER: _builtins.int
+    MULTIPLIERS_FIELD_NUMBER: _builtins.int
+    FIRST_LAW_FIELD_NUMBER: _builtins.int
+    SECOND_LAW_FIELD_NUMBER: _builtins.int
+    AXIS_VALUES_FIELD_NUMBER: _builtins.int
+    FIRST_LOSS_FIELD_NUMBER: _builtins.int
+    SECOND_LOSS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def crossovers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Where the two curves cross, in increasing order (empty: no crossing in the range)."""
+
+    @_builtins.property
+    def ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___WinnerRange]:
+        """The range cut at the crossovers, each piece with its winner."""
+
+    @_builtins.property
+    def multipliers(self) -> _containers.RepeatedCompositeFieldContainer[Global___MultiplierAt]:
+        """One per requested budget, in order."""
+
+    @_builtins.property
+    def first_law(self) -> Global___LawSummary:
+        """The two law versions that answered (with their families)."""
+
+    @_builtins.property
+    def second_law(self) -> Global___LawSummary: ...
+    @_builtins.property
+    def axis_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The curves for plotting: the axis values and each recipe's loss there."""
+
+    @_builtins.property
+    def first_loss(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def second_loss(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        crossovers: _abc.Iterable[_builtins.float] | None = ...,
+        ranges: _abc.Iterable[Global___WinnerRange] | None = ...,
+        multipliers: _abc.Iterable[Global___MultiplierAt] | None = ...,
+        first_law: Global___LawSummary | None = ...,
+        second_law: Global___LawSummary | None = ...,
+        axis_values: _abc.Iterable[_builtins.float] | None = ...,
+        first_loss: _abc.Iterable[_builtins.float] | None = ...,
+        second_loss: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_law", b"first_law", "second_law", b"second_law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["axis_values", b"axis_values", "crossovers", b"crossovers", "first_law", b"first_law", "first_loss", b"first_loss", "multipliers", b"multipliers", "ranges", b"ranges", "second_law", b"second_law", "second_loss", b"second_loss"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompareLawsResponse: _TypeAlias = CompareLawsResponse  # noqa: Y015

@@ -195,6 +195,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.FromString,
                 _registered_method=True)
+        self.CompareLaws = channel.unary_unary(
+                '/planner.v1.PlannerService/CompareLaws',
+                request_serializer=planner_dot_v1_dot_planner__pb2.CompareLawsRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.CompareLawsResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -458,6 +463,15 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareLaws(self, request, context):
+        """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
+        the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
+        both laws' ensembles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -620,6 +634,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.PlanSchedule,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.SerializeToString,
+            ),
+            'CompareLaws': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareLaws,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.CompareLawsRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.CompareLawsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1487,6 +1506,33 @@ class PlannerService:
             '/planner.v1.PlannerService/PlanSchedule',
             planner_dot_v1_dot_planner__pb2.PlanScheduleRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.PlanScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareLaws(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/CompareLaws',
+            planner_dot_v1_dot_planner__pb2.CompareLawsRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.CompareLawsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -158,6 +158,11 @@ class PlannerServiceStub:
     """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
     non-increasing schedule, each against cosine over the same steps.
     """
+    CompareLaws: _grpc.UnaryUnaryMultiCallable[_planner_pb2.CompareLawsRequest, _planner_pb2.CompareLawsResponse]
+    """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
+    the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
+    both laws' ensembles.
+    """
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -278,6 +283,11 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     PlanSchedule: _aio.UnaryUnaryMultiCallable[_planner_pb2.PlanScheduleRequest, _planner_pb2.PlanScheduleResponse]  # type: ignore[assignment]
     """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
     non-increasing schedule, each against cosine over the same steps.
+    """
+    CompareLaws: _aio.UnaryUnaryMultiCallable[_planner_pb2.CompareLawsRequest, _planner_pb2.CompareLawsResponse]  # type: ignore[assignment]
+    """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
+    the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
+    both laws' ensembles.
     """
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -588,6 +598,17 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_planner_pb2.PlanScheduleResponse, _abc.Awaitable[_planner_pb2.PlanScheduleResponse]]:
         """A schedule chosen by a loss-curve law: the best WSD decay fraction, or the loss-optimal
         non-increasing schedule, each against cosine over the same steps.
+        """
+
+    @_abc_1.abstractmethod
+    def CompareLaws(
+        self,
+        request: _planner_pb2.CompareLawsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.CompareLawsResponse, _abc.Awaitable[_planner_pb2.CompareLawsResponse]]:
+        """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
+        the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
+        both laws' ensembles.
         """
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
