@@ -38,7 +38,8 @@ from clients.command_base import (
     notices,
 )
 from clients.csv_runs import CsvError
-from clients.results import ComputeOptimalPlan, Family
+from clients.planning_commands import hardware, hardware_arguments, with_training
+from clients.results import ComputeOptimalPlan, Family, Hardware
 
 
 def _laws_json(family: Family) -> list[dict[str, Any]]:
@@ -190,13 +191,21 @@ def _plan_output(plan: ComputeOptimalPlan) -> Output:
         ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
     ]
     text = fmt.key_values(rows)
-    return data, text
+    return with_training((data, text), plan.training)
 
 
 def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
     accelerator = (args.accelerator_hours, args.peak_flops, args.mfu)
     if args.accelerator_hours is not None and None in accelerator:
         raise UsageError("--accelerator-hours needs --peak-flops and --mfu")
+    accelerator_flags = (args.accelerators, args.accelerator_hours)
+    if accelerator_flags == (None, None) and (args.peak_flops, args.mfu) != (None, None):
+        raise UsageError(
+            "--peak-flops and --mfu describe one accelerator: add --accelerators N for a "
+            "hardware profile, or give the budget as --accelerator-hours"
+        )
+    # The same --peak-flops and --mfu size an accelerator-hour budget and make the profile.
+    profile = hardware(args, budget_uses_accelerator=args.accelerator_hours is not None)
     plan = client.plan_compute_optimal(
         args.family,
         compute=args.compute,
@@ -210,11 +219,28 @@ def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
         max_epochs=args.max_epochs,
         form=args.form,
         version=args.version,
+        hardware=profile,
+        hyperparameter_law=args.hyperparameter_law,
     )
     return _plan_output(plan)
 
 
+def serving(args: argparse.Namespace) -> Hardware | None:
+    """The serving cluster of `inference`, or None. It only prices inference FLOPs, so its
+    accelerator count does not matter (1 is sent)."""
+    flags = (args.inference_peak_flops, args.inference_price_per_hour)
+    if flags == (None, None):
+        return None
+    if None in flags or args.inference_mfu is None:
+        raise UsageError(
+            "the serving cluster needs --inference-peak-flops, --inference-mfu and "
+            "--inference-price-per-hour"
+        )
+    return Hardware(1, args.inference_peak_flops, args.inference_mfu, args.inference_price_per_hour)
+
+
 def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
+    serve = serving(args)
     result = client.plan_inference(
         args.family,
         args.inference_tokens,
@@ -225,9 +251,13 @@ def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
         training_weight=args.training_weight,
         inference_weight=args.inference_weight,
         training_mfu=args.training_mfu,
-        inference_mfu=args.inference_mfu,
+        # With a serving cluster its MFU is the profile's (cost is then money).
+        inference_mfu=None if serve else args.inference_mfu,
         form=args.form,
         version=args.version,
+        hardware=hardware(args),
+        inference_hardware=serve,
+        hyperparameter_law=args.hyperparameter_law,
     )
     chinchilla = asdict(result.chinchilla)
     data = {
@@ -265,12 +295,18 @@ def inference(client: PlannerClient, args: argparse.Namespace) -> Output:
             f"{result.overtraining_ratio:.3g}x the Chinchilla tokens per parameter",
             f"binding: {', '.join(result.binding)}; solver: {result.solver}",
         ]
+        + (
+            # Both clusters priced: the cost columns are money.
+            [f"in money: saves {result.saving_cost:.2f} of {result.chinchilla.cost:.2f}"]
+            if serve is not None
+            else []
+        )
         + [
             f"{name} over the ensemble:{band_text(result.intervals, name)}"
             for name in result.intervals
         ]
     )
-    return data, text
+    return with_training((data, text), result.training)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -370,14 +406,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer_goal = infer.add_mutually_exclusive_group(required=True)
     infer_goal.add_argument("--target-loss", type=float, help="loss to reach (nats/token)")
-    infer_goal.add_argument("--compute", type=float, help="lifetime budget (FLOPs at weight 1)")
+    infer_goal.add_argument(
+        "--compute",
+        type=float,
+        help="lifetime budget (FLOPs at weight 1; money when both clusters are priced)",
+    )
     infer.add_argument("--max-params", type=float, help="cap on parameters")
     infer.add_argument("--max-tokens", type=float, help="cap on training tokens")
     infer.add_argument("--training-weight", type=float, help="price per training FLOP")
     infer.add_argument("--inference-weight", type=float, help="price per inference FLOP")
-    infer.add_argument("--training-mfu", type=float, help="training MFU, (0, 1]")
-    infer.add_argument("--inference-mfu", type=float, help="inference MFU, (0, 1]")
+    infer.add_argument(
+        "--training-mfu",
+        type=float,
+        help="training MFU weighting cost, (0, 1] (not with a priced serving cluster: --mfu then)",
+    )
     law_selector(infer)
+    hardware_arguments(infer)
+    serve = infer.add_argument_group(
+        "serving cluster",
+        "With the training cluster priced (--accelerators, --peak-flops, --mfu, "
+        "--price-per-hour) and these three, lifetime cost is money: each phase's FLOPs / "
+        "(peak x MFU) accelerator-seconds at its price per hour; the weights and "
+        "--training-mfu must then not be given. The serving accelerators' count does not "
+        "change the cost, so none is asked for.",
+    )
+    serve.add_argument(
+        "--inference-peak-flops", type=float, metavar="F", help="peak FLOP/s of one accelerator"
+    )
+    serve.add_argument(
+        "--inference-mfu",
+        type=float,
+        metavar="X",
+        help="MFU reached in inference, (0, 1]: the serving cluster's, or without one a cost "
+        "weight",
+    )
+    serve.add_argument(
+        "--inference-price-per-hour", type=float, metavar="P", help="price of one accelerator-hour"
+    )
     infer.set_defaults(func=inference)
 
     picture = commands.add_parser("plot", help="draw the law: fit, isoflop or frontier (PNG)")
@@ -404,10 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("family")
     goal = opt.add_mutually_exclusive_group(required=True)
     goal.add_argument("--compute", type=float, help="training budget in FLOPs")
-    goal.add_argument("--accelerator-hours", type=float, help="budget in accelerator-hours")
+    goal.add_argument(
+        "--accelerator-hours",
+        type=float,
+        help="budget in accelerator-hours (needs --peak-flops and --mfu)",
+    )
     goal.add_argument("--target-loss", type=float, help="least compute to reach this loss")
-    opt.add_argument("--peak-flops", type=float, help="peak FLOP/s per accelerator")
-    opt.add_argument("--mfu", type=float, help="model FLOPs utilisation in (0, 1]")
     opt.add_argument("--max-params", type=float, help="cap on N")
     opt.add_argument("--max-tokens", type=float, help="cap on D")
     opt.add_argument("--unique-tokens", type=float, help="unique tokens available")
@@ -417,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="passes over the unique tokens (default 1; unlimited on a data_constrained law)",
     )
     law_selector(opt)
+    hardware_arguments(opt, accelerator_budget=True)
     opt.set_defaults(func=optimal)
     planning_commands.register(commands)
     curve_commands.register(commands)

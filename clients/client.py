@@ -878,8 +878,14 @@ class PlannerClient:
         inference_mfu: float | None = None,
         form: str = "",
         version: int = 0,
+        hardware: results.Hardware | None = None,
+        inference_hardware: results.Hardware | None = None,
+        hyperparameter_law: str | results.LawSelector | None = None,
     ) -> results.InferencePlan:
-        """Least lifetime cost for `target_loss`, or lowest loss within `lifetime_budget`."""
+        """Least lifetime cost for `target_loss`, or lowest loss within `lifetime_budget`.
+        With `hardware` the answer has `training`; with `inference_hardware` too (both priced)
+        lifetime cost is money and the weights and MFUs must be None (serving's accelerator
+        count does not matter)."""
         request = pb.PlanInferenceRequest(
             law=pb.LawSelector(family=family, form=form, version=version),
             inference_tokens=inference_tokens,
@@ -898,6 +904,9 @@ class PlannerClient:
         ):
             if value is not None:
                 setattr(request, name, value)
+        _set_hardware(request, hardware, hyperparameter_law)
+        if inference_hardware is not None:
+            request.inference_hardware.CopyFrom(_hardware(inference_hardware))
         reply = self._call("PlanInference", request)
         return results.InferencePlan(
             plan=_lifetime(reply.plan),
@@ -909,6 +918,7 @@ class PlannerClient:
             solver=reply.solver,
             law=_law_info(reply.law),
             intervals=_bands(reply.intervals),
+            training=_training(reply),
         )
 
     def plan_overtraining(
@@ -919,9 +929,12 @@ class PlannerClient:
         target_error: float | None = None,
         multiplier: float | None = None,
         version: int = 0,
+        hardware: results.Hardware | None = None,
+        hyperparameter_law: str | results.LawSelector | None = None,
     ) -> results.OvertrainingPlan:
         """Give exactly one of compute, target_loss or target_error; multiplier (tokens per
-        parameter) defaults to the law's best at fixed compute."""
+        parameter) defaults to the law's best at fixed compute. With `hardware` the answer has
+        `training` (learning rate and batch from `hyperparameter_law`, default step-law-2025)."""
         request = pb.PlanOvertrainingRequest(
             law=pb.LawSelector(family=family, form="overtraining", version=version)
         )
@@ -933,6 +946,7 @@ class PlannerClient:
             request.target_error = target_error
         if multiplier is not None:
             request.multiplier = multiplier
+        _set_hardware(request, hardware, hyperparameter_law)
         reply = self._call("PlanOvertraining", request)
         return results.OvertrainingPlan(
             multiplier=reply.multiplier,
@@ -947,6 +961,7 @@ class PlannerClient:
             loss_penalty=reply.loss_penalty,
             compute_ratio=reply.compute_ratio,
             law=_law_info(reply.law),
+            training=_training(reply),
         )
 
     def plan_data_mix(
@@ -1005,8 +1020,11 @@ class PlannerClient:
         dense_flops: bool = False,
         form: str = "",
         version: int = 0,
+        hardware: results.Hardware | None = None,
+        hyperparameter_law: str | results.LawSelector | None = None,
     ) -> results.SparsityPlan:
-        """Sparse pre-training plan for a budget and a final sparsity or deployed size."""
+        """Sparse pre-training plan for a budget and a final sparsity or deployed size; with
+        `hardware`, `training` of its dense start (time counting the plan's FLOPs)."""
         request = pb.PlanSparsityRequest(
             law=pb.LawSelector(family=family, form=form, version=version),
             dense_flops=dense_flops,
@@ -1023,6 +1041,7 @@ class PlannerClient:
         ):
             if value is not None:
                 setattr(request, name, value)
+        _set_hardware(request, hardware, hyperparameter_law)
         reply = self._call("PlanSparsity", request)
         dense = reply.dense_same_size
         return results.SparsityPlan(
@@ -1040,6 +1059,7 @@ class PlannerClient:
             solver=reply.solver,
             law=_law_info(reply.law),
             intervals=_bands(reply.intervals),
+            training=_training(reply),
         )
 
     def allocate_budget(self, jobs: list[results.BudgetJob], compute: float) -> results.Allocation:
@@ -1091,9 +1111,13 @@ class PlannerClient:
         max_epochs: float | None = None,
         form: str = "",
         version: int = 0,
+        hardware: results.Hardware | None = None,
+        hyperparameter_law: str | results.LawSelector | None = None,
     ) -> results.ComputeOptimalPlan:
         """Give exactly one goal: compute (FLOPs), accelerator_hours (+ peak and MFU) or
-        target_loss."""
+        target_loss. With `hardware` the answer has `training`: learning rate and batch from
+        `hyperparameter_law` (a family name or selector; default step-law-2025), steps, time
+        and cost."""
         request = pb.PlanComputeOptimalRequest(
             law=pb.LawSelector(family=family, form=form, version=version)
         )
@@ -1113,6 +1137,7 @@ class PlannerClient:
         ):
             if value is not None:
                 setattr(request, name, value)
+        _set_hardware(request, hardware, hyperparameter_law)
         reply = self._call("PlanComputeOptimal", request)
         return results.ComputeOptimalPlan(
             params=reply.params,
@@ -1125,6 +1150,7 @@ class PlannerClient:
             solver=reply.solver,
             law=_law_info(reply.law),
             epochs=reply.epochs if reply.HasField("epochs") else None,
+            training=_training(reply),
         )
 
     def plan_compute_optimal_batch(
@@ -1271,4 +1297,80 @@ def _lifetime(plan: pb.LifetimePlan) -> results.LifetimePlan:
         total_flops=plan.total_flops,
         tokens_per_param=plan.tokens_per_param,
         cost=plan.cost,
+    )
+
+
+# The only form a hyperparameter law has: a selector without one means it.
+STEP_LAW_FORM = "step_law"
+PlanWithHardware = (
+    pb.PlanComputeOptimalRequest
+    | pb.PlanInferenceRequest
+    | pb.PlanOvertrainingRequest
+    | pb.PlanSparsityRequest
+)
+PlanReply = (
+    pb.PlanComputeOptimalResponse
+    | pb.PlanInferenceResponse
+    | pb.PlanOvertrainingResponse
+    | pb.PlanSparsityResponse
+)
+
+
+def _hardware(hardware: results.Hardware) -> pb.HardwareProfile:
+    message = pb.HardwareProfile(
+        accelerators=hardware.accelerators,
+        peak_flops_per_second=hardware.peak_flops_per_second,
+        mfu=hardware.mfu,
+    )
+    # Optional fields: unset means no price / the Step Law's batch, so 0 is never sent for None.
+    if hardware.price_per_accelerator_hour is not None:
+        message.price_per_accelerator_hour = hardware.price_per_accelerator_hour
+    if hardware.batch_tokens is not None:
+        message.batch_tokens = hardware.batch_tokens
+    return message
+
+
+def _set_hardware(
+    request: PlanWithHardware,
+    hardware: results.Hardware | None,
+    hyperparameter_law: str | results.LawSelector | None,
+) -> None:
+    if hardware is not None:
+        request.hardware.CopyFrom(_hardware(hardware))
+    if hyperparameter_law is not None:
+        # Sent even without hardware, so that the server says it needs one.
+        law = (
+            results.LawSelector(hyperparameter_law)
+            if isinstance(hyperparameter_law, str)
+            else hyperparameter_law
+        )
+        request.hyperparameter_law.CopyFrom(
+            pb.LawSelector(family=law.family, form=law.form or STEP_LAW_FORM, version=law.version)
+        )
+
+
+def _training(reply: PlanReply) -> results.TrainingSetup | None:
+    if not reply.HasField("training"):
+        return None
+    setup = reply.training
+    check = setup.critical_batch
+    return results.TrainingSetup(
+        learning_rate=setup.learning_rate,
+        batch_tokens=setup.batch_tokens,
+        steps=setup.steps,
+        wall_clock_hours=setup.wall_clock_hours,
+        accelerator_hours=setup.accelerator_hours,
+        cost=setup.cost if setup.HasField("cost") else None,
+        hyperparameter_law=_law_info(setup.hyperparameter_law),
+        critical_batch=(
+            results.CriticalBatchCheck(
+                loss=check.loss,
+                critical_batch_tokens=check.critical_batch_tokens,
+                step_penalty=check.step_penalty,
+                token_penalty=check.token_penalty,
+                exceeds_critical=check.exceeds_critical,
+            )
+            if setup.HasField("critical_batch")
+            else None
+        ),
     )

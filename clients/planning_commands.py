@@ -1,11 +1,13 @@
 """`planner` commands for the planning queries beyond `optimal` and `inference`:
-overtrain, datamix, sparsity and allocate (DESIGN.md §5)."""
+overtrain, datamix, sparsity and allocate (DESIGN.md §5); and the hardware flags and training
+block every plan command shares."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,126 @@ import numpy as np
 from clients import formatting as fmt
 from clients.client import PlannerClient
 from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
-from clients.results import BudgetJob, DataPool
+from clients.results import BudgetJob, DataPool, Hardware, LawSelector, TrainingSetup
+
+# -- plans on hardware -------------------------------------------------------------------------
+
+# The family answering when --hyperparameter-law is not given (the server's default).
+DEFAULT_STEP_LAW = "step-law-2025"
+HARDWARE_HELP = (
+    "--accelerators, --peak-flops and --mfu describe the training cluster: with them the plan "
+    "gains a training block (Step Law learning rate and batch, steps, wall-clock and "
+    "accelerator hours, cost with --price-per-hour, and Kaplan's critical-batch check, which "
+    "is indicative only)."
+)
+# `optimal` also sizes an accelerator-hour budget with the same two flags.
+ACCELERATOR_BUDGET_HELP = (
+    " --peak-flops and --mfu are one accelerator's: they also turn --accelerator-hours into "
+    "FLOPs (hours x 3600 x peak x MFU), so one set of flags both sizes the budget and, with "
+    "--accelerators, sets the profile."
+)
+
+
+def step_law_selector(text: str) -> LawSelector:
+    """--hyperparameter-law FAMILY[:VERSION] (version 0 or none: the current one)."""
+    family, colon, version = text.partition(":")
+    if not family or (colon and not version.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FAMILY or FAMILY:VERSION")
+    return LawSelector(family, version=int(version) if colon else 0)
+
+
+def hardware_arguments(parser: argparse.ArgumentParser, accelerator_budget: bool = False) -> None:
+    """The shared hardware flags, in a group of their own in --help."""
+    group = parser.add_argument_group(
+        "hardware", HARDWARE_HELP + (ACCELERATOR_BUDGET_HELP if accelerator_budget else "")
+    )
+    group.add_argument("--accelerators", type=int, metavar="N", help="accelerators used together")
+    group.add_argument(
+        "--peak-flops", type=float, metavar="F", help="peak FLOP/s of one accelerator, e.g. 9.89e14"
+    )
+    group.add_argument("--mfu", type=float, metavar="X", help="model FLOPs utilisation in (0, 1]")
+    group.add_argument(
+        "--price-per-hour", type=float, metavar="P", help="price of one accelerator-hour"
+    )
+    group.add_argument(
+        "--batch-tokens", type=float, metavar="B", help="batch in tokens (default: the Step Law's)"
+    )
+    group.add_argument(
+        "--hyperparameter-law",
+        type=step_law_selector,
+        metavar="FAMILY[:VERSION]",
+        help=f"the step_law law giving learning rate and batch (default {DEFAULT_STEP_LAW})",
+    )
+
+
+def hardware(args: argparse.Namespace, budget_uses_accelerator: bool = False) -> Hardware | None:
+    """The profile the flags give, or None. Flags that only make sense with a profile are a
+    usage error without --accelerators; the values themselves are the server's to check."""
+    if args.accelerators is None:
+        flags = [
+            ("--price-per-hour", args.price_per_hour),
+            ("--batch-tokens", args.batch_tokens),
+            ("--hyperparameter-law", args.hyperparameter_law),
+        ]
+        if not budget_uses_accelerator:
+            flags += [("--peak-flops", args.peak_flops), ("--mfu", args.mfu)]
+        alone = [flag for flag, value in flags if value is not None]
+        if alone:
+            raise UsageError(
+                f"{', '.join(alone)}: the hardware profile needs --accelerators N, "
+                "--peak-flops and --mfu"
+            )
+        return None
+    if args.peak_flops is None or args.mfu is None:
+        raise UsageError("--accelerators needs --peak-flops and --mfu")
+    return Hardware(
+        accelerators=args.accelerators,
+        peak_flops_per_second=args.peak_flops,
+        mfu=args.mfu,
+        price_per_accelerator_hour=args.price_per_hour,
+        batch_tokens=args.batch_tokens,
+    )
+
+
+def with_training(output: Output, training: TrainingSetup | None) -> Output:
+    """A plan's output with its training block (JSON key "training"); unchanged without one."""
+    if training is None:
+        return output
+    data, text = output
+    data["training"] = asdict(training)
+    return data, text + "\n" + training_text(training)
+
+
+def training_text(training: TrainingSetup) -> str:
+    law = training.hyperparameter_law
+    rows = [
+        ("learning rate", f"{training.learning_rate:.4g}"),
+        ("batch", f"{fmt.number(training.batch_tokens)} tokens"),
+        ("steps", f"{training.steps:,}"),
+        ("wall-clock", f"{training.wall_clock_hours:.6g} hours"),
+        ("accelerator-hours", f"{training.accelerator_hours:.6g}"),
+    ]
+    if training.cost is not None:
+        rows.append(("cost", f"{training.cost:.2f}"))
+    rows.append(("Step Law", f"{law.form} v{law.version} ({law.method})"))
+    check = training.critical_batch
+    if check is not None:
+        side = "above" if check.exceeds_critical else "at or below"
+        rows += [
+            (
+                "critical batch",
+                f"{fmt.number(check.critical_batch_tokens)} tokens at loss {check.loss:.4g}; "
+                f"the batch is {side} it",
+            ),
+            (
+                "",
+                f"{check.step_penalty:.3g}x the fewest steps, {check.token_penalty:.3g}x the "
+                "fewest tokens",
+            ),
+            ("", "indicative only: Kaplan's constants are WebText2 nats with his tokenizer"),
+        ]
+    block = fmt.key_values(rows)
+    return "training\n" + "\n".join(("  " + line).rstrip() for line in block.splitlines())
 
 
 def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -25,6 +146,8 @@ def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
         target_error=args.target_error,
         multiplier=args.multiplier,
         version=args.version,
+        hardware=hardware(args),
+        hyperparameter_law=args.hyperparameter_law,
     )
     data: dict[str, Any] = {
         "multiplier": plan.multiplier,
@@ -54,7 +177,7 @@ def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
         ),
         ("law", f"{plan.law.form} v{plan.law.version} ({plan.law.method})"),
     ]
-    return data, fmt.key_values(rows)
+    return with_training((data, fmt.key_values(rows)), plan.training)
 
 
 def _json_file(path: str) -> Any:
@@ -210,6 +333,8 @@ def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
         dense_flops=args.dense_flops,
         form=args.form,
         version=args.version,
+        hardware=hardware(args),
+        hyperparameter_law=args.hyperparameter_law,
     )
     dense = plan.dense_same_size
     data: dict[str, Any] = {
@@ -251,7 +376,8 @@ def sparsity(client: PlannerClient, args: argparse.Namespace) -> Output:
     schedule = "  ".join(f"{f:.1f}:{s:.3f}" for f, s in plan.schedule)
     lines = [fmt.key_values(rows), f"schedule (fraction:sparsity)  {schedule}"]
     lines += [f"note: {note}" for note in plan.notes]
-    return data, "\n".join(lines)
+    # Its training is the dense start's; time and cost count the plan's (sparse) FLOPs.
+    return with_training((data, "\n".join(lines)), plan.training)
 
 
 NUMBER_KEYS = {"weight", "min_flops", "max_flops", "max_params", "max_tokens"}
@@ -371,6 +497,7 @@ def register(commands: Any) -> None:
         "--multiplier", type=float, help="tokens per parameter M (default: the law's best)"
     )
     over.add_argument("--version", type=int, default=0, help="law version (default: current)")
+    hardware_arguments(over)
     over.set_defaults(func=overtrain)
 
     mix = commands.add_parser(
@@ -410,6 +537,7 @@ def register(commands: Any) -> None:
         help="sparse FLOPs are not realised: compute counts the dense size",
     )
     law_selector(sparse)
+    hardware_arguments(sparse)
     sparse.set_defaults(func=sparsity)
 
     split = commands.add_parser(

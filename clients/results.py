@@ -186,6 +186,48 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Hardware:
+    """A cluster a plan runs on (HardwareProfile): `accelerators` used together, the peak FLOP/s
+    of one, the MFU reached in (0, 1]; with a price per accelerator-hour the plan is costed, and
+    `batch_tokens` replaces the Step Law's batch. The server checks the values."""
+
+    accelerators: int
+    peak_flops_per_second: float
+    mfu: float
+    price_per_accelerator_hour: float | None = None
+    batch_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class CriticalBatchCheck:
+    """Kaplan et al.'s critical batch at the plan's loss against its batch. Indicative only:
+    Kaplan's constants were measured on WebText2 with their tokenizer."""
+
+    loss: float
+    critical_batch_tokens: float
+    # S / S_min = 1 + B_crit / B and E / E_min = 1 + B / B_crit.
+    step_penalty: float
+    token_penalty: float
+    exceeds_critical: bool
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """How a plan would be trained on the request's hardware (TrainingSetup)."""
+
+    learning_rate: float
+    batch_tokens: float
+    steps: int
+    wall_clock_hours: float
+    accelerator_hours: float
+    # None when the profile has no price.
+    cost: float | None
+    # The Step Law that gave the learning rate (and the batch, unless the profile set one).
+    hyperparameter_law: LawInfo
+    critical_batch: CriticalBatchCheck | None
+
+
+@dataclass(frozen=True)
 class ComputeOptimalPlan:
     params: float
     tokens: float
@@ -198,6 +240,8 @@ class ComputeOptimalPlan:
     law: LawInfo
     # D / unique tokens, when the plan priced repeated data.
     epochs: float | None = None
+    # On the request's hardware; None without a hardware profile.
+    training: TrainingSetup | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +341,8 @@ class InferencePlan:
     solver: str
     law: LawInfo
     intervals: dict[str, Band] = field(default_factory=dict)
+    # Training of `plan` on the request's hardware; None without a hardware profile.
+    training: TrainingSetup | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +357,7 @@ class OvertrainingPlan:
     loss_penalty: float
     compute_ratio: float
     law: LawInfo
+    training: TrainingSetup | None = None
 
 
 @dataclass(frozen=True)
@@ -379,6 +426,8 @@ class SparsityPlan:
     solver: str
     law: LawInfo
     intervals: dict[str, Band]
+    # Training of the dense start on the request's hardware; time counts the plan's FLOPs.
+    training: TrainingSetup | None = None
 
 
 @dataclass(frozen=True)

@@ -503,41 +503,92 @@ def test_critical_batch_constants_follow_the_catalogue(tmp_path: Path) -> None:
 # -- the README's example ----------------------------------------------------------------------
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-GRPCURL = Path(sys.executable).parent / "grpcurl"
+PLANNER = Path(sys.executable).parent / "planner"
 
 
-def readme_grpcurl_commands() -> list[list[str]]:
-    """The grpcurl calls of the README's "Learning rate, batch, time and cost of a plan"."""
+def readme_planner_commands() -> list[list[str]]:
+    """The `planner` lines of the README's "Learning rate, batch, time and cost of a plan"."""
     text = README.read_text()
     start = text.index("### Learning rate, batch, time and cost of a plan")
     block = re.search(r"```sh\n(.*?)```", text[start:], flags=re.DOTALL)
     assert block is not None
-    lines = [line for line in block.group(1).splitlines() if not line.startswith("#")]
-    calls = "\n".join(lines).replace("\\\n", " ").split(".venv/bin/grpcurl")[1:]
-    return [shlex.split(call) for call in calls]
+    lines = block.group(1).splitlines()
+    return [shlex.split(line) for line in lines if line.startswith(".venv/bin/planner ")]
 
 
 def test_readme_example_runs_as_written(server: ServerProcess) -> None:
-    if not GRPCURL.exists():
-        pytest.skip("grpcurl is not installed (make venv-dev)")
+    """The section's CLI lines, run with --json; the figures its comments show are checked
+    against hand arithmetic (and the printed precision) here."""
     answers = []
-    for command in readme_grpcurl_commands():
-        assert "localhost:50051" in command
-        command = [server.target if word == "localhost:50051" else word for word in command]
+    for command in readme_planner_commands():
         called = subprocess.run(
-            [str(GRPCURL), *command], capture_output=True, text=True, timeout=60, check=True
+            [str(PLANNER), "--target", server.target, "--json", *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
+        assert called.returncode == 0, called.stderr
         answers.append(json.loads(called.stdout))
-    optimal_answer, inference_answer = answers
-    # The figures the README shows, checked here against hand arithmetic: 1e23 FLOPs at
-    # 512 x 9.89e14 x 0.4 FLOP/s is 137.14 h; x 512 x $2.50.
+    optimal_answer, hours_answer, inference_answer, overtrain_answer = answers
+
+    # 1e23 FLOPs at 512 x 9.89e14 x 0.4 FLOP/s is 137.14 h; x 512 x $2.50.
+    n, d = optimal_answer["params"], optimal_answer["tokens"]
+    assert (n, d) == (pytest.approx(1.81472e10, rel=5e-6), pytest.approx(9.18417e11, rel=5e-6))
     training = optimal_answer["training"]
-    assert training["steps"] == "234094"
-    assert training["wall_clock_hours"] == pytest.approx(137.14, abs=5e-3)
-    assert training["cost"] == pytest.approx(1e23 / (PEAK * MFU) / 3600 * PRICE, rel=1e-9)
+    assert training["learning_rate"] == pytest.approx(step_law_lr(n, d), rel=1e-9)
+    assert training["learning_rate"] == pytest.approx(0.0004166, rel=1e-4)
+    assert training["batch_tokens"] == pytest.approx(step_law_batch(d), rel=1e-9)
+    assert training["batch_tokens"] == pytest.approx(3.9233e6, rel=1e-4)
+    assert training["steps"] == math.ceil(d / step_law_batch(d)) == 234094
+    hours = 1e23 / (GPUS * PEAK * MFU) / SECONDS_PER_HOUR
+    assert training["wall_clock_hours"] == pytest.approx(hours, rel=1e-9)
+    assert training["wall_clock_hours"] == pytest.approx(137.142, abs=5e-4)
+    assert training["accelerator_hours"] == pytest.approx(70216.8, abs=0.05)
+    assert training["cost"] == pytest.approx(hours * GPUS * PRICE, rel=1e-9)
     assert training["cost"] == pytest.approx(175542.07, abs=5e-3)
-    plan = inference_answer["plan"]
+    check = training["critical_batch"]
+    critical = kaplan_critical_batch(optimal_answer["loss"])
+    assert check["critical_batch_tokens"] == pytest.approx(critical, rel=1e-9)
+    assert check["critical_batch_tokens"] == pytest.approx(7.95562e6, rel=5e-6)
+    assert check["step_penalty"] == pytest.approx(1 + critical / training["batch_tokens"])
+    assert (round(check["step_penalty"], 2), round(check["token_penalty"], 2)) == (3.03, 1.49)
+
+    # The same --peak-flops and --mfu size the accelerator-hour budget and the cluster.
+    assert hours_answer["flops"] == pytest.approx(2e5 * SECONDS_PER_HOUR * PEAK * MFU, rel=1e-12)
+    assert hours_answer["flops"] == pytest.approx(2.84832e23, rel=5e-6)
+    assert hours_answer["training"]["wall_clock_hours"] == pytest.approx(2e5 / GPUS, rel=1e-12)
+    assert hours_answer["training"]["accelerator_hours"] == pytest.approx(2e5, rel=1e-12)
+    assert hours_answer["training"]["cost"] == pytest.approx(2e5 * PRICE, rel=1e-12)
+
+    # The CLI's JSON holds the inference-aware plan's fields at the top level.
+    plan, chinchilla = inference_answer, inference_answer["chinchilla"]
     assert plan["cost"] == pytest.approx(money(plan["training_flops"], plan["inference_flops"]))
     assert plan["cost"] == pytest.approx(202603.06, abs=5e-3)
+    assert chinchilla["cost"] == pytest.approx(302090.41, abs=5e-3)
+    assert (plan["params"], chinchilla["params"]) == (
+        pytest.approx(5.49687e9, rel=5e-6),
+        pytest.approx(1.30307e10, rel=5e-6),
+    )
+    assert inference_answer["saving_cost"] == pytest.approx(chinchilla["cost"] - plan["cost"])
     assert inference_answer["saving_cost"] == pytest.approx(99487.35, abs=5e-3)
+    assert inference_answer["training"]["cost"] == pytest.approx(
+        plan["training_flops"] / (GPUS * PEAK * MFU) / SECONDS_PER_HOUR * GPUS * PRICE
+    )
     assert inference_answer["training"]["cost"] == pytest.approx(108639.50, abs=5e-3)
+
+    # The given batch: 4e6 tokens; 256 accelerators, unpriced.
+    over = overtrain_answer["training"]
+    assert over["batch_tokens"] == 4e6 and over["cost"] is None
+    assert over["steps"] == math.ceil(overtrain_answer["tokens"] / 4e6) == 132096
+    over_hours = 6 * overtrain_answer["params"] * overtrain_answer["tokens"] / (256 * PEAK * MFU)
+    assert over["wall_clock_hours"] == pytest.approx(over_hours / SECONDS_PER_HOUR, rel=1e-9)
+    assert over["wall_clock_hours"] == pytest.approx(57.4323, abs=5e-5)
+    assert over["hyperparameter_law"] == {"form": "step_law", "version": 1, "method": "published"}
+    check = over["critical_batch"]
+    critical = kaplan_critical_batch(overtrain_answer["loss"])
+    assert check["critical_batch_tokens"] == pytest.approx(critical, rel=1e-9)
+    assert check["critical_batch_tokens"] == pytest.approx(3.47675e6, rel=5e-6)
+    assert check["exceeds_critical"] is True
+    assert check["token_penalty"] == pytest.approx(1 + 4e6 / critical)
+    assert (round(check["step_penalty"], 2), round(check["token_penalty"], 2)) == (1.87, 2.15)
