@@ -286,7 +286,10 @@ class Run(_message.Message):
     flops: _builtins.float
     """Training FLOPs (> 0), when measured rather than k N D."""
     step: _builtins.int
-    """Optimizer step of an intermediate checkpoint (>= 0)."""
+    """Optimizer step of an intermediate checkpoint (>= 0). Loss-curve fits count steps from 0, as
+    the published curves do: the loss at step s follows the update of step s, so it is what
+    PredictCurve calls the loss after s + 1 steps.
+    """
     weight: _builtins.float
     """Relative weight of this row in fits (> 0, at most 1e6); 1 when not set."""
     lr: _builtins.float
