@@ -20,7 +20,7 @@ from planner.curves.runs import Checkpoint, run_curves
 from planner.curves.schedules import Array
 from planner.errors import Infeasible, InvalidInput
 from planner.fitting.chinchilla import Ensemble
-from planner.fitting.curve_jobs import CURVE_FIT_FORMS, CURVE_METHOD, CurveFit, CurveFitJob
+from planner.fitting.curve_jobs import CURVE_FIT_FORMS, CURVE_METHODS, CurveFit, CurveFitJob
 from planner.fitting.result import Diagnostics
 from planner.fitting.step_law_job import STEP_LAW_METHOD, StepLawFit, StepLawJob
 from planner.forms import STEP_LAW_FORM, STEP_LAW_NAMES, law_mapping
@@ -64,7 +64,7 @@ class PreparedLawFit:
 
 def check_request(request: pb.FitLawRequest, form: str) -> int:
     """Refuse what does not apply to these forms; the bootstrap resamples to run."""
-    method = CURVE_METHOD if form in CURVE_FIT_FORMS else STEP_LAW_METHOD
+    method = CURVE_METHODS[form] if form in CURVE_FIT_FORMS else STEP_LAW_METHOD
     if request.method not in METHOD_ALIASES | {method}:
         raise InvalidInput("method", f"a {form} law is fitted by {method!r} (or 'auto')")
     if request.options.ListFields():
@@ -229,7 +229,8 @@ def _curve_version(prepared: PreparedLawFit, job: CurveFitJob, fit: CurveFit) ->
         ensemble=[],
     )
     note = f"fitted to {fit.diagnostics.runs} checkpoints of {len(prepared.run_ids)} runs"
-    return _Fitted(job.form, law_mapping(fit.law), CURVE_METHOD, note, record, fit.warnings)
+    method = CURVE_METHODS[job.form]
+    return _Fitted(job.form, law_mapping(fit.law), method, note, record, fit.warnings)
 
 
 def _step_law_version(prepared: PreparedLawFit, job: StepLawJob, fit: StepLawFit) -> _Fitted:

@@ -18,8 +18,10 @@ from planner.errors import Infeasible, InvalidInput
 from planner.fitting.result import Diagnostics
 
 CURVE_FIT_FORMS = ("multi_power", "lr_annealing")
-# What the fit minimises (planner.curves.fit): Huber (delta 1e-3) on log loss, by L-BFGS-B.
-CURVE_METHOD = "huber"
+# How each form is fitted (planner.curves.fit), Huber (delta 1e-3) on log loss in both: the
+# Multi-Power Law by the authors' early-stopped AdamW (it predicts held-out schedules better than
+# a minimiser), the annealing law by L-BFGS-B.
+CURVE_METHODS = {"multi_power": "huber_adamw", "lr_annealing": "huber"}
 # Parameters each form's fit frees (the annealing law's decay stays at DEFAULT_DECAY).
 FREE_PARAMETERS = {"multi_power": 7, "lr_annealing": 4}
 

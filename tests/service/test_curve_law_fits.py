@@ -106,13 +106,13 @@ def refused(stub: pb_grpc.PlannerServiceStub, request: pb.FitLawRequest) -> grpc
 def test_multi_power_fit_from_checkpoints_predicts_the_held_out_schedules(
     client: PlannerClient, stub: pb_grpc.PlannerServiceStub, family_name: str, data_dir: Path
 ) -> None:
-    """The schedules given (as the NamedSchedules that define them): the stored law holds the
-    unit test's bound on the six held-out schedules (WorstE at most the published 0.00409,
-    PredE within 25% of the published 0.00110; measured 0.00360 / 0.00137)."""
+    """The schedules given (as the NamedSchedules that define them): the stored law predicts
+    the six held-out schedules at least as well as the authors' (PredE at most the published
+    0.00110, WorstE at most 0.00409; measured 0.000994 / 0.00373)."""
     rows = add_curves(client, stub, family_name, data_dir)
     schedules = {name: named(name) for name in TRAIN}
     law = fit(stub, pb.FitLawRequest(family=family_name, form="multi_power", schedules=schedules))
-    assert (law.form, law.version, law.source.method) == ("multi_power", 1, "huber")
+    assert (law.form, law.version, law.source.method) == ("multi_power", 1, "huber_adamw")
     assert law.current and list(law.diagnostics.warnings) == []
     assert law.diagnostics.runs == rows == 437 and law.diagnostics.training_runs == 3
     assert sorted(law.run_ids) == sorted(TRAIN)
@@ -122,7 +122,7 @@ def test_multi_power_fit_from_checkpoints_predicts_the_held_out_schedules(
     errors = prediction_errors(stored, load_published(data_dir, SIZE, TEST))
     pred_e, worst_e = PUBLISHED_ERRORS[SIZE]
     assert errors.worst_e <= worst_e
-    assert errors.pred_e <= 1.25 * pred_e
+    assert errors.pred_e <= pred_e
     # The stored diagnostics are the law's own residuals on the training checkpoints.
     train = load_published(data_dir, SIZE, TRAIN)
     residuals = np.concatenate([np.log(stored.predict(c.lrs, c.steps) / c.loss) for c in train])
@@ -135,11 +135,11 @@ def test_interpolated_schedules_agree_with_the_given_ones(
 ) -> None:
     """No schedules given: each run's is interpolated between its checkpoints' lr, from lr 0
     at step 0. Against the fit on the exact schedules (measured): the training residuals agree
-    to 0.2% (RMSE of log loss 0.0011476 vs 0.0011496) and the two laws' predictions on the six
-    held-out schedules differ by 0.055% on average (1.05% at most: wsdcon_9's drop at step
-    8,000 falls between checkpoints 7,936 and 8,064, and interpolation spreads it over them,
-    which moves the weakly identified gamma onto its bound: a warning, so not made current).
-    The LR-annealing law, without gamma, barely notices: PredE 0.001515 vs 0.001520."""
+    to 5% (RMSE of log loss 0.0015493 vs 0.0014811: wsdcon_9's drop at step 8,000 falls between
+    checkpoints 7,936 and 8,064, and interpolation spreads it over them) and the two laws'
+    predictions on the six held-out schedules differ by 0.019% on average, 0.070% at most; the
+    interpolated fit's PredE is 0.000953. The LR-annealing law barely notices: PredE 0.001515 vs
+    0.001520."""
     add_curves(client, stub, family_name, data_dir)
     interpolated = fit(stub, pb.FitLawRequest(family=family_name, form="multi_power"))
     given = fit(
@@ -152,20 +152,19 @@ def test_interpolated_schedules_agree_with_the_given_ones(
     )
     assert interpolated.options["schedules"] == "0 given, 3 interpolated between checkpoints"
     assert interpolated.diagnostics.rmse_log_loss == pytest.approx(
-        given.diagnostics.rmse_log_loss, rel=0.01
+        given.diagnostics.rmse_log_loss, rel=0.06
     )
     test = load_published(data_dir, SIZE, TEST)
     a = MultiPowerLaw.from_mapping(dict(interpolated.parameters))
     b = MultiPowerLaw.from_mapping(dict(given.parameters))
     ratio = np.concatenate([a.predict(c.lrs, c.steps) / b.predict(c.lrs, c.steps) for c in test])
-    assert np.mean(np.abs(ratio - 1)) < 1e-3
-    assert np.max(np.abs(ratio - 1)) < 0.02
+    assert np.mean(np.abs(ratio - 1)) < 5e-4
+    assert np.max(np.abs(ratio - 1)) < 2e-3
     pred_e, _ = PUBLISHED_ERRORS[SIZE]
-    assert prediction_errors(a, test).pred_e < 2 * pred_e
-    assert list(interpolated.diagnostics.warnings) == [
-        "gamma ended on a bound of its search: these curves do not pin it down"
-    ]
-    assert not interpolated.current and given.current
+    assert prediction_errors(a, test).pred_e <= pred_e
+    assert list(interpolated.diagnostics.warnings) == []
+    assert interpolated.current  # until the second fit, current in its turn
+    assert given.current
     # lr_annealing: the interpolated fit predicts the held-out curves as well as the law does
     # from the exact schedules (within 2% of its PredE).
     annealing = [

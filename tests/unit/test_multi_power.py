@@ -19,7 +19,13 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import approx_fprime
 
 from planner.curves import Curve, MultiPowerLaw, fit_multi_power, prediction_errors, schedules
-from planner.curves.fit import _mpl_coordinates, _MultiPowerProblem
+from planner.curves.fit import (
+    _adamw,
+    _mpl_coordinates,
+    _MultiPowerProblem,
+    _natural_objective,
+    _simple_stage,
+)
 from planner.curves.multi_power import prepare
 from planner.errors import InvalidInput
 from tests.unit.test_schedules import published_schedule, read_curve
@@ -152,39 +158,91 @@ def test_constant_lr_has_no_loss_drop_and_is_a_power_law() -> None:
     np.testing.assert_allclose(law.predict(lrs, steps), expected, rtol=1e-13)
 
 
+LOG_LR_MAX = math.log(3e-4)
+
+
+def training_problem(train: list[Curve]) -> _MultiPowerProblem:
+    """The fit's objective on these curves (Huber delta 1e-3, grouping 16)."""
+    return _MultiPowerProblem(
+        [prepare(c.lrs, c.steps, 16) for c in train], [c.loss for c in train], 1e-3, LOG_LR_MAX
+    )
+
+
 @pytest.mark.parametrize("size", ["25M", "100M"])
 def test_fit_on_three_schedules_predicts_the_other_six(shared_data: Path, size: str) -> None:
-    """Our fit (the authors' objective, Huber delta 1e-3 on log loss, solved to convergence by
-    L-BFGS-B) versus the published parameters.
+    """The default fit (the authors' first stage then early-stopped AdamW, keeping the best point
+    visited; planner.curves.fit) predicts the six held-out schedules at least as well as published.
 
-    Measured: 25M PredE 0.00137 / WorstE 0.00360, 100M 0.00165 / 0.00505. WorstE beats the
-    published figures; PredE does not (0.00110 / 0.00142). The published parameters are not a
-    minimiser of the stated objective on these curves: ours reaches about half its value at
-    theirs (25M 1.38e-4 vs 2.91e-4, 100M 2.13e-5 vs 2.81e-4); the authors stop AdamW after 200
-    steps. The PredE gap is mostly cosine_72000 (a 3x longer horizon), so PredE is held to
-    within 25% of the published value rather than below it.
+    Measured: 25M PredE 0.000994 / WorstE 0.00373, 100M 0.001338 / 0.00573, against the published
+    0.00110 / 0.00409 and 0.00142 / 0.00583 (margins 10%, 6%, 9%, 1.8%). The published parameters
+    are the point one AdamW step after ours (next test); the step overshoots, and their objective
+    is 4.5% / 2% above ours. The procedure was chosen as the authors' own, with that one
+    correction; the held-out numbers of every variant tried are in the module docstring of
+    planner.curves.fit and below (test_the_minimiser_fits_better_and_predicts_worse).
     """
     train = load_published(shared_data, size, TRAIN)
-    test = load_published(shared_data, size, TEST)
     fit = fit_multi_power(train)
+    assert fit.at_bounds == ()
     published = MultiPowerLaw(*FULL[size])
-    log_lr_max = math.log(3e-4)
-    problem = _MultiPowerProblem(
-        [prepare(c.lrs, c.steps, 16) for c in train], [c.loss for c in train], 1e-3, log_lr_max
-    )
-    theirs, _ = problem.objective(_mpl_coordinates(published, log_lr_max))
-    assert fit.objective < 0.6 * theirs
-    errors = prediction_errors(fit.law, test)
+    theirs, _ = training_problem(train).objective(_mpl_coordinates(published, LOG_LR_MAX))
+    assert fit.objective < theirs
+    errors = prediction_errors(fit.law, load_published(shared_data, size, TEST))
     pred_e, worst_e = PUBLISHED_ERRORS[size]
+    assert errors.pred_e <= pred_e
     assert errors.worst_e <= worst_e
-    assert errors.pred_e <= 1.25 * pred_e
-    # On the training curves themselves the fit is within 0.1% on average.
-    assert prediction_errors(fit.law, train).pred_e < 1e-3
+    # On the training curves themselves: 0.00101 / 0.00103, the published parameters' 0.00105 /
+    # 0.00108 (the minimiser's: 0.00062 / 0.00023).
+    assert prediction_errors(fit.law, train).pred_e < prediction_errors(published, train).pred_e
 
 
-def test_fit_recovers_a_noise_free_law() -> None:
+@pytest.mark.parametrize("size", ["25M", "100M"])
+def test_the_authors_loop_reproduces_their_parameters(shared_data: Path, size: str) -> None:
+    """The point the authors' loop returns (one AdamW step after the best one it measured, as
+    their `mpl_adam_fit` records it) is their published parameters (src/config.py PARAMS) to
+    ~5e-5 relative (C; the rest ~1e-5): what remains is their exact loss-drop sums, float32
+    losses and finite-difference first stage. So the procedure is theirs, step for step."""
+    train = load_published(shared_data, size, TRAIN)
+    first = _simple_stage(train, 1e-3, float(min(c.loss.min() for c in train)))
+    start = np.array([first[0], math.exp(first[1]), first[2], math.exp(first[3]), 1.0, 0.5, 0.5])
+    run = _adamw(training_problem(train), start, LOG_LR_MAX)
+    np.testing.assert_allclose(run.after_best, FULL[size], rtol=2e-4)
+    assert not np.allclose(run.best, FULL[size], rtol=2e-4)
+    # Their point predicts as published (to the 3 printed figures), ours better.
+    test = load_published(shared_data, size, TEST)
+    authors = prediction_errors(MultiPowerLaw(*run.after_best), test)
+    assert three_figures(authors.pred_e) == PUBLISHED_ERRORS[size][0]
+    assert prediction_errors(MultiPowerLaw(*run.best), test).pred_e < authors.pred_e
+
+
+@pytest.mark.parametrize("size", ["25M", "100M"])
+def test_the_minimiser_fits_better_and_predicts_worse(shared_data: Path, size: str) -> None:
+    """`method="minimise"` (multistart L-BFGS-B to convergence on the same objective) reaches
+    half the objective or less (25M 1.38e-4, 100M 2.13e-5 against 2.79e-4 / 2.75e-4) and misses
+    the published PredE: measured 0.00137 / 0.00165 (WorstE 0.00360 / 0.00505, better than
+    published). It ends at another loss-drop shape (beta 0.11 / 0.24, gamma 0.90 / 1.36 against
+    ~0.58, ~0.64): the three training curves pin (C, beta, gamma) down poorly, and the minimiser
+    trades them for the training fit. Other variants of it, PredE / WorstE on the held-out six
+    (25M; 100M): Huber delta 1e-4 0.00133 / 0.00444, 0.00163 / 0.00498; delta 1e-2 (least
+    squares) 0.00142 / 0.00304, 0.00164 / 0.00506; only checkpoints from step 4,000 0.00170 /
+    0.0133, 0.00165 / 0.00504; from 8,000 0.00178 / 0.0135, 0.00185 / 0.00491. None meets the
+    published PredE."""
+    train = load_published(shared_data, size, TRAIN)
+    test = load_published(shared_data, size, TEST)
+    default = fit_multi_power(train)
+    minimiser = fit_multi_power(train, method="minimise")
+    assert minimiser.objective < 0.6 * default.objective
+    pred_e, worst_e = PUBLISHED_ERRORS[size]
+    errors = prediction_errors(minimiser.law, test)
+    assert errors.pred_e > pred_e > prediction_errors(default.law, test).pred_e
+    assert errors.worst_e <= worst_e
+
+
+@pytest.mark.parametrize(("method", "tolerance"), [("minimise", 1e-4), ("adamw", 2e-3)])
+def test_fit_recovers_a_noise_free_law(method: str, tolerance: float) -> None:
     """Curves generated by known parameters on three schedules: the fit predicts two others
-    (a longer cosine, a WSD) to 1e-4 relative, whatever the (weakly identified) parameters."""
+    (a longer cosine, a WSD) whatever the (weakly identified) parameters: the minimiser to 1e-4
+    relative (measured 2e-7), the AdamW procedure, whose fixed step sizes (5e-2 on L0, A, B, C)
+    make it a coarse search, to 2e-3 (measured 9.6e-4, about the noise of real curves)."""
     truth = MultiPowerLaw(*FULL["25M"])
     steps = np.arange(2200, 20_000, 200)
     train = []
@@ -194,14 +252,35 @@ def test_fit_recovers_a_noise_free_law() -> None:
         schedules.two_stage(20_000, 3e-4, 5e-5, 10_000, warmup_steps=2000),
     ):
         train.append(Curve.of(lrs, steps, truth.predict(lrs, steps, resolution=None)))
-    fit = fit_multi_power(train)
+    fit = fit_multi_power(train, method=method)  # type: ignore[arg-type]
     for lrs in (
         schedules.cosine(40_000, 3e-4, 3e-5, warmup_steps=2000),
         schedules.wsd(20_000, 3e-4, 3e-5, 2000, decay_fraction=0.2, shape="linear"),
     ):
         far = np.arange(2200, lrs.size, 500)
         expected = truth.predict(lrs, far, resolution=None)
-        np.testing.assert_allclose(fit.law.predict(lrs, far), expected, rtol=1e-4)
+        np.testing.assert_allclose(fit.law.predict(lrs, far), expected, rtol=tolerance)
+
+
+def test_natural_gradient_matches_finite_differences(shared_data: Path) -> None:
+    """The AdamW steps' gradient in (L0, A, alpha, B, C, beta, gamma), by the chain rule."""
+    problem = training_problem(load_published(shared_data, "25M", TRAIN))
+    for params in (FULL["25M"], FULL["100M"]):
+        p = np.array(params)
+        _, gradient = _natural_objective(problem, p, LOG_LR_MAX)
+        assert gradient is not None
+        step = 1e-7 * np.maximum(np.abs(p), 1.0)
+        numeric = [
+            (
+                _natural_objective(problem, p + step[i] * np.eye(7)[i], LOG_LR_MAX)[0]
+                - _natural_objective(problem, p - step[i] * np.eye(7)[i], LOG_LR_MAX)[0]
+            )
+            / (2 * step[i])
+            for i in range(7)
+        ]
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-9)
+    # Where the law is undefined the loop stops.
+    assert _natural_objective(problem, np.array([3.0, -0.5, 0.5, 300, 2, 0.5, 0.6]), 0.0)[1] is None
 
 
 def test_analytic_gradient_matches_finite_differences(shared_data: Path) -> None:
@@ -240,6 +319,7 @@ def test_analytic_gradient_matches_finite_differences(shared_data: Path) -> None
         (lambda: Curve.of([1e-3, 1e-3], [0, 2], [3.0, 2.9]), "curve.steps"),
         (lambda: fit_multi_power([]), "curves"),
         (lambda: fit_multi_power([_curve()], delta=0.0), "delta"),
+        (lambda: fit_multi_power([_curve()], method="lbfgs"), "method"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_input_names_the_field(call: object, field: str) -> None:
