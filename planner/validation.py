@@ -8,7 +8,10 @@ from planner.errors import InvalidInput
 
 
 def finite(field: str, value: float) -> float:
-    """The value as a float, rejecting NaN and infinities."""
+    """The value as a float, rejecting NaN, infinities and what is not a number (True and "1"
+    included: a float() that accepts them would hide a caller's mistake)."""
+    if isinstance(value, bool | str | bytes):
+        raise InvalidInput(field, f"must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:

@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 
 from planner.errors import InvalidInput
-from planner.hyperparams._checks import finite, positive
 from planner.hyperparams.step_law import PUBLISHED_STEP_LAW, StepLaw
+from planner.validation import finite, positive
 
 # Kaplan et al. 2020, Table 5: B_crit(L) = B_* / L^(1/alpha_B), alpha_B = 0.21,
 # B_* = 2.1e8 tokens (the text rounds it to "~2e8").

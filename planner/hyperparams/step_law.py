@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.hyperparams._checks import finite, positive
+from planner.validation import finite, positive
 
 
 @dataclass(frozen=True)

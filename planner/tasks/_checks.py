@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner.errors import InvalidInput
 
 Array = NDArray[np.float64]
-
-
-def number(field: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise InvalidInput(field, "must be a number")
-    if not math.isfinite(value):
-        raise InvalidInput(field, "must be finite")
-    return float(value)
-
-
-def positive(field: str, value: float) -> float:
-    value = number(field, value)
-    if not value > 0:
-        raise InvalidInput(field, "must be > 0")
-    return value
 
 
 def whole(field: str, value: int, low: int) -> int:

@@ -14,11 +14,12 @@ import numpy as np
 
 from planner.errors import InvalidInput
 from planner.laws import ChinchillaLaw
-from planner.tasks._checks import positive, whole
+from planner.tasks._checks import whole
 from planner.tasks.link import SigmoidLink, fit_sigmoid_link
 from planner.tasks.loss_law import fit_task_loss_law
 from planner.tasks.runs import RunCheckpoints, check_skip_fraction, final_point, link_points
 from planner.tasks.spread import CheckpointSpread, checkpoint_spread
+from planner.validation import positive
 
 WINDOW = 5
 SKIP_FRACTION = 0.1

@@ -20,7 +20,8 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.special import expit
 
 from planner.errors import Infeasible, InvalidInput, SolverFailed
-from planner.tasks._checks import Array, accuracy_vector, number, positive_vector, same_length
+from planner.tasks._checks import Array, accuracy_vector, positive_vector, same_length
+from planner.validation import finite
 
 MAX_EVALUATIONS = 500_000
 MIN_POINTS = 4  # four parameters
@@ -42,7 +43,7 @@ class SigmoidLink:
 
     def __post_init__(self) -> None:
         for name in ("a", "x0", "k", "b"):
-            number(name, getattr(self, name))
+            finite(name, getattr(self, name))
         if not self.a < 0:
             raise InvalidInput("a", "must be < 0 (accuracy falls as task loss rises)")
         if not self.k > 0:
@@ -68,7 +69,7 @@ class SigmoidLink:
         L = x0 - ln(a / (acc - b) - 1) / k, defined for acc strictly between a + b and b.
         Infeasible outside, and where the answer would be a loss <= 0 bits per byte.
         """
-        target = number("accuracy", accuracy)
+        target = finite("accuracy", accuracy)
         if not 0 <= target <= 1:
             raise InvalidInput("accuracy", "must lie in [0, 1]")
         if target >= self.b:
@@ -99,8 +100,8 @@ def fit_sigmoid_link(
     loss = positive_vector("task_loss", task_loss, MIN_POINTS)
     acc = accuracy_vector("accuracy", accuracy, MIN_POINTS)
     same_length({"task_loss": loss, "accuracy": acc})
-    chance = number("chance", chance)
-    ceiling = number("ceiling", ceiling)
+    chance = finite("chance", chance)
+    ceiling = finite("ceiling", ceiling)
     if not 0 <= chance < 1:
         raise InvalidInput("chance", "must lie in [0, 1)")
     if not chance < ceiling <= 1:

@@ -19,12 +19,11 @@ from planner.errors import InvalidInput
 from planner.tasks._checks import (
     Array,
     accuracy_vector,
-    number,
-    positive,
     positive_vector,
     same_length,
     whole,
 )
+from planner.validation import finite, positive
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def final_point(run: RunCheckpoints, window: int) -> tuple[float, float]:
 
 
 def check_skip_fraction(skip_fraction: float) -> float:
-    skip_fraction = number("skip_fraction", skip_fraction)
+    skip_fraction = finite("skip_fraction", skip_fraction)
     if not 0 <= skip_fraction < 1:
         raise InvalidInput("skip_fraction", "must lie in [0, 1)")
     return skip_fraction
