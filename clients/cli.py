@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import (
+    compare_commands,
     curve_commands,
     law_commands,
     operation_commands,
@@ -57,6 +58,7 @@ def _family_output(family: Family) -> Output:
         [
             ("name", family.name),
             ("description", family.description or "-"),
+            ("metric", family.metric or "-"),
             ("params counted", family.param_convention),
             ("FLOPs/param/token", fmt.number(family.flops_per_param_token)),
             ("runs", str(family.run_count)),
@@ -81,7 +83,11 @@ def families_list(client: PlannerClient, _args: argparse.Namespace) -> Output:
 
 def families_create(client: PlannerClient, args: argparse.Namespace) -> Output:
     family = client.create_family(
-        args.name, args.description, args.param_convention, args.flops_per_param_token
+        args.name,
+        args.description,
+        args.param_convention,
+        args.flops_per_param_token,
+        args.metric,
     )
     return _family_output(family)
 
@@ -371,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     create.add_argument("--param-convention", choices=["total", "non_embedding"], default="total")
     create.add_argument("--flops-per-param-token", type=float, default=6.0)
+    create.add_argument(
+        "--metric",
+        default="",
+        help='what the losses measure, e.g. "C4 validation loss, nats/token" (compare refuses '
+        "two families whose metrics differ)",
+    )
     create.set_defaults(func=families_create)
     show = family_commands.add_parser("show", help="one family with its laws")
     show.add_argument("name")
@@ -488,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.set_defaults(func=optimal)
     planning_commands.register(commands)
     curve_commands.register(commands)
+    compare_commands.register(commands)
     return parser
 
 

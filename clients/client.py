@@ -118,6 +118,7 @@ def _family(message: pb.Family) -> results.Family:
         laws=[_law_info(law) for law in message.laws],
         create_time=_time(message.create_time),
         update_time=_time(message.update_time),
+        metric=message.metric,
     )
 
 
@@ -485,6 +486,44 @@ class PlannerClient:
         except grpc.RpcError as error:
             raise PlannerClientError.from_rpc_error(error) from None
 
+    def compare_laws(
+        self,
+        first: str | results.LawSelector,
+        second: str | results.LawSelector,
+        *,
+        path: str = "",
+        multiplier: float | None = None,
+        axis: str = "",
+        first_flops_per_second: float | None = None,
+        second_flops_per_second: float | None = None,
+        low: float | None = None,
+        high: float | None = None,
+        budgets: Iterable[float] = (),
+        points: int = 0,
+    ) -> results.Comparison:
+        """Two recipes' laws on one axis (CompareLaws): a family name picks its default
+        final-loss law. path "compute_optimal" or "multiplier" (tokens per parameter);
+        axis "flops" or "accelerator_hours" (with each recipe's achieved FLOP/s)."""
+        request = pb.CompareLawsRequest(
+            first=_selector(results.LawSelector(first) if isinstance(first, str) else first),
+            second=_selector(results.LawSelector(second) if isinstance(second, str) else second),
+            path=path,
+            axis=axis,
+            budgets=list(budgets),
+            points=points,
+        )
+        optional = {
+            "multiplier": multiplier,
+            "first_flops_per_accelerator_second": first_flops_per_second,
+            "second_flops_per_accelerator_second": second_flops_per_second,
+            "low": low,
+            "high": high,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                setattr(request, name, value)
+        return _comparison(self._call("CompareLaws", request))
+
     # -- families -----------------------------------------------------------------------------
 
     def create_family(
@@ -493,6 +532,7 @@ class PlannerClient:
         description: str = "",
         param_convention: str = "total",
         flops_per_param_token: float = 6.0,
+        metric: str = "",
     ) -> results.Family:
         if param_convention not in CONVENTIONS:
             raise ValueError(f"param_convention must be one of {sorted(CONVENTIONS)}")
@@ -501,6 +541,7 @@ class PlannerClient:
             description=description,
             param_convention=CONVENTIONS[param_convention],
             flops_per_param_token=flops_per_param_token,
+            metric=metric,
         )
         reply = self._call("CreateFamily", pb.CreateFamilyRequest(family=family))
         return _family(reply.family)
@@ -1373,4 +1414,29 @@ def _training(reply: PlanReply) -> results.TrainingSetup | None:
             if setup.HasField("critical_batch")
             else None
         ),
+    )
+
+
+def _comparison(reply: pb.CompareLawsResponse) -> results.Comparison:
+    return results.Comparison(
+        crossovers=list(reply.crossovers),
+        ranges=[results.WinnerRange(r.low, r.high, r.winner) for r in reply.ranges],
+        multipliers=[
+            results.MultiplierAt(
+                m.budget,
+                m.first_loss,
+                m.multiplier,
+                results.Band(m.interval.low, m.interval.median, m.interval.high)
+                if m.HasField("interval")
+                else None,
+            )
+            for m in reply.multipliers
+        ],
+        first_family=reply.first_law.family,
+        first_law=_law_info(reply.first_law),
+        second_family=reply.second_law.family,
+        second_law=_law_info(reply.second_law),
+        axis_values=list(reply.axis_values),
+        first_loss=list(reply.first_loss),
+        second_loss=list(reply.second_loss),
     )

@@ -33,6 +33,7 @@ FORMS = (
     "bnsl_compute",
     "bnsl_params",
     "bnsl_tokens",
+    "compute_power",
     # Loss-curve laws, from checkpoints carrying step and lr; the Step Law, from finished runs
     # carrying lr and batch_tokens.
     "multi_power",

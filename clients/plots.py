@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clients.client import CurvePrediction, PlannerClient, SchedulePlan
+from clients.results import Comparison
 
 KINDS = ("fit", "isoflop", "frontier")
 
@@ -247,6 +248,54 @@ def schedule_plot(plan: SchedulePlan, out: Path) -> Path:
     )
     _loss_axes(losses, [chosen, plan.cosine_curve])
     losses.set(title=f"gain over cosine {plan.gain_over_cosine:.4f} nats/token ({plan.solver})")
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def comparison_plot(result: Comparison, out: Path, unit: str) -> Path:
+    """Two recipes' loss against the axis, crossovers marked; below, the compute multiplier at
+    the budgets asked, with its p5-p95 band when both laws have ensembles."""
+    plt = _pyplot()
+    figure, (curves, ratio) = plt.subplots(
+        2, 1, figsize=(8, 7.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
+    first, second = result.first_family, result.second_family
+    curves.plot(result.axis_values, result.first_loss, color="tab:blue", label=f"A: {first}")
+    curves.plot(result.axis_values, result.second_loss, color="tab:orange", label=f"B: {second}")
+    for crossing in result.crossovers:
+        curves.axvline(crossing, color="grey", linestyle="--", linewidth=1)
+        curves.annotate(
+            f"crossover {crossing:.3g}", (crossing, 0.95), xycoords=("data", "axes fraction"),
+            rotation=90, ha="right", va="top", fontsize=8,
+        )  # fmt: skip
+    curves.set(xscale="log", ylabel="loss", title=f"{first} vs {second}")
+    curves.grid(True, alpha=0.3)
+    curves.legend(fontsize=8)
+    shown = [m for m in result.multipliers if np.isfinite(m.multiplier)]
+    if shown:
+        budgets = [m.budget for m in shown]
+        ratio.plot(budgets, [m.multiplier for m in shown], "o-", color="tab:green", ms=3,
+                   label="m = B's compute to match A / A's")  # fmt: skip
+        banded = [m for m in shown if m.band is not None and np.isfinite(m.band.p95)]
+        if banded:
+            ratio.fill_between(
+                [m.budget for m in banded],
+                [m.band.p5 for m in banded if m.band is not None],
+                [m.band.p95 for m in banded if m.band is not None],
+                color="tab:green", alpha=0.2, label="p5-p95 over the ensembles",
+            )  # fmt: skip
+        ratio.legend(fontsize=8)
+    else:
+        ratio.text(0.5, 0.5, "no finite multiplier at the budgets asked", ha="center",
+                   transform=ratio.transAxes)  # fmt: skip
+    ratio.axhline(1.0, color="grey", linewidth=1)
+    for crossing in result.crossovers:  # where m passes 1
+        ratio.axvline(crossing, color="grey", linestyle="--", linewidth=1)
+    # Multipliers span decades on either side of 1.
+    ratio.set(xscale="log", yscale="log", xlabel=unit, ylabel="multiplier (B / A)")
+    ratio.grid(True, alpha=0.3)
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)

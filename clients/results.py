@@ -36,6 +36,8 @@ class Family:
     laws: list[LawInfo]
     create_time: str
     update_time: str
+    # What the family's losses measure ("" when not said).
+    metric: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -540,3 +542,44 @@ class PredictionBatch:
 
     def __len__(self) -> int:
         return int(self.loss.size)
+
+
+@dataclass(frozen=True)
+class WinnerRange:
+    """A range of the comparison's axis and the recipe ("first", "second" or "tie") with the
+    lower loss in it."""
+
+    low: float
+    high: float
+    winner: str
+
+
+@dataclass(frozen=True)
+class MultiplierAt:
+    """What the second recipe needs, over `budget`, to reach the first's loss there (inf: it
+    never does); `band` over both laws' ensembles (None without both)."""
+
+    budget: float
+    first_loss: float
+    multiplier: float
+    band: Band | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """CompareLaws' answer: crossovers on the axis, winner per range, multipliers at the
+    budgets, the two laws (with their families) and both curves for plotting."""
+
+    crossovers: list[float]
+    ranges: list[WinnerRange]
+    multipliers: list[MultiplierAt]
+    first_family: str
+    first_law: LawInfo
+    second_family: str
+    second_law: LawInfo
+    axis_values: list[float]
+    first_loss: list[float]
+    second_loss: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -46,6 +46,8 @@ class CatalogFamily:
     param_convention: str = TOTAL
     flops_per_param_token: float = 6.0
     tags: dict[str, str] = field(default_factory=dict)
+    # What the family's losses measure (Family.metric); empty: not said.
+    metric: str = ""
 
 
 HOFFMANN_2022 = (
@@ -67,6 +69,7 @@ KAPLAN_2020 = "Kaplan et al. 2020, Scaling Laws for Neural Language Models, arXi
 # The families plans' training setups read: the Step Law by default, and the critical batch.
 STEP_LAW_FAMILY = "step-law-2025"
 CRITICAL_BATCH_FAMILY = "critical-batch-kaplan-2020"
+C4_VALIDATION_LOSS = "C4 validation loss, nats/token"
 GADRE_2024 = (
     "Gadre et al. 2024, Language models scale reliably with over-training and on downstream "
     "tasks, arXiv:2403.08540"
@@ -83,6 +86,7 @@ def _gadre(
             f"Gadre et al. 2024 over-training law fitted on {dataset} (C4-val loss), with the "
             "46-task average top-1 error link"
         ),
+        metric=C4_VALIDATION_LOSS,
         laws=(
             PublishedLaw(
                 "overtraining",

@@ -8,6 +8,9 @@ A recipe is its loss as a decreasing function of compute, `LossOfCompute`:
 - `ChinchillaAlong`     a Chinchilla-form law of (N, D) along a path through (N, D) space: at a
   fixed tokens-per-parameter ratio M (N = sqrt(C / (k M)), D = M N) or compute-optimally.
 Over-training laws (Gadre et al. 2024) at a fixed M are saturating power laws of compute.
+Stored laws of compute become recipes through `power_of_compute` (compute_power, exactly an
+`OffsetPowerLaw`) and `BnslOfCompute` (bnsl_compute, inverted numerically; refused where it rises
+with compute); `OnAcceleratorHours` puts any recipe on an axis of accelerator-hours.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
-from planner.errors import InvalidInput
+from planner.errors import Infeasible, InvalidInput
+from planner.laws.bnsl import BrokenPowerLaw
 from planner.laws.chinchilla import ChinchillaLaw
+from planner.laws.compute_power import ComputePowerLaw
 from planner.validation import finite, positive
 
 Array = NDArray[np.float64]
@@ -35,6 +40,9 @@ LOG_COMPUTE_RANGE = (math.log(1e-30), math.log(1e80))
 CROSSOVER_GRID = 4001
 # Relative loss gap below which the two curves are called a tie rather than a crossing.
 TIE_TOLERANCE = 1e-12
+# A broken power law is checked for rising on this many log-spaced points of its range.
+MONOTONE_GRID = 2001
+SECONDS_PER_HOUR = 3600.0
 
 
 class LossOfCompute(Protocol):
@@ -147,6 +155,84 @@ class ChinchillaAlong:
 
     def compute_for(self, loss: float) -> float:
         return _inverse(self, loss)
+
+
+def power_of_compute(law: ComputePowerLaw) -> OffsetPowerLaw:
+    """A compute_power law L_inf + A (C + C0)^-alpha as the recipe it already is."""
+    return OffsetPowerLaw(a=law.A, b=law.C0, c=-law.alpha, d=law.L_inf)
+
+
+@dataclass(frozen=True)
+class BnslOfCompute:
+    """A broken power law of compute, checked to fall over [low, high] (the computes the
+    comparison looks at): a BNSL may rise past a break, and a rising curve has no inverse.
+    Outside the range the inverse is searched too, trusting the law's asymptotic slope."""
+
+    law: BrokenPowerLaw
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        lo, hi = _compute_range(self.low, self.high)
+        grid = np.geomspace(lo, hi, MONOTONE_GRID)
+        losses = self.law.predict(grid)
+        rises = np.flatnonzero(np.diff(losses) > TIE_TOLERANCE * np.abs(losses[:-1]))
+        if rises.size:
+            i = int(rises[0])
+            raise Infeasible(
+                f"the bnsl_compute law rises with compute between {grid[i]:.3g} and "
+                f"{grid[i + 1]:.3g} FLOPs (loss {losses[i]:.6g} -> {losses[i + 1]:.6g}); a "
+                f"comparison needs a loss that falls with compute over {lo:.3g} to {hi:.3g}",
+                field="law",
+            )
+
+    @property
+    def floor(self) -> float:
+        # Past every break the slope is c0 + sum(c_i): falling, the curve approaches a; else
+        # the lowest loss is the one at the top of the checked range.
+        slope = self.law.c0 + sum(brk.c for brk in self.law.breaks)
+        return self.law.a if slope > 0 else float(self.law.predict(self.high))
+
+    def loss(self, compute: ArrayLike) -> Array:
+        return self.law.predict(compute)
+
+    def compute_for(self, loss: float) -> float:
+        top, bottom = (float(self.law.predict(c)) for c in (self.low, self.high))
+        if bottom <= loss <= top:  # in the checked range, where the root is unique
+
+            def gap(log_c: float) -> float:
+                return float(self.law.predict(math.exp(log_c))) - loss
+
+            lo, hi = math.log(self.low), math.log(self.high)
+            return math.exp(brentq(gap, lo, hi, xtol=1e-13, rtol=1e-14))
+        return _inverse(self, loss)
+
+
+@dataclass(frozen=True)
+class OnAcceleratorHours:
+    """A recipe on an axis of accelerator-hours: hours h cost C = 3600 h F FLOPs at its
+    achieved FLOP/s per accelerator F, so a recipe faster per FLOP gets a lower cost."""
+
+    curve: LossOfCompute
+    flops_per_second: float
+
+    def __post_init__(self) -> None:
+        positive("flops_per_second", self.flops_per_second)
+
+    @property
+    def floor(self) -> float:
+        return self.curve.floor
+
+    def _flops(self, hours: ArrayLike) -> Array:
+        return np.asarray(
+            np.asarray(hours, dtype=np.float64) * SECONDS_PER_HOUR * self.flops_per_second
+        )
+
+    def loss(self, compute: ArrayLike) -> Array:
+        return self.curve.loss(self._flops(compute))
+
+    def compute_for(self, loss: float) -> float:
+        return self.curve.compute_for(loss) / (SECONDS_PER_HOUR * self.flops_per_second)
 
 
 def _inverse(curve: LossOfCompute, loss: float) -> float:

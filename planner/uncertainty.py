@@ -39,11 +39,13 @@ from planner.errors import Infeasible, InvalidInput, PlannerError
 from planner.fitting.chinchilla import PARAMETER_NAMES as CHINCHILLA_COLUMNS
 from planner.fitting.data_constrained import PARAMETER_NAMES as DATA_CONSTRAINED_COLUMNS
 from planner.fitting.overtraining import OVERTRAINING_PARAMETERS
-from planner.laws import BnslComputeLaw, Law
+from planner.laws import BnslComputeLaw, ComputePowerLaw, Law
 from planner.laws.bnsl import MAX_BREAKS
 from planner.laws.bnsl_forms import VARIABLES as BNSL_VARIABLES
 from planner.laws.bnsl_forms import columns as bnsl_columns
 from planner.laws.chinchilla import ChinchillaLaw
+from planner.laws.compute_power import COLUMNS as COMPUTE_POWER_COLUMNS
+from planner.laws.compute_power import compute_power_losses
 from planner.laws.data_constrained import DataConstrainedLaw, decayed_amount, params_supported
 from planner.planning.allocation import Allocation, AllocationQuery, allocate
 from planner.planning.compute_optimal import ComputeOptimalQuery
@@ -75,8 +77,10 @@ ENSEMBLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "sparse_avg_params": CHINCHILLA_COLUMNS,
     "data_constrained": DATA_CONSTRAINED_COLUMNS,
     "overtraining": OVERTRAINING_PARAMETERS,
+    "compute_power": COMPUTE_POWER_COLUMNS,
 }
 BNSL_PREFIX = "bnsl_"
+COMPUTE_POWER = "compute_power"
 
 
 def _interval(values: Array) -> tuple[float, float] | None:
@@ -145,8 +149,8 @@ def law_loss_interval(
     unique: float | None = None,
     residual_sd: float | None = None,
 ) -> LossInterval | None:
-    """loss_interval for the ensemble of `law`: its form, and its k for bnsl_compute."""
-    k = law.k if isinstance(law, BnslComputeLaw) else None
+    """loss_interval for the ensemble of `law`: its form, and its k for the laws of compute."""
+    k = law.k if isinstance(law, BnslComputeLaw | ComputePowerLaw) else None
     return loss_interval(law.form, ensemble, params, tokens, unique, residual_sd, k=k)
 
 
@@ -156,7 +160,7 @@ def chinchilla_rows(form: str, ensemble: Array) -> Array:
     alpha = beta = 2 eta), data_constrained rows keep their Chinchilla part (no repetition).
     BNSL rows have no such form (Infeasible: the law cannot answer a plan)."""
     rows = np.asarray(ensemble, dtype=np.float64)
-    if form.startswith(BNSL_PREFIX):
+    if form.startswith(BNSL_PREFIX) or form == COMPUTE_POWER:
         raise Infeasible(
             f"a {form} ensemble has no Chinchilla form; planning queries need a chinchilla-family "
             "law",
@@ -190,6 +194,10 @@ def row_losses(
         raise InvalidInput("form", f"no ensemble columns known for form {form!r}")
     if form.startswith(BNSL_PREFIX):
         return _bnsl_losses(form, rows, params, tokens, k)
+    if form == COMPUTE_POWER:
+        if k is None:
+            raise ValueError("a compute_power interval needs the law's k (C = k N D)")
+        return compute_power_losses(rows, k * params * tokens)
     expected = ENSEMBLE_COLUMNS[form]
     if rows.ndim != 2 or rows.shape[1] != len(expected):
         raise ValueError(f"a {form} ensemble has columns {expected}; got shape {rows.shape}")

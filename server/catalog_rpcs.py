@@ -28,7 +28,8 @@ class CatalogRpcs(RpcBase):
         k = validation.flops_per_param_token(
             "family.flops_per_param_token", family.flops_per_param_token
         )
-        record = await asyncio.to_thread(self.store.create_family, name, text, conv, k)
+        metric = validation.metric("family.metric", family.metric)
+        record = await asyncio.to_thread(self.store.create_family, name, text, conv, k, metric)
         self.laws.invalidate(name)
         return pb.CreateFamilyResponse(family=mapping.family_message(record))
 

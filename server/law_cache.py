@@ -33,6 +33,8 @@ class ResolvedLaw:
     flops_per_param_token: float
     ensemble: NDArray[np.float64] | None = None
     chinchilla_ensemble: NDArray[np.float64] | None = None
+    # The family's metric (Family.metric; fixed at creation, so safe to cache).
+    metric: str = ""
 
 
 class LawCache:

@@ -48,6 +48,7 @@ def family_message(record: FamilyRecord) -> pb.Family:
         revision=record.revision,
         laws=[law_summary(ref) for ref in record.laws],
         run_count=record.run_count,
+        metric=record.metric,
     )
 
 

@@ -11,10 +11,7 @@ import numpy as np
 
 from planner.errors import InvalidInput
 from planner.forms import ALL_FORMS, FORMS_OF_KIND, Kind, require_kind
-from planner.laws import (
-    parse_law,
-)
-from planner.laws.bnsl_forms import BnslLaw
+from planner.laws import CurveOfOneVariable, parse_law
 from planner.uncertainty import chinchilla_rows
 from planner_api.v1 import planner_pb2 as pb
 from server import validation
@@ -118,6 +115,13 @@ class RpcBase:
         ensemble = chinchilla_ensemble = None
         if record.fit is not None and record.fit.ensemble:
             ensemble = np.asarray(record.fit.ensemble, dtype=np.float64)
-            if not isinstance(law, BnslLaw):
+            if not isinstance(law, CurveOfOneVariable):
                 chinchilla_ensemble = chinchilla_rows(record.form, ensemble)
-        return ResolvedLaw(record, law, family.flops_per_param_token, ensemble, chinchilla_ensemble)
+        return ResolvedLaw(
+            record,
+            law,
+            family.flops_per_param_token,
+            ensemble,
+            chinchilla_ensemble,
+            family.metric,
+        )

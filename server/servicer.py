@@ -10,6 +10,7 @@ from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from server.allocation_rpcs import AllocationRpcs
 from server.batch_rpcs import BatchRpcs
 from server.catalog_rpcs import CatalogRpcs
+from server.compare_rpcs import CompareRpcs
 from server.curve_rpcs import CurveRpcs
 from server.operation_rpcs import OperationRpcs
 from server.planning_rpcs import PlanningRpcs
@@ -22,6 +23,7 @@ class PlannerService(
     AllocationRpcs,
     BatchRpcs,
     CurveRpcs,
+    CompareRpcs,
     pb_grpc.PlannerServiceServicer,
 ):
     """The one service of planner.v1."""

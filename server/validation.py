@@ -15,6 +15,7 @@ from server.store.records import RunRecord
 
 FAMILY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 MAX_DESCRIPTION = 2000
+MAX_METRIC = 200
 MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
@@ -43,6 +44,14 @@ def family_name(field: str, name: str) -> str:
 
 def description(field: str, value: str) -> str:
     return text(field, value, MAX_DESCRIPTION)
+
+
+def metric(field: str, value: str) -> str:
+    """What a family's losses measure: one printable line (it is shown, and compared whole)."""
+    text(field, value, MAX_METRIC)
+    if not value.isprintable():
+        raise InvalidInput(field, "must be printable text on one line (no control characters)")
+    return value
 
 
 def convention(field: str, value: int) -> str:

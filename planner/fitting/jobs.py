@@ -16,16 +16,20 @@ from planner.errors import Infeasible, InvalidInput, Unsupported
 from planner.fitting import auto, chinchilla, data_constrained, overtraining
 from planner.fitting.bnsl import bootstrap_bnsl, fit_bnsl_form
 from planner.fitting.checkpoints import CheckpointSelection
+from planner.fitting.compute_power import bootstrap_compute_power, fit_compute_power
 from planner.fitting.data import Array, Index, Runs
 from planner.fitting.options import FitOptions
 from planner.fitting.result import Diagnostics
 from planner.laws import ChinchillaLaw, Law, OvertrainingLaw
 from planner.laws.bnsl import MAX_BREAKS
 from planner.laws.bnsl_forms import BNSL_LAWS, BnslLaw, columns
+from planner.laws.compute_power import COLUMNS as COMPUTE_POWER_COLUMNS
+from planner.laws.compute_power import ComputePowerLaw
 from planner.laws.data_constrained import DataConstrainedLaw
 
 BNSL_FORMS = tuple(f"bnsl_{variable}" for variable in BNSL_LAWS)
-FITTABLE_FORMS = ("chinchilla", "data_constrained", "overtraining", *BNSL_FORMS)
+COMPUTE_POWER = ComputePowerLaw.form
+FITTABLE_FORMS = ("chinchilla", "data_constrained", "overtraining", *BNSL_FORMS, COMPUTE_POWER)
 METHODS = (*chinchilla.METHODS, "auto")
 # Forms whose fit takes the Chinchilla-form options (tied exponents, fixed parameters, ...).
 OPTION_FORMS = ("chinchilla", "overtraining")
@@ -75,6 +79,8 @@ class FitJob:
             )
         if self.form in BNSL_FORMS:
             return self._validated_bnsl()
+        if self.form == COMPUTE_POWER:
+            return self._validated_compute_power()
         if self.method not in METHODS:
             raise InvalidInput(
                 "method", f"unknown fit method {self.method!r}; known: {list(METHODS)}"
@@ -128,6 +134,33 @@ class FitJob:
             raise InvalidInput("breaks", f"must be 0 to {MAX_BREAKS}, got {self.breaks}")
         return replace(self, method="bnsl", checkpoints=self.checkpoints.validated())
 
+    def _validated_compute_power(self) -> FitJob:
+        if self.method not in ("auto", "huber"):
+            raise InvalidInput(
+                "method", f"a {self.form} law is fitted by method 'huber' (or 'auto'), not "
+                f"{self.method!r}"
+            )  # fmt: skip
+        if not self.options.is_default:
+            raise InvalidInput(
+                "options",
+                f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
+                f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
+            )
+        if self.breaks is not None:
+            raise InvalidInput("breaks", "applies only to the bnsl_* forms")
+        if self.compute is not None and self.compute.shape != self.runs.params.shape:
+            raise InvalidInput("compute", "needs one value per run")
+        if len(self.selected) == 0:
+            raise Infeasible("the family has no runs to fit", field="family")
+        return replace(self, method="huber", checkpoints=self.checkpoints.validated())
+
+    def _selected_compute(self) -> Array:
+        """Training compute of the selected rows: each run's flops when given, else k N D."""
+        if self.compute is None:
+            runs = self.selected
+            return self.flops_per_param_token * runs.params * runs.tokens
+        return self.compute[self.checkpoints.rows(self.runs)]
+
     @property
     def selected(self) -> Runs:
         """The rows the fit uses (the chosen checkpoints of each run)."""
@@ -141,6 +174,8 @@ class FitJob:
             return overtraining.OVERTRAINING_PARAMETERS
         if isinstance(fitted, BnslLaw):
             return columns(len(fitted.breaks))
+        if isinstance(fitted, ComputePowerLaw):
+            return COMPUTE_POWER_COLUMNS
         return data_constrained.PARAMETER_NAMES
 
     def _x(self, runs: Runs) -> Array:
@@ -216,6 +251,14 @@ class FitJob:
             if curve.choice.held_out_error:
                 options["breaks_chosen_by"] = "held-out error on the largest 20% of x"
             return FittedLaw(curve.law, "bnsl", float("nan"), curve.diagnostics, options)
+        if self.form == COMPUTE_POWER:
+            power = fit_compute_power(
+                self._selected_compute(), runs.loss, runs.row_weights, self.flops_per_param_token
+            )
+            offset = {
+                "offset": "fitted" if power.offset else "0 (an offset did not improve the fit)"
+            }
+            return FittedLaw(power.law, "huber", power.objective, power.diagnostics, offset)
         fitted = data_constrained.fit_data_constrained(
             runs, self.base, self.method, self.chinchilla
         )
@@ -238,6 +281,9 @@ class FitJob:
         if isinstance(start, BnslLaw):
             x = self._x(runs)
             return bootstrap_bnsl(x, runs.loss, len(start.breaks), samples, self.seed)
+        if isinstance(start, ComputePowerLaw):
+            compute = self._selected_compute()
+            return bootstrap_compute_power(compute, runs.loss, samples, start, runs.row_weights)
         assert isinstance(start, DataConstrainedLaw)
         return data_constrained.bootstrap_fits(
             runs, samples, self.base, self.method, self.chinchilla, start

@@ -1,5 +1,6 @@
 """Law forms by name. Each form is a frozen pydantic model with predict() and as_chinchilla();
-the broken-power-law forms (bnsl_*) predict but refuse as_chinchilla() (no N/D split)."""
+the broken-power-law forms (bnsl_*) and compute_power predict but refuse as_chinchilla() (no N/D
+split)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,22 @@ from planner.errors import InvalidInput
 from planner.laws.base import LawParams
 from planner.laws.bnsl_forms import BnslComputeLaw, BnslLaw, BnslParamsLaw, BnslTokensLaw
 from planner.laws.chinchilla import ChinchillaLaw
+from planner.laws.compute_power import ComputePowerLaw
 from planner.laws.data_constrained import DataConstrainedLaw
 from planner.laws.overtraining import OvertrainingLaw
 from planner.laws.sparse import SparseAvgParamsLaw
 
-Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw | BnslLaw
+Law = ChinchillaLaw | DataConstrainedLaw | OvertrainingLaw | BnslLaw | ComputePowerLaw
+# Forms that are curves of one variable: they predict, but have no N/D split to plan with.
+CurveOfOneVariable = BnslLaw | ComputePowerLaw
 
 FORMS: dict[
     str,
-    type[ChinchillaLaw] | type[DataConstrainedLaw] | type[OvertrainingLaw] | type[BnslLaw],
+    type[ChinchillaLaw]
+    | type[DataConstrainedLaw]
+    | type[OvertrainingLaw]
+    | type[BnslLaw]
+    | type[ComputePowerLaw],
 ] = {
     cls.form: cls
     for cls in (
@@ -29,6 +37,7 @@ FORMS: dict[
         BnslComputeLaw,
         BnslParamsLaw,
         BnslTokensLaw,
+        ComputePowerLaw,
     )
 }
 # When a request names no form, the first one a family has in this order answers.
@@ -41,7 +50,7 @@ def parse_law(form: str, values: Mapping[str, float], field: str = "parameters")
     if cls is None:
         raise InvalidInput("form", f"unknown law form {form!r}; known forms: {sorted(FORMS)}")
     law = cls.from_mapping(values, field)
-    if isinstance(law, BnslLaw):
+    if isinstance(law, CurveOfOneVariable):
         return law  # no Chinchilla form to check; its own validators ran
     try:
         law.as_chinchilla()
@@ -67,6 +76,8 @@ __all__ = [
     "BnslParamsLaw",
     "BnslTokensLaw",
     "ChinchillaLaw",
+    "ComputePowerLaw",
+    "CurveOfOneVariable",
     "DataConstrainedLaw",
     "Law",
     "LawParams",

@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.laws import BnslComputeLaw, DataConstrainedLaw, Law
+from planner.laws import BnslComputeLaw, ComputePowerLaw, DataConstrainedLaw, Law
 from planner.laws.chinchilla import ChinchillaLaw
 from planner.planning import closed_form
 from planner.planning.compute_optimal import CLOSED_FORM, Caps, ComputeOptimalPlan
@@ -226,7 +226,7 @@ def loss_bands(
     without residual noise), as (low, high); NaN where fewer than MIN_ROWS rows give a finite
     loss (where the single prediction has no interval)."""
     low, high = np.full(params.shape, np.nan), np.full(params.shape, np.nan)
-    k = law.k if isinstance(law, BnslComputeLaw) else None
+    k = law.k if isinstance(law, BnslComputeLaw | ComputePowerLaw) else None
     step = max(1, max_cells // max(1, ensemble.shape[0]))
     for start in range(0, params.size, step):
         block = slice(start, start + step)

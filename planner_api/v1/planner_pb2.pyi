@@ -466,6 +466,10 @@ class Law(_message.Message):
     (Gadre 2024), optionally epsilon, k, gamma for downstream error.
     "sparse_avg_params": the chinchilla parameters with N the average parameter count over
     training (Jin 2025), for sparse pre-training plans.
+    "compute_power": L_inf, A, alpha, C0, k with L(C) = L_inf + A (C + C0)^-alpha, C = k N D
+    (Henighan 2020; with C0, the form of Cherti 2023); no plans, Predict and CompareLaws only.
+    Loss-curve forms "multi_power" and "lr_annealing", and "step_law" and "critical_batch" for
+    a plan's training setup: see planner/forms.py and the README.
     """
     version: _builtins.int
     """Version within (family, form), starting at 1. Versions are append-only."""
@@ -1282,6 +1286,8 @@ class FitLawRequest(_message.Message):
     every run must carry unique_tokens and some must repeat data); "overtraining" (Gadre: the
     Chinchilla form with tied exponents, stored as E, a, b, eta); "bnsl_compute", "bnsl_params",
     "bnsl_tokens" (a broken power law of loss against k N D, N or D; see `breaks`);
+    "compute_power" (L = L_inf + A (C + C0)^-alpha of compute C: each run's `flops`, else
+    k N D);
     "multi_power", "lr_annealing" (loss-curve laws, from the checkpoints of runs carrying `step`
     and `lr`; see `schedules`; Huber on log loss, no bootstrap); "step_law" (learning rate and
     batch, from finished runs carrying `lr` and `batch_tokens`: per (N, D) the lowest loss's
@@ -4577,7 +4583,8 @@ class CompareLawsRequest(_message.Message):
     @_builtins.property
     def first(self) -> Global___LawSelector:
         """The two recipes' laws: any final-loss law with a Chinchilla form (taken along `path`), or a
-        law of compute ("bnsl_compute"). Their families' metrics, when both are set, must agree.
+        law of compute ("compute_power", "bnsl_compute"). Their families' metrics, when both are
+        set, must agree.
         """
 
     @_builtins.property

@@ -37,6 +37,8 @@ class FamilyRecord:
     revision: int
     laws: tuple[LawRef, ...] = ()
     run_count: int = 0
+    # What the family's losses measure; "" when not said.
+    metric: str = ""
 
 
 @dataclass(frozen=True)

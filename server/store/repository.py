@@ -174,6 +174,7 @@ class Store:
                     entry.param_convention,
                     entry.flops_per_param_token,
                     now,
+                    entry.metric,
                 )
                 for law in entry.laws:
                     self._insert_law(
@@ -193,14 +194,25 @@ class Store:
     # -- families -----------------------------------------------------------------------------
 
     def create_family(
-        self, name: str, description: str, param_convention: str, flops_per_param_token: float
+        self,
+        name: str,
+        description: str,
+        param_convention: str,
+        flops_per_param_token: float,
+        metric: str = "",
     ) -> FamilyRecord:
         with self._write() as conn:
             if self._family_row(conn, name, lock=False) is not None:
                 raise AlreadyExists(f"family {name!r} already exists", field="family.name")
             try:
                 self._insert_family(
-                    conn, name, description, param_convention, flops_per_param_token, time.time()
+                    conn,
+                    name,
+                    description,
+                    param_convention,
+                    flops_per_param_token,
+                    time.time(),
+                    metric,
                 )
             except sa.exc.IntegrityError as exc:
                 raise AlreadyExists(f"family {name!r} already exists", "family.name") from exc
@@ -677,11 +689,13 @@ class Store:
         param_convention: str,
         flops_per_param_token: float,
         now: float,
+        metric: str = "",
     ) -> int:
         result = conn.execute(
             sa.insert(families).values(
                 name=name,
                 description=description,
+                metric=metric,
                 param_convention=param_convention,
                 flops_per_param_token=flops_per_param_token,
                 created_at=now,
@@ -807,6 +821,7 @@ class Store:
             revision=int(row.revision),
             laws=tuple(LawRef(form, v, m) for form, (v, m) in sorted(current.items())),
             run_count=int(count),
+            metric=row.metric,
         )
 
     @staticmethod

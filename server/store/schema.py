@@ -17,6 +17,8 @@ families = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False),
+    # What the family's losses measure (migration 0006); "" when not said.
+    sa.Column("metric", sa.String(200), nullable=False, default="", server_default=""),
 )
 
 runs = sa.Table(

@@ -170,6 +170,10 @@ def test_readme_commands_run_as_written(server: ServerProcess, tmp_path: Path) -
         "laws put mpl-25m",
         "curve mpl-25m",
         "schedule mpl-25m",
+        "compare overtraining-gadre-2024-refinedweb overtraining-gadre-2024-redpajama",
+        "families create laion-clip --metric",
+        "laws put laion-clip --form compute_power",
+        "compare laion-mammut laion-clip",
     ):
         assert any(needed in w for w in words), needed
     # From a copy of the repository root's examples/, so that written files land in tmp_path.

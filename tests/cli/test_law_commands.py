@@ -270,7 +270,7 @@ def test_loss_curve_fit_from_the_example_curves(server: ServerProcess, shared_da
     law = planner_json(
         server, "fit", "cli-curves", "--form", "multi_power", "--schedule", f"wsdcon_9={two_stage}"
     )
-    assert (law["form"], law["method"], law["current"]) == ("multi_power", "huber", True)
+    assert (law["form"], law["method"], law["current"]) == ("multi_power", "huber_adamw", True)
     assert law["options"]["schedules"] == "1 given, 2 interpolated between checkpoints"
     assert law["diagnostics"]["runs"] == 113 and law["diagnostics"]["training_runs"] == 3
     errors = prediction_errors(

@@ -321,7 +321,8 @@ def test_migration_0004_downgrades_and_upgrades(store: Store, clock: Clock) -> N
         inspector = sa.inspect(conn)
         assert "operations" not in inspector.get_table_names()
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
-    assert store.get_family("kept").name == "kept"
+        # Read raw: the store's queries are written for the head schema (0006 adds a column).
+        assert conn.exec_driver_sql("SELECT name FROM families").scalar() == "kept"
     store.migrate()
     with store.engine.connect() as conn:
         indexes = {index["name"] for index in sa.inspect(conn).get_indexes("operations")}

@@ -65,7 +65,7 @@ def test_registered_after_the_chinchilla_family() -> None:
         "data_constrained",
         "sparse_avg_params",
     )
-    assert DEFAULT_FORM_ORDER[4:] == ("bnsl_compute", "bnsl_params", "bnsl_tokens")
+    assert DEFAULT_FORM_ORDER[4:7] == ("bnsl_compute", "bnsl_params", "bnsl_tokens")
     assert FORMS["bnsl_tokens"] is BnslTokensLaw
 
 

@@ -9,15 +9,19 @@ import pytest
 
 from planner.catalog import CATALOG
 from planner.comparison import (
+    BnslOfCompute,
     ChinchillaAlong,
     OffsetPowerLaw,
+    OnAcceleratorHours,
     SaturatingPowerLaw,
     compute_multiplier,
     crossovers,
+    power_of_compute,
     winners,
 )
-from planner.errors import InvalidInput
-from planner.laws import ChinchillaLaw, OvertrainingLaw
+from planner.errors import Infeasible, InvalidInput
+from planner.laws import ChinchillaLaw, ComputePowerLaw, OvertrainingLaw
+from planner.laws.bnsl import Break, BrokenPowerLaw
 from planner.planning.compute_optimal import plan_for_budget, plan_for_target_loss
 
 BY_NAME = {family.name: family for family in CATALOG}
@@ -115,3 +119,50 @@ def test_bad_input_names_the_field() -> None:
         OffsetPowerLaw(1.0, 0.0, 0.2, 0.0)
     with pytest.raises(InvalidInput, match="multiplier"):
         ChinchillaAlong(BY_NAME["chinchilla-hoffmann-2022"].laws[0].law(), multiplier=math.nan)  # type: ignore[arg-type]
+
+
+def test_a_compute_power_law_is_laions_curve() -> None:
+    """L_inf = d, A = a, alpha = -c, C0 = b: the stored form gives LAION's crossover."""
+    clip = power_of_compute(ComputePowerLaw(L_inf=0.111169, A=57.862083, alpha=0.226604,
+                                            C0=18.391321))  # fmt: skip
+    mammut = power_of_compute(ComputePowerLaw(L_inf=0.101112, A=125.356572, alpha=0.255670,
+                                              C0=19.289384))  # fmt: skip
+    for gflops in (1e9, 6.76e10, 1e13):
+        assert float(clip.loss(gflops)) == pytest.approx(float(CLIP.loss(gflops)), rel=1e-15)
+    [crossing] = crossovers(clip, mammut, 1e6, 1e16)
+    assert crossing == pytest.approx(6.76e10, rel=0.001)
+
+
+def test_on_accelerator_hours_a_recipe_twice_as_fast_needs_half_the_hours() -> None:
+    law = SaturatingPowerLaw(1.7, 3000.0, 0.17)
+    fast, slow = OnAcceleratorHours(law, 4e14), OnAcceleratorHours(law, 2e14)
+    assert compute_multiplier(fast, slow, [1e3, 1e6]) == pytest.approx([2.0, 2.0], rel=1e-12)
+
+
+def test_accelerator_hours_multiplier_against_a_hand_computation() -> None:
+    first, second = SaturatingPowerLaw(1.7, 3000.0, 0.17), SaturatingPowerLaw(1.6, 2500.0, 0.15)
+    hours = 1e5
+    [multiplier] = compute_multiplier(
+        OnAcceleratorHours(first, 3.0e14), OnAcceleratorHours(second, 4.5e14), [hours]
+    )
+    loss = 1.7 + 3000.0 * (hours * 3600 * 3.0e14) ** -0.17
+    second_hours = (2500.0 / (loss - 1.6)) ** (1 / 0.15) / (3600 * 4.5e14)
+    assert multiplier == pytest.approx(second_hours / hours, rel=1e-9)
+
+
+def test_a_falling_bnsl_of_compute_inverts_like_its_closed_form() -> None:
+    """No breaks: y = a + b x^-c0, so x = (b / (y - a))^(1 / c0)."""
+    curve = BnslOfCompute(BrokenPowerLaw(1.7, 3000.0, 0.17), 1e15, 1e30)
+    for loss in (2.5, 1.9, 5.0):  # 5.0 is reached below the checked range
+        assert curve.compute_for(loss) == pytest.approx(
+            (3000.0 / (loss - 1.7)) ** (1 / 0.17), rel=1e-9
+        )
+    assert curve.floor == 1.7 and curve.compute_for(1.7) == math.inf
+
+
+def test_a_bnsl_that_rises_with_compute_is_refused() -> None:
+    """A break of slope change -0.3 turns the 0.2 decline into a rise past 1e22."""
+    rising = BrokenPowerLaw(1.0, 1e4, 0.2, (Break(-0.3, 1e22, 0.5),))
+    with pytest.raises(Infeasible, match="rises with compute"):
+        BnslOfCompute(rising, 1e15, 1e30)
+    BnslOfCompute(rising, 1e15, 1e21)  # falling up to well before the break: usable
