@@ -259,6 +259,26 @@ class Run(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class MetricsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
@@ -270,6 +290,7 @@ class Run(_message.Message):
     WEIGHT_FIELD_NUMBER: _builtins.int
     LR_FIELD_NUMBER: _builtins.int
     BATCH_TOKENS_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Caller's identifier of the training run; derived from the values when empty. (run_id, step)
     is unique within the family: rows sharing a run_id with different steps are checkpoints of
@@ -302,6 +323,14 @@ class Run(_message.Message):
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels (at most 32 pairs; keys up to 64 characters, values up to 256)."""
 
+    @_builtins.property
+    def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Named metrics of this row, e.g. a downstream task's loss and accuracy at this checkpoint
+        ("mmlu_bpb", "mmlu_acc"): at most 64 per row, names 1-64 characters of [A-Za-z0-9_.:/-],
+        values finite. CSV columns `metric:<name>`. What task laws (form "task_link:<task>") are
+        fitted to.
+        """
+
     def __init__(
         self,
         *,
@@ -316,10 +345,11 @@ class Run(_message.Message):
         weight: _builtins.float | None = ...,
         lr: _builtins.float | None = ...,
         batch_tokens: _builtins.float | None = ...,
+        metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_flops", b"_flops", "_lr", b"_lr", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "batch_tokens", b"batch_tokens", "flops", b"flops", "lr", b"lr", "step", b"step", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_flops", b"_flops", "_lr", b"_lr", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "batch_tokens", b"batch_tokens", "flops", b"flops", "loss", b"loss", "lr", b"lr", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens", "_flops", b"_flops", "_lr", b"_lr", "_step", b"_step", "_unique_tokens", b"_unique_tokens", "_weight", b"_weight", "batch_tokens", b"batch_tokens", "flops", b"flops", "loss", b"loss", "lr", b"lr", "metrics", b"metrics", "params", b"params", "run_id", b"run_id", "step", b"step", "tags", b"tags", "tokens", b"tokens", "unique_tokens", b"unique_tokens", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__batch_tokens: _TypeAlias = _typing.Literal["batch_tokens"]  # noqa: Y015
     _WhichOneofArgType__batch_tokens: _TypeAlias = _typing.Literal["_batch_tokens", b"_batch_tokens"]  # noqa: Y015
@@ -1278,6 +1308,7 @@ class FitLawRequest(_message.Message):
     MAKE_CURRENT_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     BREAKS_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
     SCHEDULES_FIELD_NUMBER: _builtins.int
     family: _builtins.str
     """Family name; its stored runs are the data."""
@@ -1328,6 +1359,12 @@ class FitLawRequest(_message.Message):
         """How to fit: checkpoints, tied exponents, pinned or borrowed parameters, asymmetric penalty."""
 
     @_builtins.property
+    def task(self) -> Global___TaskFitOptions:
+        """Form "task_link" (stored as "task_link:<task name>"): the task and the run metrics holding
+        its loss and accuracy.
+        """
+
+    @_builtins.property
     def schedules(self) -> _containers.MessageMap[_builtins.str, Global___Schedule]:
         """multi_power and lr_annealing forms: the learning rate at every step of a run, by run_id.
         These laws need every step's rate; a run without a schedule here has it interpolated
@@ -1348,11 +1385,12 @@ class FitLawRequest(_message.Message):
         make_current: _builtins.bool | None = ...,
         options: Global___FitOptions | None = ...,
         breaks: _builtins.int | None = ...,
+        task: Global___TaskFitOptions | None = ...,
         schedules: _abc.Mapping[_builtins.str, Global___Schedule] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "make_current", b"make_current", "options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "make_current", b"make_current", "options", b"options", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "base", b"base", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "make_current", b"make_current", "method", b"method", "options", b"options", "schedules", b"schedules", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap", "_breaks", b"_breaks", "_expected_revision", b"_expected_revision", "_make_current", b"_make_current", "base", b"base", "bootstrap", b"bootstrap", "breaks", b"breaks", "expected_revision", b"expected_revision", "family", b"family", "form", b"form", "make_current", b"make_current", "method", b"method", "options", b"options", "schedules", b"schedules", "seed", b"seed", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bootstrap: _TypeAlias = _typing.Literal["bootstrap"]  # noqa: Y015
     _WhichOneofArgType__bootstrap: _TypeAlias = _typing.Literal["_bootstrap", b"_bootstrap"]  # noqa: Y015
@@ -2262,6 +2300,7 @@ class PlanComputeOptimalRequest(_message.Message):
     LAW_FIELD_NUMBER: _builtins.int
     BUDGET_FIELD_NUMBER: _builtins.int
     TARGET_LOSS_FIELD_NUMBER: _builtins.int
+    TARGET_ACCURACY_FIELD_NUMBER: _builtins.int
     MAX_PARAMS_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     UNIQUE_TOKENS_FIELD_NUMBER: _builtins.int
@@ -2293,6 +2332,13 @@ class PlanComputeOptimalRequest(_message.Message):
         """Minimise loss within this training budget."""
 
     @_builtins.property
+    def target_accuracy(self) -> Global___TaskTarget:
+        """Reach this accuracy on a task with the least compute: the task law's step-1 law of task
+        loss is planned for the loss its link gives the accuracy (`law` names the family; its
+        form empty or "task_link:<task>").
+        """
+
+    @_builtins.property
     def hardware(self) -> Global___HardwareProfile:
         """With a hardware profile: the plan's learning rate, batch, steps, time and cost (`training`)."""
 
@@ -2308,6 +2354,7 @@ class PlanComputeOptimalRequest(_message.Message):
         law: Global___LawSelector | None = ...,
         budget: Global___ComputeBudget | None = ...,
         target_loss: _builtins.float = ...,
+        target_accuracy: Global___TaskTarget | None = ...,
         max_params: _builtins.float | None = ...,
         max_tokens: _builtins.float | None = ...,
         unique_tokens: _builtins.float | None = ...,
@@ -2315,9 +2362,9 @@ class PlanComputeOptimalRequest(_message.Message):
         hardware: Global___HardwareProfile | None = ...,
         hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_accuracy", b"target_accuracy", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs", "_max_params", b"_max_params", "_max_tokens", b"_max_tokens", "_unique_tokens", b"_unique_tokens", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "max_epochs", b"max_epochs", "max_params", b"max_params", "max_tokens", b"max_tokens", "target_accuracy", b"target_accuracy", "target_loss", b"target_loss", "unique_tokens", b"unique_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_epochs: _TypeAlias = _typing.Literal["max_epochs"]  # noqa: Y015
     _WhichOneofArgType__max_epochs: _TypeAlias = _typing.Literal["_max_epochs", b"_max_epochs"]  # noqa: Y015
@@ -2327,7 +2374,7 @@ class PlanComputeOptimalRequest(_message.Message):
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
     _WhichOneofReturnType__unique_tokens: _TypeAlias = _typing.Literal["unique_tokens"]  # noqa: Y015
     _WhichOneofArgType__unique_tokens: _TypeAlias = _typing.Literal["_unique_tokens", b"_unique_tokens"]  # noqa: Y015
-    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["budget", "target_loss"]  # noqa: Y015
+    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["budget", "target_loss", "target_accuracy"]  # noqa: Y015
     _WhichOneofArgType_goal: _TypeAlias = _typing.Literal["goal", b"goal"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_epochs) -> _WhichOneofReturnType__max_epochs | None: ...
@@ -2713,6 +2760,7 @@ class PlanOvertrainingRequest(_message.Message):
     BUDGET_FIELD_NUMBER: _builtins.int
     TARGET_LOSS_FIELD_NUMBER: _builtins.int
     TARGET_ERROR_FIELD_NUMBER: _builtins.int
+    TARGET_ACCURACY_FIELD_NUMBER: _builtins.int
     MULTIPLIER_FIELD_NUMBER: _builtins.int
     HARDWARE_FIELD_NUMBER: _builtins.int
     HYPERPARAMETER_LAW_FIELD_NUMBER: _builtins.int
@@ -2733,6 +2781,14 @@ class PlanOvertrainingRequest(_message.Message):
         """Training compute C = 6 N D."""
 
     @_builtins.property
+    def target_accuracy(self) -> Global___TaskTarget:
+        """Reach this accuracy on a task, through the family's task law (form "task_link:<task>"):
+        the least compute at `multiplier`, or when it is not set at the multiplier best for that
+        accuracy (the step-1 law's compute-optimal one); loss_penalty and compute_ratio compare the
+        two.
+        """
+
+    @_builtins.property
     def hardware(self) -> Global___HardwareProfile:
         """With a hardware profile: the plan's learning rate, batch, steps, time and cost (`training`)."""
 
@@ -2749,17 +2805,18 @@ class PlanOvertrainingRequest(_message.Message):
         budget: Global___ComputeBudget | None = ...,
         target_loss: _builtins.float = ...,
         target_error: _builtins.float = ...,
+        target_accuracy: Global___TaskTarget | None = ...,
         multiplier: _builtins.float | None = ...,
         hardware: Global___HardwareProfile | None = ...,
         hyperparameter_law: Global___LawSelector | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_accuracy", b"target_accuracy", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier", "budget", b"budget", "goal", b"goal", "hardware", b"hardware", "hyperparameter_law", b"hyperparameter_law", "law", b"law", "multiplier", b"multiplier", "target_accuracy", b"target_accuracy", "target_error", b"target_error", "target_loss", b"target_loss"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__multiplier: _TypeAlias = _typing.Literal["multiplier"]  # noqa: Y015
     _WhichOneofArgType__multiplier: _TypeAlias = _typing.Literal["_multiplier", b"_multiplier"]  # noqa: Y015
-    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["budget", "target_loss", "target_error"]  # noqa: Y015
+    _WhichOneofReturnType_goal: _TypeAlias = _typing.Literal["budget", "target_loss", "target_error", "target_accuracy"]  # noqa: Y015
     _WhichOneofArgType_goal: _TypeAlias = _typing.Literal["goal", b"goal"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__multiplier) -> _WhichOneofReturnType__multiplier | None: ...
@@ -4762,3 +4819,180 @@ class CompareLawsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompareLawsResponse: _TypeAlias = CompareLawsResponse  # noqa: Y015
+
+@_typing.final
+class TaskFitOptions(_message.Message):
+    """How a task law is fitted (Bhagia et al. 2024, the OLMo ladder): step 1, the task loss as a
+    Chinchilla-form law of (N, D) on each run's final checkpoints (the mean of its last 5); step 2,
+    accuracy = a / (1 + exp(-k (L - x0))) + b on every run's checkpoints after `skip_fraction`,
+    smoothed by a `window`-checkpoint moving average.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LOSS_METRIC_FIELD_NUMBER: _builtins.int
+    ACCURACY_METRIC_FIELD_NUMBER: _builtins.int
+    CHANCE_FIELD_NUMBER: _builtins.int
+    SKIP_FRACTION_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The task's name, 1-64 characters of [a-z0-9_.-]: the law is stored as form
+    "task_link:<name>".
+    """
+    loss_metric: _builtins.str
+    """The run metric holding the task's loss (e.g. bits per byte of the correct answer)."""
+    accuracy_metric: _builtins.str
+    """The run metric holding its accuracy, a fraction in [0, 1]."""
+    chance: _builtins.float
+    """Accuracy of a random guess, in [0, 1): the link's starting floor; 0.25 when not set."""
+    skip_fraction: _builtins.float
+    """Step 2 skips each run's checkpoints before this fraction of its steps, in [0, 1); 0.1 when
+    not set.
+    """
+    window: _builtins.int
+    """Checkpoints in step 2's moving average, 1 to 100 (1: none); 5 when not set."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        loss_metric: _builtins.str = ...,
+        accuracy_metric: _builtins.str = ...,
+        chance: _builtins.float | None = ...,
+        skip_fraction: _builtins.float | None = ...,
+        window: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chance", b"_chance", "_skip_fraction", b"_skip_fraction", "_window", b"_window", "chance", b"chance", "skip_fraction", b"skip_fraction", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chance", b"_chance", "_skip_fraction", b"_skip_fraction", "_window", b"_window", "accuracy_metric", b"accuracy_metric", "chance", b"chance", "loss_metric", b"loss_metric", "name", b"name", "skip_fraction", b"skip_fraction", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__chance: _TypeAlias = _typing.Literal["chance"]  # noqa: Y015
+    _WhichOneofArgType__chance: _TypeAlias = _typing.Literal["_chance", b"_chance"]  # noqa: Y015
+    _WhichOneofReturnType__skip_fraction: _TypeAlias = _typing.Literal["skip_fraction"]  # noqa: Y015
+    _WhichOneofArgType__skip_fraction: _TypeAlias = _typing.Literal["_skip_fraction", b"_skip_fraction"]  # noqa: Y015
+    _WhichOneofReturnType__window: _TypeAlias = _typing.Literal["window"]  # noqa: Y015
+    _WhichOneofArgType__window: _TypeAlias = _typing.Literal["_window", b"_window"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chance) -> _WhichOneofReturnType__chance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__skip_fraction) -> _WhichOneofReturnType__skip_fraction | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__window) -> _WhichOneofReturnType__window | None: ...
+
+Global___TaskFitOptions: _TypeAlias = TaskFitOptions  # noqa: Y015
+
+@_typing.final
+class TaskTarget(_message.Message):
+    """A target on a downstream task, through the family's task law."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task (its law is form "task_link:<task>")."""
+    accuracy: _builtins.float
+    """Accuracy to reach, a fraction inside the link's range (its floor a + b to its ceiling b)."""
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        accuracy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskTarget: _TypeAlias = TaskTarget  # noqa: Y015
+
+@_typing.final
+class PredictTaskRequest(_message.Message):
+    """Input of PredictTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAW_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    """The task."""
+    params: _builtins.float
+    """Parameters N (> 0) and training tokens D (> 0)."""
+    tokens: _builtins.float
+    @_builtins.property
+    def law(self) -> Global___LawSelector:
+        """Family (and version) of the task law; `form` empty or "task_link:<task>"."""
+
+    def __init__(
+        self,
+        *,
+        law: Global___LawSelector | None = ...,
+        task: _builtins.str = ...,
+        params: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["law", b"law", "params", b"params", "task", b"task", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PredictTaskRequest: _TypeAlias = PredictTaskRequest  # noqa: Y015
+
+@_typing.final
+class PredictTaskResponse(_message.Message):
+    """Output of PredictTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    TASK_LOSS_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    LAW_FIELD_NUMBER: _builtins.int
+    FLOOR_FIELD_NUMBER: _builtins.int
+    CEILING_FIELD_NUMBER: _builtins.int
+    NOISY_FIELD_NUMBER: _builtins.int
+    accuracy: _builtins.float
+    """Predicted accuracy, a fraction."""
+    task_loss: _builtins.float
+    """Predicted task loss (the unit of the run metric it was fitted to)."""
+    floor: _builtins.float
+    """The link's range: accuracy cannot go below `floor` (a + b) nor above `ceiling` (b)."""
+    ceiling: _builtins.float
+    noisy: _builtins.bool
+    """The task's accuracy was noisy between checkpoints at the end of the largest run (the
+    authors' last-10-checkpoint spread): predictions of it are less reliable.
+    """
+    @_builtins.property
+    def interval(self) -> Global___Interval:
+        """95% band of the accuracy over both steps' bootstrap ensembles (paired rows); absent
+        without ensembles.
+        """
+
+    @_builtins.property
+    def law(self) -> Global___LawSummary:
+        """The law version that answered."""
+
+    def __init__(
+        self,
+        *,
+        accuracy: _builtins.float = ...,
+        task_loss: _builtins.float = ...,
+        interval: Global___Interval | None = ...,
+        law: Global___LawSummary | None = ...,
+        floor: _builtins.float = ...,
+        ceiling: _builtins.float = ...,
+        noisy: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_interval", b"_interval", "interval", b"interval", "law", b"law"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_interval", b"_interval", "accuracy", b"accuracy", "ceiling", b"ceiling", "floor", b"floor", "interval", b"interval", "law", b"law", "noisy", b"noisy", "task_loss", b"task_loss"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__interval: _TypeAlias = _typing.Literal["interval"]  # noqa: Y015
+    _WhichOneofArgType__interval: _TypeAlias = _typing.Literal["_interval", b"_interval"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval) -> _WhichOneofReturnType__interval | None: ...
+
+Global___PredictTaskResponse: _TypeAlias = PredictTaskResponse  # noqa: Y015

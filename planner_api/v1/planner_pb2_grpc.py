@@ -200,6 +200,11 @@ class PlannerServiceStub:
                 request_serializer=planner_dot_v1_dot_planner__pb2.CompareLawsRequest.SerializeToString,
                 response_deserializer=planner_dot_v1_dot_planner__pb2.CompareLawsResponse.FromString,
                 _registered_method=True)
+        self.PredictTask = channel.unary_unary(
+                '/planner.v1.PlannerService/PredictTask',
+                request_serializer=planner_dot_v1_dot_planner__pb2.PredictTaskRequest.SerializeToString,
+                response_deserializer=planner_dot_v1_dot_planner__pb2.PredictTaskResponse.FromString,
+                _registered_method=True)
 
 
 class PlannerServiceServicer:
@@ -472,6 +477,14 @@ class PlannerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictTask(self, request, context):
+        """Predicted accuracy on a downstream task for (N, D), through the family's task law (form
+        "task_link:<task>"): task loss from its step-1 law, accuracy from its sigmoid link.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlannerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -639,6 +652,11 @@ def add_PlannerServiceServicer_to_server(servicer, server):
                     servicer.CompareLaws,
                     request_deserializer=planner_dot_v1_dot_planner__pb2.CompareLawsRequest.FromString,
                     response_serializer=planner_dot_v1_dot_planner__pb2.CompareLawsResponse.SerializeToString,
+            ),
+            'PredictTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictTask,
+                    request_deserializer=planner_dot_v1_dot_planner__pb2.PredictTaskRequest.FromString,
+                    response_serializer=planner_dot_v1_dot_planner__pb2.PredictTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1533,6 +1551,33 @@ class PlannerService:
             '/planner.v1.PlannerService/CompareLaws',
             planner_dot_v1_dot_planner__pb2.CompareLawsRequest.SerializeToString,
             planner_dot_v1_dot_planner__pb2.CompareLawsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/planner.v1.PlannerService/PredictTask',
+            planner_dot_v1_dot_planner__pb2.PredictTaskRequest.SerializeToString,
+            planner_dot_v1_dot_planner__pb2.PredictTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -163,6 +163,10 @@ class PlannerServiceStub:
     the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
     both laws' ensembles.
     """
+    PredictTask: _grpc.UnaryUnaryMultiCallable[_planner_pb2.PredictTaskRequest, _planner_pb2.PredictTaskResponse]
+    """Predicted accuracy on a downstream task for (N, D), through the family's task law (form
+    "task_link:<task>"): task loss from its step-1 law, accuracy from its sigmoid link.
+    """
 
 @_typing.type_check_only
 class PlannerServiceAsyncStub(PlannerServiceStub):
@@ -288,6 +292,10 @@ class PlannerServiceAsyncStub(PlannerServiceStub):
     """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
     the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
     both laws' ensembles.
+    """
+    PredictTask: _aio.UnaryUnaryMultiCallable[_planner_pb2.PredictTaskRequest, _planner_pb2.PredictTaskResponse]  # type: ignore[assignment]
+    """Predicted accuracy on a downstream task for (N, D), through the family's task law (form
+    "task_link:<task>"): task loss from its step-1 law, accuracy from its sigmoid link.
     """
 
 class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -609,6 +617,16 @@ class PlannerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Two recipes' laws on one axis of compute: where they cross, which wins in each range, and
         the compute multiplier m(C) = C_second(L_first(C)) / C at given budgets, with bands from
         both laws' ensembles.
+        """
+
+    @_abc_1.abstractmethod
+    def PredictTask(
+        self,
+        request: _planner_pb2.PredictTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_planner_pb2.PredictTaskResponse, _abc.Awaitable[_planner_pb2.PredictTaskResponse]]:
+        """Predicted accuracy on a downstream task for (N, D), through the family's task law (form
+        "task_link:<task>"): task loss from its step-1 law, accuracy from its sigmoid link.
         """
 
 def add_PlannerServiceServicer_to_server(servicer: PlannerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
