@@ -28,7 +28,7 @@ from planner.curves.optimize import (
     best_decay_fraction,
     knot_optimum,
 )
-from planner.curves.schedules import DecayShape
+from tests.unit.test_schedules import FLOOR, PEAK, WARMUP, published_schedule
 
 FIT_TARGET = 5.0
 PREDICT_TARGET = 0.5
@@ -38,7 +38,6 @@ MPL_25M = MultiPowerLaw(3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.0656
                         0.58279013, 0.64142257)  # fmt: skip
 # The LR-annealing law fitted to the same three training curves (lambda 0.999), rounded.
 ANNEALING_25M = AnnealingLaw(L0=3.068, A=0.4913, alpha=0.5715, C=0.3977, decay=0.999)
-PEAK, FLOOR, WARMUP = 3e-4, 3e-5, 2160
 TRAIN = ("constant_24000", "cosine_24000", "wsdcon_9")
 TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3",
         "wsdcon_18")  # fmt: skip
@@ -69,20 +68,6 @@ class CurvesBench:
     optimal_vs_wsd: float  # best WSD's final loss minus the optimum's
     annealing: Timed
     annealing_gain: float
-
-
-def published_schedule(name: str) -> np.ndarray:
-    """The per-step schedule of a published 25M run (shared data README)."""
-    family, _, rest = name.partition("_")
-    if family == "constant":
-        return schedules.constant(int(rest), PEAK, warmup_steps=WARMUP)
-    if family == "cosine":
-        return schedules.cosine(int(rest), PEAK, FLOOR, warmup_steps=WARMUP)
-    if family in ("wsd", "wsdld"):
-        start, total = (int(v) for v in rest.split("_"))
-        shape: DecayShape = "exponential" if family == "wsd" else "linear"
-        return schedules.wsd(total, PEAK, FLOOR, WARMUP, decay_start=start, shape=shape)
-    return schedules.two_stage(16_000, PEAK, int(rest) * 1e-5, 8_000, warmup_steps=WARMUP)
 
 
 def load(names: tuple[str, ...], data_dir: Path = SHARED_DATA) -> list[Curve]:
