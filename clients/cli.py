@@ -26,6 +26,7 @@ from clients import (
     operation_commands,
     planning_commands,
     run_commands,
+    task_commands,
 )
 from clients import formatting as fmt
 from clients.client import PlannerClient, PlannerClientError
@@ -227,6 +228,7 @@ def optimal(client: PlannerClient, args: argparse.Namespace) -> Output:
         version=args.version,
         hardware=profile,
         hyperparameter_law=args.hyperparameter_law,
+        target_accuracy=args.target_accuracy,
     )
     return _plan_output(plan)
 
@@ -487,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="budget in accelerator-hours (needs --peak-flops and --mfu)",
     )
     goal.add_argument("--target-loss", type=float, help="least compute to reach this loss")
+    goal.add_argument(
+        "--target-accuracy",
+        type=task_commands.parse_target_accuracy,
+        metavar="TASK=ACC",
+        help="least compute to reach this accuracy (a fraction) on a task, through the family's "
+        "task law (the plan's loss is then the task's loss)",
+    )
     opt.add_argument("--max-params", type=float, help="cap on N")
     opt.add_argument("--max-tokens", type=float, help="cap on D")
     opt.add_argument("--unique-tokens", type=float, help="unique tokens available")
@@ -501,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     planning_commands.register(commands)
     curve_commands.register(commands)
     compare_commands.register(commands)
+    task_commands.register(commands)
     return parser
 
 

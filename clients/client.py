@@ -175,7 +175,12 @@ def _law(message: pb.Law) -> results.Law:
 
 def _run_message(run: results.Run) -> pb.Run:
     message = pb.Run(
-        run_id=run.run_id, params=run.params, tokens=run.tokens, loss=run.loss, tags=run.tags
+        run_id=run.run_id,
+        params=run.params,
+        tokens=run.tokens,
+        loss=run.loss,
+        tags=run.tags,
+        metrics=run.metrics,
     )
     if run.unique_tokens is not None:
         message.unique_tokens = run.unique_tokens
@@ -205,6 +210,7 @@ def _run(message: pb.Run) -> results.Run:
         weight=message.weight if message.HasField("weight") else None,
         lr=message.lr if message.HasField("lr") else None,
         batch_tokens=message.batch_tokens if message.HasField("batch_tokens") else None,
+        metrics=dict(message.metrics),
     )
 
 
@@ -643,6 +649,7 @@ class PlannerClient:
         make_current: bool | None = None,
         breaks: int | None = None,
         schedules: Mapping[str, pb.Schedule] | None = None,
+        task: pb.TaskFitOptions | None = None,
     ) -> results.Law:
         """Fit the family's runs and store the result as a new version (can take a while:
         `timeout` defaults to 10 minutes). `on_progress(stage, done, total)` is called as the
@@ -675,6 +682,8 @@ class PlannerClient:
             breaks,
             schedules,
         )
+        if task is not None:  # form "task_link" (fit_task_law)
+            request.task.CopyFrom(task)
         try:
             events = self._stub.FitLaw(
                 request, timeout=timeout or FIT_TIMEOUT, metadata=self._metadata
@@ -1154,11 +1163,13 @@ class PlannerClient:
         version: int = 0,
         hardware: results.Hardware | None = None,
         hyperparameter_law: str | results.LawSelector | None = None,
+        target_accuracy: tuple[str, float] | None = None,
     ) -> results.ComputeOptimalPlan:
-        """Give exactly one goal: compute (FLOPs), accelerator_hours (+ peak and MFU) or
-        target_loss. With `hardware` the answer has `training`: learning rate and batch from
-        `hyperparameter_law` (a family name or selector; default step-law-2025), steps, time
-        and cost."""
+        """Give exactly one goal: compute (FLOPs), accelerator_hours (+ peak and MFU),
+        target_loss or target_accuracy ((task, accuracy) through the family's task law: the
+        plan's loss is then that task's loss). With `hardware` the answer has `training`:
+        learning rate and batch from `hyperparameter_law` (a family name or selector; default
+        step-law-2025), steps, time and cost."""
         request = pb.PlanComputeOptimalRequest(
             law=pb.LawSelector(family=family, form=form, version=version)
         )
@@ -1170,6 +1181,8 @@ class PlannerClient:
             request.budget.accelerator.mfu = mfu or 0.0
         elif target_loss is not None:
             request.target_loss = target_loss
+        elif target_accuracy is not None:
+            request.target_accuracy.task, request.target_accuracy.accuracy = target_accuracy
         for name, value in (
             ("max_params", max_params),
             ("max_tokens", max_tokens),
@@ -1258,6 +1271,57 @@ class PlannerClient:
             loss=_array(reply.loss),
             low=_array(reply.low) if with_band else None,
             high=_array(reply.high) if with_band else None,
+            law=_law_info(reply.law),
+        )
+
+    def fit_task_law(
+        self,
+        family: str,
+        task: str,
+        loss_metric: str,
+        accuracy_metric: str,
+        chance: float | None = None,
+        skip_fraction: float | None = None,
+        window: int | None = None,
+        bootstrap: int | None = None,
+        seed: int = 0,
+        make_current: bool | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> results.Law:
+        """Fit a task law (stored as form "task_link:<task>") to the runs' metrics: step 1 the
+        task loss of (N, D) on each run's end, step 2 the sigmoid link on its checkpoints."""
+        options = pb.TaskFitOptions(
+            name=task, loss_metric=loss_metric, accuracy_metric=accuracy_metric
+        )
+        for name, value in (("chance", chance), ("skip_fraction", skip_fraction),
+                            ("window", window)):  # fmt: skip
+            if value is not None:
+                setattr(options, name, value)
+        return self.fit_law(
+            family, "auto", bootstrap, seed, "task_link", on_progress=on_progress,
+            make_current=make_current, task=options,
+        )  # fmt: skip
+
+    def predict_task(
+        self, family: str, task: str, params: float, tokens: float, version: int = 0
+    ) -> results.TaskPrediction:
+        """Predicted accuracy (and task loss) on `task` of N params trained on D tokens."""
+        request = pb.PredictTaskRequest(
+            law=pb.LawSelector(family=family, version=version),
+            task=task,
+            params=params,
+            tokens=tokens,
+        )
+        reply = self._call("PredictTask", request)
+        return results.TaskPrediction(
+            accuracy=reply.accuracy,
+            task_loss=reply.task_loss,
+            interval=(reply.interval.low, reply.interval.high)
+            if reply.HasField("interval")
+            else None,
+            floor=reply.floor,
+            ceiling=reply.ceiling,
+            noisy=reply.noisy,
             law=_law_info(reply.law),
         )
 

@@ -1,5 +1,5 @@
 """Read training runs from CSV: header
-params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens].
+params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens,metric:<name>...].
 
 Rows sharing a run_id with different steps are checkpoints of one training run (tokens: seen up
 to that step). Within a file, (run_id, step) must not repeat, and the checkpoints of one run
@@ -7,11 +7,15 @@ must share its parameter count. `weight` is the row's relative weight in fits (e
 `lr` is the learning rate at the checkpoint's step (a finished run: its peak learning rate) and
 `batch_tokens` the batch size in tokens: the loss-curve laws (multi_power, lr_annealing) are
 fitted to checkpoints with step and lr, the Step Law to finished runs with lr and batch_tokens.
+Each `metric:<name>` column is a named metric of the rows (e.g. `metric:mmlu_bpb`, a task's loss
+at the checkpoint); an empty cell: not measured for that row.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import re
 from pathlib import Path
 from typing import TextIO
 
@@ -19,6 +23,11 @@ from clients.results import Run
 
 REQUIRED = ("params", "tokens", "loss")
 OPTIONAL = ("unique_tokens", "flops", "step", "run_id", "weight", "lr", "batch_tokens")
+METRIC_PREFIX = "metric:"
+# The service's limits on Run.metrics (proto/planner/v1/planner.proto), checked here so that a
+# bad header is named as a column rather than as a field of the first row sent.
+METRIC_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+MAX_METRICS = 64
 
 
 class CsvError(ValueError):
@@ -30,6 +39,28 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
         return float(text)
     except ValueError:
         raise CsvError(f"{path}:{line}: column {column!r}: {text!r} is not a number") from None
+
+
+def _metric(path: Path, line: int, column: str, text: str) -> float:
+    value = _number(path, line, column, text)
+    # float() takes "nan" and "inf"; a metric is a measurement, and the service refuses them.
+    if not math.isfinite(value):
+        raise CsvError(f"{path}:{line}: column {column!r}: {text!r} is not a finite number")
+    return value
+
+
+def _metric_columns(path: Path, header: list[str]) -> dict[str, str]:
+    """Metric name by `metric:<name>` column, in header order."""
+    columns = {c: c.removeprefix(METRIC_PREFIX) for c in header if c.startswith(METRIC_PREFIX)}
+    for column, name in columns.items():
+        if not METRIC_NAME.fullmatch(name):
+            raise CsvError(
+                f"{path}: column {column!r}: {name!r} is not a metric name "
+                "(1-64 characters of A-Z, a-z, 0-9, _ . : / -)"
+            )
+    if len(columns) > MAX_METRICS:
+        raise CsvError(f"{path}: {len(columns)} metric: columns; at most {MAX_METRICS}")
+    return columns
 
 
 MAX_STEP = 2**63 - 1
@@ -60,11 +91,12 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
     missing = [name for name in REQUIRED if name not in header]
     if missing:
         raise CsvError(f"{path}: header lacks {', '.join(missing)} (needs {','.join(REQUIRED)})")
-    unknown = [name for name in header if name not in REQUIRED + OPTIONAL]
+    metric_columns = _metric_columns(path, header)
+    unknown = [n for n in header if n not in REQUIRED + OPTIONAL and n not in metric_columns]
     if unknown:
         raise CsvError(
             f"{path}: unknown column(s) {', '.join(unknown)}; allowed: "
-            f"{','.join(REQUIRED + OPTIONAL)}"
+            f"{','.join(REQUIRED + OPTIONAL)},{METRIC_PREFIX}<name>"
         )
     reader.fieldnames = header
     runs = []
@@ -98,6 +130,11 @@ def _parse(path: Path, handle: TextIO) -> list[Run]:
             weight=optional.get("weight"),
             lr=optional.get("lr"),
             batch_tokens=optional.get("batch_tokens"),
+            metrics={
+                name: _metric(path, line, column, cells[column])
+                for column, name in metric_columns.items()
+                if cells[column]
+            },
         )
         if run.run_id:
             _check_checkpoint(path, line, run, keys, sizes)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from clients.client import CurvePrediction, PlannerClient, SchedulePlan
-from clients.results import Comparison
+from clients.results import Comparison, TaskPrediction
 
 KINDS = ("fit", "isoflop", "frontier")
 
@@ -296,6 +296,42 @@ def comparison_plot(result: Comparison, out: Path, unit: str) -> Path:
     # Multipliers span decades on either side of 1.
     ratio.set(xscale="log", yscale="log", xlabel=unit, ylabel="multiplier (B / A)")
     ratio.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def task_accuracy_plot(
+    out: Path,
+    title: str,
+    flops: Any,
+    predictions: list[TaskPrediction],
+    observed: list[tuple[float, float]],
+) -> Path:
+    """`planner task plot`: predicted accuracy along the step-1 law's compute-optimal path with
+    its bootstrap band, and the runs' checkpoints (accuracy against k N D)."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    seen = np.array(observed)
+    ax.scatter(seen[:, 0], seen[:, 1], s=6, alpha=0.35, color="tab:gray", label="checkpoints")
+    accuracy = [p.accuracy for p in predictions]
+    ax.plot(flops, accuracy, color="tab:blue", label="predicted (compute-optimal N, D)")
+    bands = [p.interval for p in predictions]
+    if all(b is not None for b in bands):
+        low = [b[0] for b in bands if b is not None]
+        high = [b[1] for b in bands if b is not None]
+        ax.fill_between(flops, low, high, color="tab:blue", alpha=0.2, label="95% band")
+    floor, ceiling = predictions[0].floor, predictions[0].ceiling
+    ax.axhline(floor, color="tab:red", lw=0.8, ls=":", label=f"link floor {floor:.3f}")
+    ax.axhline(ceiling, color="tab:green", lw=0.8, ls=":", label=f"link ceiling {ceiling:.3f}")
+    ax.set_xscale("log")
+    _si_axis(ax.xaxis, "FLOP")
+    ax.set_xlabel("training compute")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)

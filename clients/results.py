@@ -48,7 +48,8 @@ class Run:
     """One row: a finished run, or (with `step`) a checkpoint of the run named by `run_id`;
     (run_id, step) is unique within a family. `weight`: relative weight in fits (None: 1).
     `lr`: the learning rate at the checkpoint's step, or a finished run's peak learning rate;
-    `batch_tokens`: the batch size in tokens (the loss-curve laws and the Step Law use them)."""
+    `batch_tokens`: the batch size in tokens (the loss-curve laws and the Step Law use them).
+    `metrics`: named values of the row, e.g. a task's loss and accuracy (what task laws fit)."""
 
     run_id: str
     params: float
@@ -61,6 +62,7 @@ class Run:
     weight: float | None = None
     lr: float | None = None
     batch_tokens: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,22 @@ class TrainingSetup:
     # The Step Law that gave the learning rate (and the batch, unless the profile set one).
     hyperparameter_law: LawInfo
     critical_batch: CriticalBatchCheck | None
+
+
+@dataclass(frozen=True)
+class TaskPrediction:
+    """A downstream task's predicted accuracy (fraction) and task loss (the unit of the metric
+    its law was fitted to); `interval`: 95% band of the accuracy over the law's bootstrap
+    (None without one); floor/ceiling: the link's range; noisy: the task's checkpoints were
+    noisier than the family's other tasks' (less reliable)."""
+
+    accuracy: float
+    task_loss: float
+    interval: tuple[float, float] | None
+    floor: float
+    ceiling: float
+    noisy: bool
+    law: LawInfo
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,16 @@ from clients.command_base import Output, UsageError
 from clients.csv_runs import read_runs
 from clients.results import Run
 
-CSV_HEADER = "params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens]"
+CSV_HEADER = (
+    "params,tokens,loss[,unique_tokens,flops,step,run_id,weight,lr,batch_tokens,metric:<name>...]"
+)
 # The CLI's page when none is asked for: a screenful of rows, not the server's 1000.
 PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
+# The METRICS cell lists name=value pairs while every row's fit in this many characters;
+# beyond, a page of (say) a dozen task metrics per row would push each row over many lines, so
+# every row shows its count instead and --json has the values.
+MAX_METRICS_TEXT = 48
 
 
 def runs_add(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -40,7 +46,19 @@ def _page_size(text: str) -> int:
     return value
 
 
-def _run_row(run: Run) -> list[str]:
+def _metric_pairs(run: Run) -> str:
+    return " ".join(f"{name}={fmt.number(value)}" for name, value in sorted(run.metrics.items()))
+
+
+def _metrics_cells(runs: list[Run]) -> tuple[list[str], bool]:
+    """Each row's METRICS cell, and whether they are counts (the pairs would not fit)."""
+    pairs = [_metric_pairs(run) for run in runs]
+    if all(len(text) <= MAX_METRICS_TEXT for text in pairs):
+        return [text or "-" for text in pairs], False
+    return [str(len(run.metrics)) if run.metrics else "-" for run in runs], True
+
+
+def _run_row(run: Run, metrics: str) -> list[str]:
     return [
         run.run_id,
         "-" if run.step is None else str(run.step),
@@ -52,6 +70,7 @@ def _run_row(run: Run) -> list[str]:
         fmt.number(run.weight),
         fmt.number(run.lr),
         fmt.number(run.batch_tokens),
+        metrics,
     ]
 
 
@@ -66,9 +85,12 @@ def runs_list(client: PlannerClient, args: argparse.Namespace) -> Output:
     data: dict[str, Any] = {"runs": [asdict(r) for r in runs], "next_page_token": token}
     headers = [
         "RUN_ID", "STEP", "PARAMS", "TOKENS", "LOSS", "UNIQUE_TOKENS", "FLOPS", "WEIGHT", "LR",
-        "BATCH_TOKENS",
+        "BATCH_TOKENS", "METRICS",
     ]  # fmt: skip
-    lines = [fmt.table(headers, [_run_row(r) for r in runs])]
+    metrics, counted = _metrics_cells(runs)
+    lines = [fmt.table(headers, [_run_row(r, m) for r, m in zip(runs, metrics, strict=True)])]
+    if counted:
+        lines.append("METRICS: how many each row has; --json lists their names and values")
     if token:
         lines.append(
             f"{len(runs)} rows shown; more: planner runs list {args.family} "

@@ -7,6 +7,9 @@
   setup);
 - "critical_batch": Kaplan et al.'s critical batch at a loss (the batch check of a plan's
   training setup). A kind of its own so that a hyperparameter selector never picks it.
+- "task": a downstream task's accuracy from N and D in two steps (planner.tasks; PredictTask,
+  plans with a target accuracy). Its forms are per task, "task_link:<task>", so they are not
+  listed in KINDS: form_kind recognises the prefix.
 
 A query of one kind refuses a law of another with WrongLawForm (FAILED_PRECONDITION) naming the
 forms it needs, never an unknown-form error.
@@ -24,11 +27,12 @@ from planner.errors import InvalidInput, WrongLawForm
 from planner.hyperparams.hardware import CriticalBatchLaw
 from planner.hyperparams.step_law import StepLaw
 from planner.laws import FORMS, Law, parse_law
+from planner.tasks.stored import TASK_FORM_PREFIX, TaskLinkLaw, is_task_form
 from planner.validation import positive
 
-Kind = Literal["final_loss", "curve", "hyperparameters", "critical_batch"]
+Kind = Literal["final_loss", "curve", "hyperparameters", "critical_batch", "task"]
 CurveLaw = MultiPowerLaw | AnnealingLaw
-AnyLaw = Law | CurveLaw | StepLaw | CriticalBatchLaw
+AnyLaw = Law | CurveLaw | StepLaw | CriticalBatchLaw | TaskLinkLaw
 
 CURVE_FORMS: dict[str, type[MultiPowerLaw] | type[AnnealingLaw]] = {
     MultiPowerLaw.form: MultiPowerLaw,
@@ -48,24 +52,32 @@ KINDS: dict[str, Kind] = {
     CRITICAL_BATCH_FORM: "critical_batch",
 }
 ALL_FORMS: tuple[str, ...] = tuple(KINDS)
-# The forms a query of each kind may use, in the order an empty form picks them.
+# The forms a query of each kind may use, in the order an empty form picks them (none for
+# "task": its query names the task, and so the form).
 FORMS_OF_KIND: dict[Kind, tuple[str, ...]] = {
     kind: tuple(form for form, of in KINDS.items() if of == kind)
-    for kind in ("final_loss", "curve", "hyperparameters", "critical_batch")
+    for kind in ("final_loss", "curve", "hyperparameters", "critical_batch", "task")
 }
 
 
 def form_kind(form: str, field: str = "form") -> Kind:
     kind = KINDS.get(form)
+    if kind is None and is_task_form(form):
+        return "task"
     if kind is None:
-        raise InvalidInput(field, f"unknown law form {form!r}; known forms: {sorted(KINDS)}")
+        raise InvalidInput(
+            field,
+            f"unknown law form {form!r}; known forms: {sorted(KINDS)} and {TASK_FORM_PREFIX}<task>",
+        )
     return kind
 
 
 def require_kind(form: str, kind: Kind, query: str) -> None:
     """WrongLawForm unless `form` is of `kind`: `query` names what asked (e.g. "PredictCurve")."""
     if form_kind(form) != kind:
-        needed = " or ".join(repr(f) for f in FORMS_OF_KIND[kind])
+        needed = " or ".join(repr(f) for f in FORMS_OF_KIND[kind]) or repr(
+            TASK_FORM_PREFIX + "<task>"
+        )
         raise WrongLawForm(f"{query} needs a law of form {needed}; the law selected is {form!r}")
 
 
@@ -83,6 +95,8 @@ def parse_any_law(form: str, values: Mapping[str, float], field: str = "paramete
     kind = form_kind(form)
     if kind == "final_loss":
         return parse_law(form, values, field)
+    if kind == "task":
+        return TaskLinkLaw.of(form, values, field)
     if form == STEP_LAW_FORM:
         _checked_names(values, STEP_LAW_NAMES, field)
         return StepLaw(**{name: float(values[name]) for name in STEP_LAW_NAMES})

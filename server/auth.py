@@ -40,7 +40,7 @@ READS = frozenset(
         "GetLaw", "ListLawVersions", "Predict", "PlanComputeOptimal", "PlanInference",
         "PlanOvertraining", "PlanDataMix", "PlanSparsity", "AllocateBudget", "GetOperation",
         "ListOperations", "WatchOperation", "PlanComputeOptimalBatch", "PredictBatch",
-        "CompareLaws", "PredictCurve", "PlanSchedule",
+        "CompareLaws", "PredictCurve", "PlanSchedule", "PredictTask",
     }
 )  # fmt: skip
 

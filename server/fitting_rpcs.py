@@ -53,6 +53,12 @@ from server.refusals import Refused, overloaded, shutting_down
 from server.rpc_base import Context, RpcBase, optional_field
 from server.store import Conflict, NotFound
 from server.store.records import INTERRUPTED, FamilyRecord, FitRecord, RunRecord
+from server.task_law_fits import (
+    TASK_FIT_FORM,
+    PreparedTaskFit,
+    check_task_request,
+    prepare_task_fit,
+)
 
 # Points one FitBrokenPowerLaw call predicts (the answer stays well under a megabyte).
 MAX_PREDICT_AT = 10_000
@@ -104,7 +110,9 @@ class FittingRpcs(RpcBase):
         )
         return mapping.law_message(law)
 
-    async def _prepare_fit(self, request: pb.FitLawRequest) -> PreparedFit | PreparedLawFit:
+    async def _prepare_fit(
+        self, request: pb.FitLawRequest
+    ) -> PreparedFit | PreparedLawFit | PreparedTaskFit:
         """Validate a fit request and load its data (refusing bad input before any operation
         is created)."""
         name = validation.family_name("family", request.family)
@@ -116,6 +124,8 @@ class FittingRpcs(RpcBase):
         if request.seed < 0:
             raise InvalidInput("seed", f"must be >= 0, got {request.seed}")
         form = request.form or "chinchilla"
+        if form.startswith(TASK_FIT_FORM) or request.HasField("task"):
+            return await self._prepare_task_fit(request, name, form, resamples)
         if form in LAW_FIT_FORMS:
             return await self._prepare_law_fit(request, name, form)
         refuse_schedules(request, form)
@@ -174,6 +184,20 @@ class FittingRpcs(RpcBase):
         return await asyncio.to_thread(
             prepare_step_law_fit, name, records, resamples, request.seed, make_current, expected
         )
+
+    async def _prepare_task_fit(
+        self, request: pb.FitLawRequest, name: str, form: str, resamples: int
+    ) -> PreparedTaskFit:
+        """A task law's fit (server.task_law_fits): options checked before any data is read."""
+        settings = check_task_request(request, form)
+        family, records = await self._family_records(name, "fit")
+        expected = optional_field(request, "expected_revision")
+        _check_revision(family, expected)
+        make_current = optional_field(request, "make_current")
+        return await asyncio.to_thread(
+            prepare_task_fit, name, settings, records, resamples, request.seed, make_current,
+            expected,
+        )  # fmt: skip
 
     async def _execute_fit(
         self, prepared: PreparedFit, operation_id: str, report: ReportProgress

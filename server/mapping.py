@@ -59,6 +59,7 @@ def run_message(record: RunRecord) -> pb.Run:
         tokens=record.tokens,
         loss=record.loss,
         tags=record.tags,
+        metrics=record.metrics,
     )
     if record.unique_tokens is not None:
         message.unique_tokens = record.unique_tokens

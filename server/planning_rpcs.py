@@ -38,14 +38,16 @@ from planner_api.v1 import planner_pb2 as pb
 from server import mapping, validation
 from server.errors import translate_errors
 from server.law_cache import ResolvedLaw
-from server.rpc_base import Context, RpcBase, optional_field, with_form
+from server.rpc_base import Context, optional_field, with_form
 from server.store import NotFound
 from server.store.records import LawRecord
+from server.task_rpcs import TaskRpcs
 from server.training_setup import TrainingLaws, money_costs
 
 
-class PlanningRpcs(RpcBase):
-    """Predict, PlanComputeOptimal, PlanInference, PlanOvertraining, PlanDataMix, PlanSparsity."""
+class PlanningRpcs(TaskRpcs):
+    """Predict, PlanComputeOptimal, PlanInference, PlanOvertraining, PlanDataMix, PlanSparsity
+    (a target accuracy is planned through TaskRpcs' task laws)."""
 
     @functools.cached_property
     def _training_laws(self) -> TrainingLaws:
@@ -88,7 +90,7 @@ class PlanningRpcs(RpcBase):
     ) -> pb.PlanComputeOptimalResponse:
         goal = request.WhichOneof("goal")
         if goal is None:
-            raise InvalidInput("goal", "set either budget or target_loss")
+            raise InvalidInput("goal", "set either budget or target_loss (or target_accuracy)")
         compute = mapping.budget_flops("budget", request.budget) if goal == "budget" else None
         target = positive("target_loss", request.target_loss) if goal == "target_loss" else None
         caps = mapping.caps(request)
@@ -96,6 +98,8 @@ class PlanningRpcs(RpcBase):
         training = None
         if request.HasField("hardware") or request.HasField("hyperparameter_law"):
             training = await self._training_laws.prepare(request)
+        if goal == "target_accuracy":
+            return await self._plan_task_compute_optimal(request, caps, training)
         resolved = await self._resolve(request.law)
         if isinstance(resolved.law, DataConstrainedLaw) and caps.unique_tokens is not None:
             response = await self._plan_repeated(resolved, compute, target, caps)
@@ -180,8 +184,12 @@ class PlanningRpcs(RpcBase):
     ) -> pb.PlanOvertrainingResponse:
         goal = request.WhichOneof("goal")
         if goal is None:
-            raise InvalidInput("goal", "set one of budget, target_loss or target_error")
+            raise InvalidInput(
+                "goal", "set one of budget, target_loss, target_error or target_accuracy"
+            )
         training = await self._training_laws.prepare(request)
+        if goal == "target_accuracy":
+            return await self._plan_task_overtraining(request, training)
         resolved = await self._resolve(
             with_form(request.law, request.law.form or OvertrainingLaw.form)
         )

@@ -14,12 +14,14 @@ from server.compare_rpcs import CompareRpcs
 from server.curve_rpcs import CurveRpcs
 from server.operation_rpcs import OperationRpcs
 from server.planning_rpcs import PlanningRpcs
+from server.task_rpcs import TaskRpcs
 
 
 class PlannerService(
     CatalogRpcs,
     OperationRpcs,  # with FittingRpcs, whose work its operations run
     PlanningRpcs,
+    TaskRpcs,  # PredictTask; PlanningRpcs' target-accuracy plans build on it
     AllocationRpcs,
     BatchRpcs,
     CurveRpcs,

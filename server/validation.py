@@ -9,6 +9,7 @@ import re
 
 from planner.errors import InvalidInput
 from planner.forms import ALL_FORMS
+from planner.tasks.stored import TASK_FORM_PREFIX, is_task_form
 from planner.validation import finite, optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import RunRecord
@@ -20,6 +21,9 @@ MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
 MAX_RUN_ID = 200
+# Run.metrics: per row, and each name (the proto's comment).
+MAX_METRICS = 64
+METRIC_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 # Names of pools and jobs inside one request.
 MAX_ITEM_NAME = 100
 
@@ -61,9 +65,13 @@ def convention(field: str, value: int) -> str:
 
 
 def law_form(field: str, form: str, optional: bool = False) -> str:
-    """A known law form name ("" allowed when `optional`: the family's default form)."""
-    if (form or not optional) and form not in ALL_FORMS:
-        raise InvalidInput(field, f"unknown law form {form!r}; known: {sorted(ALL_FORMS)}")
+    """A known law form name ("" allowed when `optional`: the family's default form); task
+    forms are per task ("task_link:<task>"), so checked by shape, not listed."""
+    if (form or not optional) and form not in ALL_FORMS and not is_task_form(form):
+        raise InvalidInput(
+            field,
+            f"unknown law form {form!r}; known: {sorted(ALL_FORMS)} and {TASK_FORM_PREFIX}<task>",
+        )
     return form
 
 
@@ -169,12 +177,15 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
             raise InvalidInput(f"{field}.tags", f"keys must be 1-{MAX_TAG_KEY} characters")
         if len(value) > MAX_TAG_VALUE:
             raise InvalidInput(f"{field}.tags[{key}]", f"is longer than {MAX_TAG_VALUE}")
-    # Weight, lr and batch join the derived id only when given, so ids derived before they
-    # existed hold (each tagged, so that one's value cannot pass for another's).
+    metrics = run_metrics(f"{field}.metrics", dict(run.metrics))
+    # Weight, lr, batch and metrics join the derived id only when given, so ids derived before
+    # they existed hold (each tagged, so that one's value cannot pass for another's).
     values: tuple[object, ...] = (params, tokens, loss, unique, flops, step)
     values += () if weight is None else (weight,)
     values += () if lr is None else (("lr", lr),)
     values += () if batch is None else (("batch_tokens", batch),)
+    # Sorted: a map's order on the wire is not the row's identity.
+    values += (("metrics", tuple(sorted(metrics.items()))),) if metrics else ()
     if step is not None and not run.run_id:
         raise InvalidInput(
             f"{field}.run_id",
@@ -184,8 +195,34 @@ def run_record(field: str, run: pb.Run) -> RunRecord:
     if len(run_id) > MAX_RUN_ID:
         raise InvalidInput(f"{field}.run_id", f"is longer than {MAX_RUN_ID} characters")
     return RunRecord(
-        run_id, params, tokens, loss, unique, flops, step, dict(run.tags), weight, lr, batch
+        run_id,
+        params,
+        tokens,
+        loss,
+        unique,
+        flops,
+        step,
+        dict(run.tags),
+        weight,
+        lr,
+        batch,
+        metrics,
     )
+
+
+def run_metrics(field: str, metrics: dict[str, float]) -> dict[str, float]:
+    """A row's named metrics: at most MAX_METRICS, names METRIC_NAME, values finite."""
+    if len(metrics) > MAX_METRICS:
+        raise InvalidInput(field, f"has {len(metrics)} entries; at most {MAX_METRICS}")
+    for name in sorted(metrics):
+        # json.dumps quotes the name as a map key is written; a long bad name is cut short.
+        where = f"{field}[{json.dumps(name[:80])}]"
+        if not METRIC_NAME.fullmatch(name):
+            raise InvalidInput(
+                where, "is not a metric name: use 1-64 characters of A-Z, a-z, 0-9, _ . : / -"
+            )
+        finite(where, metrics[name])
+    return metrics
 
 
 def _derived_run_id(*values: object) -> str:

@@ -2335,7 +2335,8 @@ class PlanComputeOptimalRequest(_message.Message):
     def target_accuracy(self) -> Global___TaskTarget:
         """Reach this accuracy on a task with the least compute: the task law's step-1 law of task
         loss is planned for the loss its link gives the accuracy (`law` names the family; its
-        form empty or "task_link:<task>").
+        form empty or "task_link:<task>"). The answer's `loss` is then that task loss, in the unit
+        of the run metric the law was fitted to (e.g. bits per byte), and it has no intervals.
         """
 
     @_builtins.property
@@ -4837,8 +4838,8 @@ class TaskFitOptions(_message.Message):
     SKIP_FRACTION_FIELD_NUMBER: _builtins.int
     WINDOW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The task's name, 1-64 characters of [a-z0-9_.-]: the law is stored as form
-    "task_link:<name>".
+    """The task's name, 1-30 characters of [a-z0-9_.-] (the stored form name, "task_link:<name>",
+    holds at most 40).
     """
     loss_metric: _builtins.str
     """The run metric holding the task's loss (e.g. bits per byte of the correct answer)."""

@@ -57,6 +57,9 @@ class RunRecord:
     # tokens; what the loss-curve laws and the Step Law are fitted to.
     lr: float | None = None
     batch_tokens: float | None = None
+    # Named metrics of this row (e.g. a task's loss and accuracy at the checkpoint); empty when
+    # it has none. What task laws are fitted to.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, int | None]:

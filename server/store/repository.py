@@ -287,6 +287,8 @@ class Store:
                             "weight": r.weight,
                             "lr": r.lr,
                             "batch_tokens": r.batch_tokens,
+                            # NULL rather than {} when none: rows stored before 0007 read alike.
+                            "metrics": dict(r.metrics) or None,
                         }
                         for r in fresh
                     ],
@@ -898,6 +900,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         weight=row.weight,
         lr=row.lr,
         batch_tokens=row.batch_tokens,
+        metrics={name: float(value) for name, value in (row.metrics or {}).items()},
     )
 
 

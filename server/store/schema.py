@@ -42,6 +42,9 @@ runs = sa.Table(
     # tokens (migration 0005); NULL when not given.
     sa.Column("lr", sa.Float, nullable=True),
     sa.Column("batch_tokens", sa.Float, nullable=True),
+    # Named metrics of the row, a JSON object of name -> number (migration 0007); NULL (not
+    # JSON null) when it has none.
+    sa.Column("metrics", sa.JSON(none_as_null=True), nullable=True),
 )
 # (run_id, step) is unique: checkpoints of one run share its run_id; a NULL step is a finished
 # run, indexed as -1 because unique indexes treat NULLs as distinct (migration 0003).

@@ -174,6 +174,11 @@ def test_readme_commands_run_as_written(server: ServerProcess, tmp_path: Path) -
         "families create laion-clip --metric",
         "laws put laion-clip --form compute_power",
         "compare laion-mammut laion-clip",
+        "runs add olmo-tasks examples/olmo_tasks.csv",
+        "task fit olmo-tasks --task mmlu_avg_test",
+        "task predict olmo-tasks --task mmlu_avg_test",
+        "task plot olmo-tasks --task mmlu_avg_test mmlu.png",
+        "optimal olmo-tasks --target-accuracy mmlu_avg_test=0.6",
     ):
         assert any(needed in w for w in words), needed
     # From a copy of the repository root's examples/, so that written files land in tmp_path.

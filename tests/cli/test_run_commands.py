@@ -192,3 +192,64 @@ def test_lr_and_batch_tokens_columns_round_trip(server: ServerProcess, tmp_path:
     assert refused.returncode == 1
     error = json.loads(refused.stdout)["error"]
     assert error["code"] == "INVALID_ARGUMENT" and error["message"].startswith("runs[0].lr:")
+
+
+def _table(text: str, rows: int) -> list[list[str]]:
+    """The `rows` rows of `runs list`'s table (after its header and rule), split on the gaps
+    between columns."""
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("----"))
+    return [[c for c in line.split("  ") if c] for line in lines[rule + 1 : rule + 1 + rows]]
+
+
+def test_metric_columns_round_trip_and_list(server: ServerProcess, tmp_path: Path) -> None:
+    path = tmp_path / "tasks.csv"
+    path.write_text(
+        "run_id,step,params,tokens,loss,metric:piqa_val_bpb,metric:piqa_val_acc\n"
+        "r,100,1e8,2e9,3.1,0.8747948863685431,0.5\n"
+        "r,200,1e8,4e9,3.0,,0.625\n"
+        "r,300,1e8,6e9,2.9,,\n"
+    )
+    planner_json(server, "families", "create", "cli-metrics")
+    assert planner_json(server, "runs", "add", "cli-metrics", str(path))["added"] == 3
+    runs = planner_json(server, "runs", "list", "cli-metrics", "--all")["runs"]
+    assert [r["metrics"] for r in runs] == [
+        {"piqa_val_bpb": 0.8747948863685431, "piqa_val_acc": 0.5},
+        {"piqa_val_acc": 0.625},
+        {},
+    ]
+    text = planner(server, "runs", "list", "cli-metrics").stdout
+    assert text.split()[10] == "METRICS"
+    # Few and short: the pairs themselves, by name, at the table's %g precision.
+    cells = [row[-1].strip() for row in _table(text, 3)]
+    assert cells == ["piqa_val_acc=0.5 piqa_val_bpb=0.874795", "piqa_val_acc=0.625", "-"]
+
+
+def test_many_metrics_list_as_counts(server: ServerProcess, tmp_path: Path) -> None:
+    names = [f"task_{i}_accuracy" for i in range(12)]
+    path = tmp_path / "wide.csv"
+    path.write_text(
+        "run_id,step,params,tokens,loss," + ",".join(f"metric:{n}" for n in names) + "\n"
+        "w,1,1e8,2e9,3.1," + ",".join(str(i / 100) for i in range(12)) + "\n"
+        "w,2,1e8,4e9,3.0,0.5" + "," * 11 + "\n"
+        "w,3,1e8,6e9,2.9" + "," * 12 + "\n"
+    )
+    planner_json(server, "families", "create", "cli-wide-metrics")
+    planner_json(server, "runs", "add", "cli-wide-metrics", str(path))
+    runs = planner_json(server, "runs", "list", "cli-wide-metrics")["runs"]
+    assert runs[0]["metrics"] == {n: i / 100 for i, n in enumerate(names)}
+    text = planner(server, "runs", "list", "cli-wide-metrics").stdout
+    # Counts for every row (one row's pairs would not fit), and where the values are.
+    assert [row[-1].strip() for row in _table(text, 3)] == ["12", "1", "-"]
+    assert "--json lists their names and values" in text
+    assert max(len(line) for line in text.splitlines()) < 160
+
+
+def test_a_bad_metric_column_is_refused_before_sending(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("params,tokens,loss,metric:acc\n1e8,1e9,3.0,0.5\n1e8,2e9,2.9,inf\n")
+    result = planner(server, "runs", "add", "chinchilla-epoch-2024", str(path))
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:3: column 'metric:acc': 'inf' is not a finite number" in result.stderr

@@ -19,7 +19,7 @@ def test_migrations_are_idempotent(store: Store) -> None:
         tables = set(sa.inspect(conn).get_table_names())
         version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert {"families", "runs", "law_versions", "meta", "operations", "alembic_version"} <= tables
-    assert version == "0006"
+    assert version == "0007"
 
 
 def test_sqlite_has_wal_and_foreign_keys(tmp_path: Path) -> None:
