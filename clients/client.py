@@ -981,12 +981,17 @@ class PlannerClient:
         version: int = 0,
         hardware: results.Hardware | None = None,
         hyperparameter_law: str | results.LawSelector | None = None,
+        target_accuracy: tuple[str, float] | None = None,
     ) -> results.OvertrainingPlan:
-        """Give exactly one of compute, target_loss or target_error; multiplier (tokens per
-        parameter) defaults to the law's best at fixed compute. With `hardware` the answer has
-        `training` (learning rate and batch from `hyperparameter_law`, default step-law-2025)."""
+        """Give exactly one of compute, target_loss, target_error or target_accuracy ((task,
+        accuracy) through the family's task law: the plan's loss is then that task's loss);
+        multiplier (tokens per parameter) defaults to the law's best at fixed compute. With
+        `hardware` the answer has `training` (learning rate and batch from
+        `hyperparameter_law`, default step-law-2025)."""
+        # A task target is planned on the family's task law, not its over-training law.
+        form = "" if target_accuracy is not None else "overtraining"
         request = pb.PlanOvertrainingRequest(
-            law=pb.LawSelector(family=family, form="overtraining", version=version)
+            law=pb.LawSelector(family=family, form=form, version=version)
         )
         if compute is not None:
             request.budget.flops = compute
@@ -994,6 +999,8 @@ class PlannerClient:
             request.target_loss = target_loss
         elif target_error is not None:
             request.target_error = target_error
+        elif target_accuracy is not None:
+            request.target_accuracy.task, request.target_accuracy.accuracy = target_accuracy
         if multiplier is not None:
             request.multiplier = multiplier
         _set_hardware(request, hardware, hyperparameter_law)

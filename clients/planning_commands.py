@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from clients import formatting as fmt
+from clients import task_commands
 from clients.client import PlannerClient
 from clients.command_base import Output, UsageError, band_text, bands_json, law_selector
 from clients.results import BudgetJob, DataPool, Hardware, LawSelector, TrainingSetup
@@ -148,6 +149,7 @@ def overtrain(client: PlannerClient, args: argparse.Namespace) -> Output:
         version=args.version,
         hardware=hardware(args),
         hyperparameter_law=args.hyperparameter_law,
+        target_accuracy=args.target_accuracy,
     )
     data: dict[str, Any] = {
         "multiplier": plan.multiplier,
@@ -493,6 +495,14 @@ def register(commands: Any) -> None:
     goal.add_argument("--compute", type=float, help="training FLOPs")
     goal.add_argument("--target-loss", type=float, help="loss to reach (nats/token)")
     goal.add_argument("--target-error", type=float, help="downstream top-1 error to reach")
+    goal.add_argument(
+        "--target-accuracy",
+        type=task_commands.parse_target_accuracy,
+        metavar="TASK=ACCURACY",
+        help="accuracy to reach on a task, through the family's task law (planner task fit): "
+        "least compute at --multiplier, else at the task law's compute-optimal ratio; the loss "
+        "shown is then the task's loss",
+    )
     over.add_argument(
         "--multiplier", type=float, help="tokens per parameter M (default: the law's best)"
     )

@@ -92,6 +92,21 @@ def test_optimal_with_a_target_accuracy(server: ServerProcess, fitted: dict[str,
     assert out["loss"] == pytest.approx(loss, rel=1e-9)
 
 
+def test_overtrain_with_a_target_accuracy_at_a_multiplier(
+    server: ServerProcess, fitted: dict[str, float]
+) -> None:
+    """At M = 100 tokens per parameter: D = 100 N, and the accuracy reached is the target."""
+    out = planner_json(
+        server, "overtrain", FAMILY, "--target-accuracy", "piqa_val=0.8", "--multiplier", "100"
+    )
+    n, d = out["params"], out["tokens"]
+    assert d == pytest.approx(100 * n, rel=1e-9)
+    p = fitted
+    loss = p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    accuracy = p["a"] / (1 + math.exp(-p["k"] * (loss - p["x0"]))) + p["b"]
+    assert accuracy == pytest.approx(0.8, abs=1e-9)
+
+
 def test_task_plot_writes_a_png(
     server: ServerProcess, fitted: dict[str, float], tmp_path: Path
 ) -> None:
