@@ -342,8 +342,12 @@ def allocation_intervals(
     ]
 
 
-def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Band]:
-    """Bands of params, tokens, loss and flops of the query's optimum per row."""
+def plan_intervals(
+    ensemble: Array, query: ComputeOptimalQuery, target_losses: Array | None = None
+) -> dict[str, Band]:
+    """Bands of params, tokens, loss and flops of the query's optimum per row; for a loss
+    target, `target_losses` gives each row its own (NaN: no answer for that row), as when an
+    accuracy target goes through each row's own link."""
     query = query.validated()
     e, a, b, alpha, beta = ensemble.T[:5]
     k = query.flops_per_param_token
@@ -357,7 +361,7 @@ def plan_intervals(ensemble: Array, query: ComputeOptimalQuery) -> dict[str, Ban
             compute = np.full_like(e, query.compute)
         else:
             assert query.target_loss is not None
-            target = query.target_loss
+            target = query.target_loss if target_losses is None else target_losses
             coefficient = a * g**-alpha + b * g**beta
             ratio = np.where(target > e, (target - e) / coefficient, np.nan)
             compute = k * ratio ** (-(alpha + beta) / (alpha * beta))

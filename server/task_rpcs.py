@@ -32,10 +32,12 @@ from planner.tasks.stored import (
     TASK_FORM_PREFIX,
     TaskLinkLaw,
     ensemble_accuracy,
+    ensemble_task_losses,
     is_task_form,
     task_form,
     task_name,
 )
+from planner.uncertainty import plan_intervals
 from planner.validation import finite, positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping
@@ -208,6 +210,12 @@ class TaskRpcs(RpcBase):
         if plan is None:
             plan = await self.solver.solve(query)
         response = mapping.plan_message(plan, resolved.record)
+        if resolved.ensemble is not None:
+            # Each row its own chain: its link gives its task loss, its step 1 plans for it.
+            rows = resolved.ensemble
+            targets = ensemble_task_losses(rows, request.target_accuracy.accuracy)
+            bands = await self.pool.run(plan_intervals, rows, query, targets)
+            mapping.add_bands(response.intervals, bands)
         if training is not None:
             _fill_without_loss(training, response.training, plan.params, plan.tokens,
                                resolved.flops_per_param_token)  # fmt: skip

@@ -112,6 +112,16 @@ def parameter_row(law: TaskScalingLaw) -> NDArray[np.float64]:
     return np.array([values[name] for name in TASK_LAW_NAMES], dtype=np.float64)
 
 
+def ensemble_task_losses(rows: NDArray[np.float64], accuracy: float) -> NDArray[np.float64]:
+    """The task loss each ensemble row's own link gives `accuracy`: L = x0 - ln(a / (acc - b)
+    - 1) / k; NaN for a row whose link's range (a + b, b) does not hold the accuracy."""
+    a, b, k, x0 = rows[:, len(LOSS_LAW_NAMES) :].T
+    with np.errstate(all="ignore"):
+        inside = (accuracy > a + b) & (accuracy < b)
+        loss = x0 - np.log(a / (accuracy - b) - 1.0) / k
+    return np.where(inside & np.isfinite(loss) & (loss > 0), loss, np.nan)
+
+
 def ensemble_accuracy(
     rows: NDArray[np.float64], params: float, tokens: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

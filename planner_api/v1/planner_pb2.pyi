@@ -2336,7 +2336,8 @@ class PlanComputeOptimalRequest(_message.Message):
         """Reach this accuracy on a task with the least compute: the task law's step-1 law of task
         loss is planned for the loss its link gives the accuracy (`law` names the family; its
         form empty or "task_link:<task>"). The answer's `loss` is then that task loss, in the unit
-        of the run metric the law was fitted to (e.g. bits per byte), and it has no intervals.
+        of the run metric the law was fitted to (e.g. bits per byte); its intervals come from
+        each ensemble row inverting its own link and planning its own step 1.
         """
 
     @_builtins.property

@@ -223,6 +223,42 @@ def test_bootstrap_band_pairs_both_steps(
     assert predict(stub, "mmlu_avg_test", *TARGET_13B).law.version == laws["mmlu_avg_test"].version
 
 
+def test_target_accuracy_plan_band_plans_each_row_on_its_own_chain(
+    stub: pb_grpc.PlannerServiceStub, laws: dict[str, pb.Law]
+) -> None:
+    """With a bootstrap, a target-accuracy plan's intervals: each ensemble row (both steps
+    refitted on one resample of runs, recomputed here) inverts its own link for the target and
+    plans its own step 1 for that loss (Chinchilla's closed form, written out), then the 5th,
+    50th and 95th percentiles over the rows."""
+    # 12 rows: bands need at least 10 (planner.uncertainty.MIN_ROWS).
+    law = fit(stub, _with(task_fit("piqa_val", bootstrap=12), seed=3, make_current=False))
+    assert law.ensemble_size == 12
+    target = pb.TaskTarget(task="piqa_val", accuracy=0.8)
+    selector = pb.LawSelector(family=FAMILY, form="task_link:piqa_val", version=law.version)
+    plan = stub.PlanComputeOptimal(
+        pb.PlanComputeOptimalRequest(law=selector, target_accuracy=target)
+    )
+    runs = ladder_runs(read_example(), "piqa_val")
+    flops = []
+    for sample in run_resamples(len(runs), 12, seed=3):
+        refit = fit_task_scaling_law([runs[i] for i in sample], chance=0.5)
+        step1, link = refit.loss_law, refit.link
+        if not link.a + link.b < 0.8 < link.b:
+            continue  # this row's link never reaches 80%
+        loss = link.x0 - math.log(link.a / (0.8 - link.b) - 1) / link.k
+        e, a, b, alpha, beta = step1.E, step1.A, step1.B, step1.alpha, step1.beta
+        if loss <= e:
+            continue
+        g = (alpha * a / (beta * b)) ** (1 / (alpha + beta))
+        coefficient = a * g**-alpha + b * g**beta
+        flops.append(6 * ((loss - e) / coefficient) ** (-(alpha + beta) / (alpha * beta)))
+    assert len(flops) >= 10
+    low, median, high = np.percentile(flops, [5, 50, 95])
+    band = plan.intervals["flops"]
+    assert (band.low, band.median, band.high) == pytest.approx((low, median, high), rel=1e-6)
+    assert {"params", "tokens", "loss"} <= set(plan.intervals)
+
+
 def _with(request: pb.FitLawRequest, **fields: Any) -> pb.FitLawRequest:
     for name, value in fields.items():
         setattr(request, name, value)
