@@ -13,7 +13,7 @@ from clients.client import PlannerClient
 from clients.command_base import Output, UsageError
 from clients.results import Comparison, LawSelector
 
-UNITS = {"flops": "FLOPs", "accelerator_hours": "accelerator-hours"}
+UNITS = {"flops": "FLOPs", "accelerator_hours": "accelerator-hours", "params": "params"}
 
 
 def compare(client: PlannerClient, args: argparse.Namespace) -> Output:
@@ -49,8 +49,9 @@ def _plot_budgets(args: argparse.Namespace) -> list[float]:
     """With --plot and no --budget: the multiplier at 21 points over the range, so the second
     panel has a curve (the server's default range, 1e15-1e30 FLOPs, in A's units)."""
     scale = 3600 * args.throughput_a if args.axis == "accelerator_hours" else 1.0
-    low = args.low if args.low is not None else 1e15 / scale
-    high = args.high if args.high is not None else 1e30 / scale
+    default = (1e6, 1e14) if args.axis == "params" else (1e15 / scale, 1e30 / scale)
+    low = args.low if args.low is not None else default[0]
+    high = args.high if args.high is not None else default[1]
     if not 0 < low < high:
         return []  # the server names the bad range
     return [low * (high / low) ** (i / 20) for i in range(21)]

@@ -23,6 +23,7 @@ from planner.comparison import (
     LossOfCompute,
     OffsetPowerLaw,
     OnAcceleratorHours,
+    OnParams,
     Stretch,
     compute_multiplier,
     power_of_compute,
@@ -36,8 +37,10 @@ from planner.validation import positive
 
 Array = NDArray[np.float64]
 PATHS = ("compute_optimal", "multiplier")
-AXES = ("flops", "accelerator_hours")
+AXES = ("flops", "accelerator_hours", "params")
 DEFAULT_FLOPS_RANGE = (1e15, 1e30)
+# The params axis (N at a fixed tokens-per-parameter ratio): from tiny models to beyond any.
+DEFAULT_PARAMS_RANGE = (1e6, 1e14)
 MAX_BUDGETS = 100
 DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 100, 2, 1000
 # Rows paired for a band: enough for p5/p95; more only costs inversions (rows x budgets).
@@ -86,6 +89,12 @@ class ComparisonQuery:
         axis = self.axis or "flops"
         if axis not in AXES:
             raise InvalidInput("axis", f"unknown axis {self.axis!r}; known: {list(AXES)}")
+        if axis == "params" and path != "multiplier":
+            raise InvalidInput(
+                "axis",
+                "'params' compares model sizes at a fixed tokens-per-parameter ratio: "
+                "it needs path 'multiplier'",
+            )
         for name in ("first", "second"):
             field = f"{name}_flops_per_accelerator_second"
             value = getattr(self, field)
@@ -119,8 +128,11 @@ class ComparisonQuery:
         """[low, high] on the axis: as given, else 1e15-1e30 FLOPs in the first recipe's
         units."""
         scale = self._axis_scale("first")
-        low = DEFAULT_FLOPS_RANGE[0] / scale if self.low is None else positive("low", self.low)
-        high = DEFAULT_FLOPS_RANGE[1] / scale if self.high is None else positive("high", self.high)
+        default = DEFAULT_PARAMS_RANGE if self.axis == "params" else DEFAULT_FLOPS_RANGE
+        if self.axis == "params":
+            scale = 1.0
+        low = default[0] / scale if self.low is None else positive("low", self.low)
+        high = default[1] / scale if self.high is None else positive("high", self.high)
         return low, high
 
     def flops_window(self, recipe: str) -> tuple[float, float]:
@@ -129,7 +141,11 @@ class ComparisonQuery:
         scale = self._axis_scale(recipe)
         return min((low, *self.budgets)) * scale, max((high, *self.budgets)) * scale
 
-    def on_axis(self, curve: LossOfCompute, recipe: str) -> LossOfCompute:
+    def on_axis(self, curve: LossOfCompute, recipe: str, k: float) -> LossOfCompute:
+        """The recipe's curve on the axis (`k`: its family's FLOPs per param-token)."""
+        if self.axis == "params":
+            assert self.multiplier is not None  # validated: path multiplier
+            return OnParams(curve, self.multiplier, k)
         if self.axis != "accelerator_hours":
             return curve
         return OnAcceleratorHours(curve, self._axis_scale(recipe) / SECONDS_PER_HOUR)
@@ -150,6 +166,11 @@ class Comparison:
 
 def _curve(law: Law, recipe: Recipe, query: ComparisonQuery, which: str) -> LossOfCompute:
     """The law as a loss of FLOPs."""
+    if query.axis == "params" and isinstance(law, ComputePowerLaw | BnslLaw):
+        raise WrongLawForm(
+            f"axis 'params' needs laws of N and D (a chinchilla-family form); the {which} law "
+            f"is {law.form}, a curve of compute alone"
+        )
     if isinstance(law, ComputePowerLaw):
         return power_of_compute(law)
     if isinstance(law, BnslComputeLaw):
@@ -187,7 +208,7 @@ def _row_curves(recipe: Recipe, query: ComparisonQuery, which: str) -> list[Loss
                 e, big_a, big_b, alpha, beta = row
                 chinchilla = ChinchillaLaw(E=e, A=big_a, B=big_b, alpha=alpha, beta=beta)
                 curve = _curve(chinchilla, recipe, query, which)
-            curves.append(query.on_axis(curve, which))
+            curves.append(query.on_axis(curve, which, recipe.flops_per_param_token))
         except (PlannerError, ValueError):
             curves.append(None)
     return curves
@@ -227,8 +248,8 @@ def _bands(
 def compare(first: Recipe, second: Recipe, query: ComparisonQuery) -> Comparison:
     """Crossovers, winners, multipliers at the budgets (with bands) and curves for plotting."""
     q = query.validated()
-    a = q.on_axis(_curve(first.law, first, q, "first"), "first")
-    b = q.on_axis(_curve(second.law, second, q, "second"), "second")
+    a = q.on_axis(_curve(first.law, first, q, "first"), "first", first.flops_per_param_token)
+    b = q.on_axis(_curve(second.law, second, q, "second"), "second", second.flops_per_param_token)
     low, high = q.axis_range()
     stretches = winners(a, b, low, high)
     multipliers = compute_multiplier(a, b, q.budgets)

@@ -235,6 +235,33 @@ class OnAcceleratorHours:
         return self.curve.compute_for(loss) / (SECONDS_PER_HOUR * self.flops_per_second)
 
 
+@dataclass(frozen=True)
+class OnParams:
+    """A recipe at a fixed `multiplier` M tokens per parameter on an axis of parameters N: its
+    compute is C = k M N^2 (D = M N), so the "multiplier" between two recipes on this axis is a
+    ratio of model sizes."""
+
+    curve: LossOfCompute
+    multiplier: float
+    flops_per_param_token: float
+
+    def __post_init__(self) -> None:
+        positive("multiplier", self.multiplier)
+        positive("flops_per_param_token", self.flops_per_param_token)
+
+    @property
+    def floor(self) -> float:
+        return self.curve.floor
+
+    def loss(self, compute: ArrayLike) -> Array:
+        params = np.asarray(compute, dtype=np.float64)
+        return self.curve.loss(self.flops_per_param_token * self.multiplier * params**2)
+
+    def compute_for(self, loss: float) -> float:
+        flops = self.curve.compute_for(loss)
+        return math.sqrt(flops / (self.flops_per_param_token * self.multiplier))
+
+
 def _inverse(curve: LossOfCompute, loss: float) -> float:
     """Compute reaching `loss` on a decreasing curve, by root finding in log compute."""
     if loss <= curve.floor:

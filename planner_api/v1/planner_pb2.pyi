@@ -4622,8 +4622,10 @@ class CompareLawsRequest(_message.Message):
     multiplier: _builtins.float
     """Tokens per parameter for path "multiplier" (> 0)."""
     axis: _builtins.str
-    """The axis: "flops" (empty), or "accelerator_hours": each recipe's FLOPs over its achieved
-    FLOP/s per accelerator (the two fields below) and 3600.
+    """The axis: "flops" (empty); "accelerator_hours": each recipe's FLOPs over its achieved
+    FLOP/s per accelerator (the two fields below) and 3600; or "params": model size N at the
+    path's fixed `multiplier` (C = k M N^2; needs path "multiplier" and laws of N and D), where
+    the multiplier is then a ratio of model sizes. Default range there: 1e6 to 1e14.
     """
     first_flops_per_accelerator_second: _builtins.float
     """Achieved FLOP/s per accelerator (peak x MFU, > 0) of each recipe, for the

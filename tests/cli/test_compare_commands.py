@@ -110,3 +110,21 @@ def test_accelerator_hours_axis(server: ServerProcess) -> None:
     assert out["multipliers"][0]["multiplier"] == pytest.approx(1.5, rel=1e-9)
     assert out["axis_values"][0] == pytest.approx(1e15 / (3600 * 3e14))
     assert not math.isnan(out["ranges"][0]["low"])
+
+
+def test_compare_on_the_params_axis(server: ServerProcess) -> None:
+    """--axis params at M = 20: at N = 1e9, RedPajama's N over RefinedWeb's is the square root
+    of the compute multiplier at C = 6 M N^2 (written out from Gadre et al.'s closed form)."""
+    out = planner_json(
+        server, "compare", "overtraining-gadre-2024-refinedweb",
+        "overtraining-gadre-2024-redpajama", "--path", "multiplier", "--multiplier", "20",
+        "--axis", "params", "--budget", "1e9",
+    )  # fmt: skip
+    rw = dict(E=1.7345, a=157.1163, b=246.2067, eta=0.12720)
+    rp = dict(E=1.8366, a=212.2361, b=366.6872, eta=0.13643)
+    scale = lambda p: p["a"] * 20 ** p["eta"] + p["b"] * 20 ** -p["eta"]  # noqa: E731
+    compute = 6 * 20 * 1e9**2
+    loss = rw["E"] + scale(rw) * compute ** -rw["eta"]
+    needed = (scale(rp) / (loss - rp["E"])) ** (1 / rp["eta"])
+    [row] = out["multipliers"]
+    assert row["multiplier"] == pytest.approx((needed / compute) ** 0.5, rel=1e-9)

@@ -116,3 +116,35 @@ def test_bad_settings_name_the_field(settings: dict[str, object], field: str) ->
     with pytest.raises(InvalidInput) as caught:
         ComparisonQuery(**settings).validated()  # type: ignore[arg-type]
     assert caught.value.field == field
+
+
+def test_params_axis_compares_model_sizes_at_a_fixed_ratio() -> None:
+    """Axis params at M = 20: what N RedPajama needs to match RefinedWeb's loss at N, from
+    Gadre et al.'s closed form inverted for compute, then N = sqrt(C / (6 M))."""
+    by_name = {family.name: family for family in CATALOG}
+    refinedweb = by_name["overtraining-gadre-2024-refinedweb"].laws[0].law()
+    redpajama = by_name["overtraining-gadre-2024-redpajama"].laws[0].law()
+    query = ComparisonQuery(path="multiplier", multiplier=20.0, axis="params", budgets=(1e9, 7e10))
+    result = compare(Recipe(refinedweb), Recipe(redpajama), query)
+    for budget, multiplier in zip((1e9, 7e10), result.multipliers, strict=True):
+        compute = 6 * 20.0 * budget**2
+        scale = lambda p: p["a"] * 20.0 ** p["eta"] + p["b"] * 20.0 ** -p["eta"]  # noqa: E731
+        rw, rp = refinedweb.to_mapping(), redpajama.to_mapping()
+        loss = rw["E"] + scale(rw) * compute ** -rw["eta"]
+        needed = (scale(rp) / (loss - rp["E"])) ** (1 / rp["eta"])
+        assert multiplier == pytest.approx(math.sqrt(needed / (6 * 20.0)) / budget, rel=1e-9)
+    assert result.crossovers == [] and result.axis_values[0] == pytest.approx(1e6)
+
+
+def test_params_axis_needs_a_fixed_ratio_and_laws_of_n_and_d() -> None:
+    by_name = {family.name: family for family in CATALOG}
+    chinchilla = by_name["chinchilla-hoffmann-2022"].laws[0].law()
+    with pytest.raises(InvalidInput, match="path 'multiplier'"):
+        compare(Recipe(chinchilla), Recipe(chinchilla), ComparisonQuery(axis="params"))
+    power = ComputePowerLaw(L_inf=1.7, A=400.0, alpha=0.15)
+    with pytest.raises(WrongLawForm, match="axis 'params'"):
+        compare(
+            Recipe(chinchilla),
+            Recipe(power),
+            ComparisonQuery(path="multiplier", multiplier=20.0, axis="params"),
+        )
