@@ -294,7 +294,9 @@ class TrainingLaws:
         require_kind(record.form, "hyperparameters", "A plan's training setup")
         law = parse_any_law(record.form, record.parameters, f"{prefix}parameters")
         assert isinstance(law, StepLaw)  # the only hyperparameters form
-        return ResolvedStepLaw(law, mapping.law_summary(record))
+        summary = mapping.law_summary(record)
+        summary.family = record.family  # any family's Step Law may answer: say whose
+        return ResolvedStepLaw(law, summary)
 
     async def critical_batch(self) -> CriticalBatchLaw:
         key = (CRITICAL_BATCH_FAMILY, CRITICAL_BATCH_FORM, 0)

@@ -225,6 +225,7 @@ def test_a_stored_step_law_is_used_when_selected(
     again = optimal(stub, hardware=h100s(), hyperparameter_law=selector)
     assert again.training.learning_rate == pytest.approx(3.0 * n**-0.5 * d**0.2, rel=1e-12)
     assert again.training.hyperparameter_law.version == 2
+    assert again.training.hyperparameter_law.family == family_name
     # And an older version when named.
     selector.version = 1
     old = optimal(stub, hardware=h100s(), hyperparameter_law=selector)
