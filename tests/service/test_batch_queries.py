@@ -3,19 +3,19 @@ RPC's answer for the same input, and bad input names its field. Raw stubs: the w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from planner.planning.batch import Labels
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from server import wire
 from server.batch_rpcs import MAX_BATCH_ROWS, MAX_SOLVED_ROWS
+from tests.service.refusals import refused
 from tests.service.server_process import ServerProcess
 
 EPOCH = "chinchilla-epoch-2024"
@@ -198,22 +198,6 @@ def test_predictions_equal_single_predictions(stub: rpc.PlannerServiceStub, fami
 
 
 # -- bad input ---------------------------------------------------------------------------------
-
-
-def refused(call: Callable[[], Any], code: grpc.StatusCode, field: str, match: str = "") -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    error: Any = caught.value
-    assert error.code() == code, error.details()
-    assert match in error.details(), error.details()
-    trailers = dict(error.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
-    fields = []
-    for detail in status.details:
-        violations = error_details_pb2.BadRequest()
-        if detail.Unpack(violations):
-            fields += [v.field for v in violations.field_violations]
-    assert fields == [field], error.details()
 
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

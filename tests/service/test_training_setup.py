@@ -15,16 +15,16 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
+from tests.service.refusals import refused
 from tests.service.server_process import ServerProcess
 
 HOFFMANN = "chinchilla-hoffmann-2022"
@@ -79,22 +79,6 @@ def optimal(
         request.budget.flops = compute
     reply: pb.PlanComputeOptimalResponse = stub.PlanComputeOptimal(request, timeout=30)
     return reply
-
-
-def refused(call: Callable[[], Any], code: grpc.StatusCode, field: str, match: str = "") -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    error: Any = caught.value
-    assert error.code() == code, error.details()
-    assert match in error.details(), error.details()
-    trailers = dict(error.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
-    fields = []
-    for detail in status.details:
-        violations = error_details_pb2.BadRequest()
-        if detail.Unpack(violations):
-            fields += [v.field for v in violations.field_violations]
-    assert fields == ([field] if field else []), error.details()
 
 
 # -- PlanComputeOptimal ------------------------------------------------------------------------
