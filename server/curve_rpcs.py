@@ -14,6 +14,7 @@ work (server/curve_work.py) when the pool warms up.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from server import mapping
 from server.curve_work import Curve, SchedulePlan, Steps, plan_schedule, predict_schedule
 from server.errors import translate_errors
 from server.fit_pool import FitPool
+from server.law_cache import FreshEntries
 from server.rpc_base import Context, RpcBase
 from server.schedule_decoding import schedule_name
 from server.solver_pool import SolverPool
@@ -144,10 +146,16 @@ def _chosen_schedule(
 class CurveRpcs(RpcBase):
     """PredictCurve, PlanSchedule."""
 
+    @functools.cached_property
+    def _curve_laws(self) -> FreshEntries[LawRecord]:
+        return FreshEntries(self.laws)
+
     async def _curve_law(self, selector: pb.LawSelector, query: str) -> tuple[LawRecord, CurveLaw]:
-        """The selected loss-curve law (read from the store: a few ms beside tens of ms of
-        work, and the law cache holds final-loss laws only)."""
-        record = await asyncio.to_thread(self._law_record, selector, "law.", "curve")
+        """The selected loss-curve law (its record cached like final-loss laws)."""
+        key = (selector.family, selector.form, selector.version)
+        record = await self._curve_laws.fetch(
+            key, lambda: self._law_record(selector, "law.", "curve")
+        )
         require_kind(record.form, "curve", query)
         law = parse_any_law(record.form, record.parameters, "law.parameters")
         assert isinstance(law, MultiPowerLaw | AnnealingLaw)

@@ -8,9 +8,11 @@ always reads its own writes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +21,9 @@ from planner.laws import Law
 from server.store.records import LawRecord
 
 Key = tuple[str, str, int]  # (family, form or "" for the default, version or 0 for current)
+T = TypeVar("T")
+# Bound on each FreshEntries cache (laws other than final-loss ones: few per process).
+MAX_FRESH_ENTRIES = 1_000
 
 
 @dataclass(frozen=True)
@@ -80,3 +85,41 @@ class LawCache:
         self._generations[family] = self.generation(family) + 1
         for key in [k for k in self._entries if k[0] == family]:
             del self._entries[key]
+
+
+class FreshEntries(Generic[T]):
+    """Values cached under LawCache's rules: `ttl` seconds, and stale as soon as their family's
+    generation moves (any write to it through this process)."""
+
+    def __init__(self, laws: LawCache, clock: Callable[[], float] = time.monotonic) -> None:
+        self._laws = laws
+        self._clock = clock
+        self._entries: dict[Key, tuple[float, int, T]] = {}
+
+    def get(self, key: Key) -> T | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, generation, value = entry
+        if self._clock() >= expires or generation != self._laws.generation(key[0]):
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: Key, value: T, generation: int) -> None:
+        if self._laws.ttl <= 0 or self._laws.generation(key[0]) != generation:
+            return
+        if len(self._entries) >= MAX_FRESH_ENTRIES:
+            del self._entries[next(iter(self._entries))]  # oldest first
+        self._entries[key] = (self._clock() + self._laws.ttl, generation, value)
+
+    async def fetch(self, key: Key, load: Callable[[], T]) -> T:
+        """The cached value, else `load()` run in a thread (it reads the store) and cached unless
+        the family was written meanwhile."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached
+        generation = self._laws.generation(key[0])
+        value = await asyncio.to_thread(load)
+        self.put(key, value, generation)
+        return value

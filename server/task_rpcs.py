@@ -14,7 +14,7 @@ fewer than two task laws there is nothing to compare and it is false.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import math
 from dataclasses import dataclass
 
@@ -42,6 +42,7 @@ from planner.validation import finite, positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping
 from server.errors import translate_errors
+from server.law_cache import FreshEntries
 from server.rpc_base import Context, RpcBase, optional_field, with_form
 from server.store import NotFound
 from server.store.records import LawRecord, LawRef
@@ -84,6 +85,10 @@ def band(rows: NDArray[np.float64], params: float, tokens: float) -> tuple[float
 class TaskRpcs(RpcBase):
     """PredictTask, and the task laws behind target-accuracy plans."""
 
+    @functools.cached_property
+    def _task_laws(self) -> FreshEntries[ResolvedTask]:
+        return FreshEntries(self.laws)
+
     @translate_errors
     async def PredictTask(
         self, request: pb.PredictTaskRequest, context: Context
@@ -123,7 +128,11 @@ class TaskRpcs(RpcBase):
         name = task_name(task_field, task)
         if selector.form and selector.form != task_form(name):
             raise InvalidInput(task_field, f"{name!r} does not match law.form {selector.form!r}")
-        return await asyncio.to_thread(self._load_task, with_form(selector, task_form(name)))
+        selector = with_form(selector, task_form(name))
+        key = (selector.family, selector.form, selector.version)
+        # Cached like final-loss laws: a write to the family (another task fitted, which can
+        # change the noisy flag) clears it.
+        return await self._task_laws.fetch(key, lambda: self._load_task(selector))
 
     def _load_task(self, selector: pb.LawSelector) -> ResolvedTask:
         task = selector.form[len(TASK_FORM_PREFIX) :]

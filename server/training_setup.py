@@ -16,12 +16,10 @@ all (measured in-process); a plan without one, two field checks.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Generic, Literal, TypeVar, get_args
+from typing import Final, Literal, get_args
 
 from planner.catalog import CRITICAL_BATCH_FAMILY, STEP_LAW_FAMILY
 from planner.errors import InvalidInput
@@ -40,7 +38,7 @@ from planner.planning.inference import Costs
 from planner.validation import positive
 from planner_api.v1 import planner_pb2 as pb
 from server import mapping
-from server.law_cache import Key, LawCache
+from server.law_cache import FreshEntries, LawCache
 from server.store import NotFound
 from server.store.records import LawRecord
 
@@ -51,7 +49,6 @@ PRICE: Final = "price_per_accelerator_hour"
 CostField = Literal["training_weight", "inference_weight", "training_mfu", "inference_mfu"]
 # PlanInference's fields that weight lifetime cost when it is not priced in money.
 COST_FIELDS: tuple[CostField, ...] = get_args(CostField)
-MAX_CACHED = 1_000
 DEFAULT_STEP_LAW = pb.LawSelector(family=STEP_LAW_FAMILY)
 
 # RpcBase._law_record: (selector, field prefix, kind) -> the stored version.
@@ -62,7 +59,6 @@ PlanRequest = (
     | pb.PlanOvertrainingRequest
     | pb.PlanSparsityRequest
 )
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -150,33 +146,6 @@ class ResolvedStepLaw:
     summary: pb.LawSummary
 
 
-class _FreshEntries(Generic[T]):
-    """Values cached under LawCache's rules: `ttl` seconds, and stale as soon as their family's
-    generation moves (any write to it through this process)."""
-
-    def __init__(self, laws: LawCache, clock: Callable[[], float] = time.monotonic) -> None:
-        self._laws = laws
-        self._clock = clock
-        self._entries: dict[Key, tuple[float, int, T]] = {}
-
-    def get(self, key: Key) -> T | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires, generation, value = entry
-        if self._clock() >= expires or generation != self._laws.generation(key[0]):
-            del self._entries[key]
-            return None
-        return value
-
-    def put(self, key: Key, value: T, generation: int) -> None:
-        if self._laws.ttl <= 0 or self._laws.generation(key[0]) != generation:
-            return
-        if len(self._entries) >= MAX_CACHED:
-            del self._entries[next(iter(self._entries))]  # oldest first
-        self._entries[key] = (self._clock() + self._laws.ttl, generation, value)
-
-
 @dataclass(frozen=True)
 class PreparedTraining:
     """What a plan's training setup needs besides the plan: hardware and both laws."""
@@ -251,8 +220,8 @@ class TrainingLaws:
     def __init__(self, laws: LawCache, load_record: RecordLoader) -> None:
         self._laws = laws
         self._load_record = load_record
-        self._step_laws: _FreshEntries[ResolvedStepLaw] = _FreshEntries(laws)
-        self._critical: _FreshEntries[CriticalBatchLaw] = _FreshEntries(laws)
+        self._step_laws: FreshEntries[ResolvedStepLaw] = FreshEntries(laws)
+        self._critical: FreshEntries[CriticalBatchLaw] = FreshEntries(laws)
 
     async def prepare(self, request: PlanRequest) -> PreparedTraining | None:
         """The request's hardware and both laws; None without hardware (and then nothing is
@@ -275,18 +244,16 @@ class TrainingLaws:
         # The default has a key of its own: its fallback must not answer a named selector.
         form = "(default)" if default else selector.form
         key = (selector.family, form, selector.version)
-        cached = self._step_laws.get(key)
-        if cached is not None:
-            return cached
-        generation = self._laws.generation(selector.family)
-        try:
-            resolved = await asyncio.to_thread(self._load_step_law, selector)
-        except NotFound:
-            if not default:
-                raise
-            resolved = PUBLISHED
-        self._step_laws.put(key, resolved, generation)
-        return resolved
+
+        def load() -> ResolvedStepLaw:
+            try:
+                return self._load_step_law(selector)
+            except NotFound:
+                if not default:
+                    raise
+                return PUBLISHED
+
+        return await self._step_laws.fetch(key, load)
 
     def _load_step_law(self, selector: pb.LawSelector) -> ResolvedStepLaw:
         prefix = f"{HYPERPARAMETER_LAW}."
@@ -300,13 +267,7 @@ class TrainingLaws:
 
     async def critical_batch(self) -> CriticalBatchLaw:
         key = (CRITICAL_BATCH_FAMILY, CRITICAL_BATCH_FORM, 0)
-        cached = self._critical.get(key)
-        if cached is not None:
-            return cached
-        generation = self._laws.generation(CRITICAL_BATCH_FAMILY)
-        law = await asyncio.to_thread(self._load_critical_batch)
-        self._critical.put(key, law, generation)
-        return law
+        return await self._critical.fetch(key, self._load_critical_batch)
 
     def _load_critical_batch(self) -> CriticalBatchLaw:
         selector = pb.LawSelector(family=CRITICAL_BATCH_FAMILY, form=CRITICAL_BATCH_FORM)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from planner.laws import ChinchillaLaw
-from server.law_cache import LawCache, ResolvedLaw
+from server.law_cache import FreshEntries, LawCache, ResolvedLaw
 from server.store.records import LawRecord
 
 LAW = ChinchillaLaw(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.36)
@@ -69,3 +71,32 @@ def test_a_load_that_raced_a_write_is_not_cached() -> None:
     cache.put(("f", "", 0), resolved("f", 2), cache.generation("f"))
     hit = cache.get(("f", "", 0))
     assert hit is not None and hit.record.version == 2
+
+
+def test_fresh_entries_fetch_loads_once_and_follow_the_law_cache_rules() -> None:
+    """FreshEntries (curve, task and Step Laws): loaded once while fresh; gone after the TTL or
+    a write to the family; a load that raced a write is not kept."""
+    now = [0.0]
+    laws = LawCache(ttl=5.0, clock=lambda: now[0])
+    entries: FreshEntries[str] = FreshEntries(laws, clock=lambda: now[0])
+    loads: list[str] = []
+
+    def load() -> str:
+        loads.append("x")
+        return f"value {len(loads)}"
+
+    key = ("fam", "multi_power", 0)
+    fetch = lambda: asyncio.run(entries.fetch(key, load))  # noqa: E731
+    assert fetch() == "value 1" and fetch() == "value 1" and len(loads) == 1
+    now[0] = 5.0  # the TTL has passed
+    assert fetch() == "value 2"
+    laws.invalidate("fam")  # a write to the family
+    assert fetch() == "value 3" and fetch() == "value 3"
+
+    def racing_load() -> str:
+        laws.invalidate("fam")  # written while this load read the store
+        return "stale"
+
+    other = ("fam", "lr_annealing", 0)
+    assert asyncio.run(entries.fetch(other, racing_load)) == "stale"
+    assert entries.get(other) is None
