@@ -335,7 +335,8 @@ def register(commands: Any) -> None:
         default="auto",
         choices=[*FIT_METHODS, "isoflop"],
         help="auto (default: every method and option scored on held-out larger runs, the best "
-        "refitted on all), vpnls or huber (for data_constrained: of the single-epoch part); "
+        "refitted on all), vpnls or huber (for data_constrained: of the single-epoch part; for "
+        "multi_power, auto is the authors' early-stopped AdamW and huber a minimiser); "
         "isoflop runs Approach 2 for comparison and stores nothing",
     )
     fitter.add_argument(

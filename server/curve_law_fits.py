@@ -64,9 +64,10 @@ class PreparedLawFit:
 
 def check_request(request: pb.FitLawRequest, form: str) -> int:
     """Refuse what does not apply to these forms; the bootstrap resamples to run."""
-    method = CURVE_METHODS[form] if form in CURVE_FIT_FORMS else STEP_LAW_METHOD
-    if request.method not in METHOD_ALIASES | {method}:
-        raise InvalidInput("method", f"a {form} law is fitted by {method!r} (or 'auto')")
+    methods = CURVE_METHODS[form] if form in CURVE_FIT_FORMS else (STEP_LAW_METHOD,)
+    if request.method not in METHOD_ALIASES | set(methods):
+        shown = " or ".join(repr(m) for m in methods)
+        raise InvalidInput("method", f"a {form} law is fitted by {shown} (or 'auto': the first)")
     if request.options.ListFields():
         raise InvalidInput(
             "options", f"checkpoint selection, tied, fixed or borrowed parameters and the "
@@ -110,11 +111,14 @@ def prepare_curve_fit(
     schedules: Mapping[str, Array],
     make_current: bool | None,
     expected_revision: int | None,
+    method: str = "",
 ) -> PreparedLawFit:
-    """Curves from the family's checkpoints (CPU work: call it off the event loop)."""
+    """Curves from the family's checkpoints (CPU work: call it off the event loop); `method`
+    one of CURVE_METHODS[form] ("" or "auto": the form's default)."""
     rows = [Checkpoint(r.run_id, r.step, r.lr, r.loss) for r in records]
     built = run_curves(rows, schedules)
-    job = CurveFitJob(form, built.curves).validated()
+    chosen = "" if method in METHOD_ALIASES else method
+    job = CurveFitJob(form, built.curves, chosen).validated()
     given = len(built.curves) - len(built.interpolated)
     options = {
         "bootstrap": "0",
@@ -229,8 +233,7 @@ def _curve_version(prepared: PreparedLawFit, job: CurveFitJob, fit: CurveFit) ->
         ensemble=[],
     )
     note = f"fitted to {fit.diagnostics.runs} checkpoints of {len(prepared.run_ids)} runs"
-    method = CURVE_METHODS[job.form]
-    return _Fitted(job.form, law_mapping(fit.law), method, note, record, fit.warnings)
+    return _Fitted(job.form, law_mapping(fit.law), job.method, note, record, fit.warnings)
 
 
 def _step_law_version(prepared: PreparedLawFit, job: StepLawJob, fit: StepLawFit) -> _Fitted:

@@ -179,7 +179,14 @@ class FittingRpcs(RpcBase):
         make_current = optional_field(request, "make_current")
         if form in CURVE_FIT_FORMS:
             return await asyncio.to_thread(
-                prepare_curve_fit, name, form, records, schedules, make_current, expected
+                prepare_curve_fit,
+                name,
+                form,
+                records,
+                schedules,
+                make_current,
+                expected,
+                request.method,
             )
         return await asyncio.to_thread(
             prepare_step_law_fit, name, records, resamples, request.seed, make_current, expected

@@ -7,21 +7,25 @@ not independent; a version of these forms stores no intervals and no ensemble.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.curves.fit import TINY_LOSS, Curve, fit_lr_annealing, fit_multi_power
+from planner.curves.fit import TINY_LOSS, Curve, MultiPowerMethod, fit_lr_annealing, fit_multi_power
 from planner.curves.lr_annealing import DEFAULT_DECAY, AnnealingLaw
 from planner.curves.multi_power import MultiPowerLaw
 from planner.errors import Infeasible, InvalidInput
 from planner.fitting.result import Diagnostics
 
 CURVE_FIT_FORMS = ("multi_power", "lr_annealing")
-# How each form is fitted (planner.curves.fit), Huber (delta 1e-3) on log loss in both: the
-# Multi-Power Law by the authors' early-stopped AdamW (it predicts held-out schedules better than
-# a minimiser), the annealing law by L-BFGS-B.
-CURVE_METHODS = {"multi_power": "huber_adamw", "lr_annealing": "huber"}
+# How each form may be fitted (planner.curves.fit), the default first; Huber (delta 1e-3) on log
+# loss in all: "huber_adamw" the authors' early-stopped AdamW (it predicts held-out schedules
+# better than a minimiser), "huber" L-BFGS-B to a minimiser (it fits the curves given closer,
+# and its step sizes do not assume losses near 3).
+CURVE_METHODS: dict[str, tuple[str, ...]] = {
+    "multi_power": ("huber_adamw", "huber"),
+    "lr_annealing": ("huber",),
+}
 # Parameters each form's fit frees (the annealing law's decay stays at DEFAULT_DECAY).
 FREE_PARAMETERS = {"multi_power": 7, "lr_annealing": 4}
 
@@ -41,10 +45,17 @@ class CurveFit:
 class CurveFitJob:
     form: str
     curves: tuple[Curve, ...]
+    # One of CURVE_METHODS[form]; empty: the form's default.
+    method: str = ""
 
     def validated(self) -> CurveFitJob:
         if self.form not in CURVE_FIT_FORMS:
             raise InvalidInput("form", f"not a loss-curve form; expected one of {CURVE_FIT_FORMS}")
+        methods = CURVE_METHODS[self.form]
+        if self.method and self.method not in methods:
+            raise InvalidInput("method", f"a {self.form} law is fitted by one of {list(methods)}")
+        if not self.method:
+            return replace(self, method=methods[0]).validated()
         rows = sum(int(curve.steps.size) for curve in self.curves)
         free = FREE_PARAMETERS[self.form]
         if rows <= free:
@@ -57,7 +68,8 @@ class CurveFitJob:
 
     def fit(self) -> CurveFit:
         if self.form == "multi_power":
-            mpl = fit_multi_power(list(self.curves))
+            how: MultiPowerMethod = "adamw" if self.method == "huber_adamw" else "minimise"
+            mpl = fit_multi_power(list(self.curves), method=how)
             law: MultiPowerLaw | AnnealingLaw = mpl.law
             objective, on_bound = mpl.objective, mpl.at_bounds
             options: dict[str, str] = {}

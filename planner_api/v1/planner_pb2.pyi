@@ -1320,7 +1320,9 @@ class FitLawRequest(_message.Message):
     "compute_power" (L = L_inf + A (C + C0)^-alpha of compute C: each run's `flops`, else
     k N D);
     "multi_power", "lr_annealing" (loss-curve laws, from the checkpoints of runs carrying `step`
-    and `lr`; see `schedules`; Huber on log loss, no bootstrap); "step_law" (learning rate and
+    and `lr`; see `schedules`; Huber on log loss, no bootstrap; multi_power's method
+    "huber_adamw" (auto: the authors' early-stopped AdamW, better on held-out schedules) or
+    "huber" (a minimiser, closer to the curves given)); "step_law" (learning rate and
     batch, from finished runs carrying `lr` and `batch_tokens`: per (N, D) the lowest loss's
     lr and batch, then log-linear fits, Li et al. 2025).
     """
