@@ -25,7 +25,7 @@ FRACTIONS = (0.5, 0.625, 0.75, 0.875)
 HEADER = ("run_id", "step", "params", "tokens", "loss")
 
 
-def _integer(text: str) -> int:
+def whole_number(text: str) -> int:
     value = float(text)
     if not value.is_integer():
         raise ValueError(f"{text!r} is not a whole number")
@@ -47,17 +47,18 @@ def run_rows(path: Path, params: int) -> list[tuple[str, int, int, int, str]]:
     """The chosen (run_id, step, params, tokens, loss) rows of one run, by step."""
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r[LOSS].strip()]
-    rows.sort(key=lambda r: _integer(r[STEP]))
+    rows.sort(key=lambda r: whole_number(r[STEP]))
     final = rows[-1]
-    total = _integer(final[TOKENS])
+    total = whole_number(final[TOKENS])
     chosen = []
     for fraction in FRACTIONS:
-        row = next(r for r in rows if _integer(r[TOKENS]) >= fraction * total)
+        row = next(r for r in rows if whole_number(r[TOKENS]) >= fraction * total)
         if row is not final and row not in chosen:
             chosen.append(row)
     chosen.append(final)
     return [
-        (path.stem, _integer(r[STEP]), params, _integer(r[TOKENS]), r[LOSS].strip()) for r in chosen
+        (path.stem, whole_number(r[STEP]), params, whole_number(r[TOKENS]), r[LOSS].strip())
+        for r in chosen
     ]
 
 

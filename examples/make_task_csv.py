@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
+
+# The same runs as runs.csv, read the same way (run as a script, examples/ is on the path).
+from make_runs_csv import HERE, LOSS, SOURCE, STEP, TOKENS, ladder_files, whole_number
 
 from planner.errors import InvalidInput
 from planner.tasks import TaskColumns, task
 
-HERE = Path(__file__).resolve().parent
-SOURCE = HERE.parent.parent / "shared" / "data" / "olmo_ladder"
-LOSS = "eval/c4_en-validation/CrossEntropyLoss"
-TOKENS = "throughput/total_tokens"
-STEP = "_step"
 # planner.tasks names of MMLU, HellaSwag, PIQA, Social IQa, ARC-Easy and ARC-Challenge.
 TASK_NAMES = (
     "mmlu_avg_test",
@@ -51,24 +48,6 @@ def header() -> list[str]:
     return ["run_id", "step", "params", "tokens", "loss", *metrics]
 
 
-def _integer(text: str) -> int:
-    value = float(text)
-    if not value.is_integer():
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(value)
-
-
-def ladder_files(source: Path) -> list[tuple[Path, int]]:
-    """(evaluation file, parameter count n) of every training run final.json lists."""
-    config = json.loads((source / "final.json").read_text())
-    return [
-        (source / Path(path).name, int(rung["n"]))
-        for rung in config.values()
-        if rung["mode"] == "train"
-        for path in rung["paths"]
-    ]
-
-
 def _cell(columns: TaskColumns, row: dict[str, float], accuracy: bool) -> str:
     """A task's loss or accuracy at one evaluation; empty (not measured) if a column is."""
     try:
@@ -82,11 +61,11 @@ def run_rows(path: Path, params: int) -> Iterator[list[object]]:
     """Every evaluation of one run with a C4 loss, by step."""
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r[LOSS].strip()]
-    rows.sort(key=lambda r: _integer(r[STEP]))
+    rows.sort(key=lambda r: whole_number(r[STEP]))
     for row in rows:
         values = {k: float(v) for k, v in row.items() if v.strip()}
         metrics = [_cell(t, values, accuracy) for t in tasks() for accuracy in (False, True)]
-        step, tokens = _integer(row[STEP]), _integer(row[TOKENS])
+        step, tokens = whole_number(row[STEP]), whole_number(row[TOKENS])
         yield [path.stem, step, params, tokens, row[LOSS].strip(), *metrics]
 
 
