@@ -116,10 +116,11 @@ class FitJob:
             return replace(job, base=base, method="huber")
         return replace(job, base=base)
 
-    def _validated_bnsl(self) -> FitJob:
-        if self.method not in ("auto", "bnsl"):
+    def _check_single_method(self, method: str) -> None:
+        """Forms fitted one way, without the Chinchilla options: `method` (or "auto") only."""
+        if self.method not in ("auto", method):
             raise InvalidInput(
-                "method", f"a {self.form} law is fitted by method 'bnsl' (or 'auto'), not "
+                "method", f"a {self.form} law is fitted by method {method!r} (or 'auto'), not "
                 f"{self.method!r}"
             )  # fmt: skip
         if not self.options.is_default:
@@ -128,6 +129,9 @@ class FitJob:
                 f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
                 f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
             )
+
+    def _validated_bnsl(self) -> FitJob:
+        self._check_single_method("bnsl")
         if len(self.selected) == 0:
             raise Infeasible("the family has no runs to fit", field="family")
         if self.breaks is not None and not 0 <= self.breaks <= MAX_BREAKS:
@@ -135,17 +139,7 @@ class FitJob:
         return replace(self, method="bnsl", checkpoints=self.checkpoints.validated())
 
     def _validated_compute_power(self) -> FitJob:
-        if self.method not in ("auto", "huber"):
-            raise InvalidInput(
-                "method", f"a {self.form} law is fitted by method 'huber' (or 'auto'), not "
-                f"{self.method!r}"
-            )  # fmt: skip
-        if not self.options.is_default:
-            raise InvalidInput(
-                "options",
-                f"tied exponents, fixed parameters and the over-estimate penalty apply to the "
-                f"{' and '.join(OPTION_FORMS)} forms, not {self.form!r}",
-            )
+        self._check_single_method("huber")
         if self.breaks is not None:
             raise InvalidInput("breaks", "applies only to the bnsl_* forms")
         if self.compute is not None and self.compute.shape != self.runs.params.shape:
