@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.domain import log
 from bench.stats import Summary, summarize, time_calls
+from bench.targets import TargetRow, target_table
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as pb_grpc
 from tests.service.server_process import ServerProcess
@@ -299,23 +300,13 @@ def run(quick: bool) -> BatchBench:
 # -- report ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    """One judged target (the fields of bench.report.TargetRow)."""
-
-    what: str
-    target: str
-    measured: str
-    met: bool | None
-
-
 def _duration(seconds: float) -> str:
     if seconds != seconds:  # NaN: nothing measured
         return "n/a"
     return f"{seconds * 1e3:.3g} ms" if seconds < 1.0 else f"{seconds:.3g} s"
 
 
-def targets(bench: BatchBench) -> list[Target]:
+def targets(bench: BatchBench) -> list[TargetRow]:
     handler = bench.rate("PlanComputeOptimalBatch", "handler")
     trip = bench.rate("PlanComputeOptimalBatch", "round trip")
     single = bench.rate("PlanComputeOptimal (single calls)", "handler")
@@ -332,15 +323,12 @@ def targets(bench: BatchBench) -> list[Target]:
         f"`PlanComputeOptimalBatch`, one call of {bench.counts.rows:,} closed-form budgets, "
         "server-side"
     )
-    return [Target(what, f">= {TARGET_PLANS_PER_SECOND:,.0f} plans/s", measured, met)]
+    return [TargetRow(what, f">= {TARGET_PLANS_PER_SECOND:,.0f} plans/s", measured, met)]
 
 
 def section(bench: BatchBench) -> list[str]:
     out = ["## Batch queries: PlanComputeOptimalBatch, PredictBatch", ""]
-    out += ["| what | target | measured | verdict |", "|---|---|---|---|"]
-    for row in targets(bench):
-        verdict = "not measured" if row.met is None else ("**met**" if row.met else "**missed**")
-        out.append(f"| {row.what} | {row.target} | {row.measured} | {verdict} |")
+    out += target_table(targets(bench))
     out.append("")
     out.append(
         "Rows per second: of the median call for batch calls; for single calls, calls / the "

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from bench.domain import log
 from bench.ladders import SHARED_DATA
 from bench.stats import Summary, summarize
+from bench.targets import TargetRow, target_table
 from planner.curves import Curve, MultiPowerLaw, fit_multi_power, prediction_errors, schedules
 from planner.curves.lr_annealing import AnnealingLaw
 from planner.curves.optimize import (
@@ -135,36 +136,28 @@ def run(quick: bool) -> CurvesBench:
     )
 
 
-@dataclass(frozen=True)
-class Target:
-    what: str
-    target: str
-    measured: str
-    met: bool | None
-
-
 def _seconds(timed: Timed) -> str:
     return f"{timed.seconds.median:.3g} s"
 
 
-def targets(bench: CurvesBench) -> list[Target]:
+def targets(bench: CurvesBench) -> list[TargetRow]:
     ratio = bench.exact.seconds.median / bench.compressed.seconds.median
     return [
-        Target(
+        TargetRow(
             "`fit_multi_power`, the 3 training curves of the 25M model",
             f"< {FIT_TARGET:g} s",
             f"{_seconds(bench.fit)} (held-out PredE {bench.fit_pred_e:.5f}; published "
             f"{PUBLISHED_PRED_E})",
             bench.fit.seconds.median < FIT_TARGET,
         ),
-        Target(
+        TargetRow(
             "Prediction, 1,000 points of a 100,000-step cosine",
             f"< {PREDICT_TARGET:g} s",
             f"{_seconds(bench.compressed)}; exact sum {_seconds(bench.exact)} ({ratio:.0f}x), "
             f"max relative difference {bench.max_relative_error:.1e}",
             bench.compressed.seconds.median < PREDICT_TARGET,
         ),
-        Target(
+        TargetRow(
             "Loss-optimal schedule, 24,000 steps (multi_power)",
             f"< {OPTIMAL_TARGET:g} s",
             f"{_seconds(bench.optimal)}; gain over cosine {bench.optimal_gain:.4f} nats/token",
@@ -175,10 +168,7 @@ def targets(bench: CurvesBench) -> list[Target]:
 
 def section(bench: CurvesBench) -> list[str]:
     out = ["## Loss curves and schedules", ""]
-    out += ["| what | target | measured | verdict |", "|---|---|---|---|"]
-    for row in targets(bench):
-        verdict = "not measured" if row.met is None else ("**met**" if row.met else "**missed**")
-        out.append(f"| {row.what} | {row.target} | {row.measured} | {verdict} |")
+    out += target_table(targets(bench))
     out.append("")
     out.append(
         "In-process, one BLAS thread, Luo et al.'s published 25M curves and parameters (shared "

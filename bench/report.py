@@ -42,6 +42,7 @@ from bench.serving import ServingBench
 from bench.serving import section as serving_section
 from bench.serving import targets as serving_targets
 from bench.stats import Summary
+from bench.targets import TargetRow, target_table, verdict
 
 KKT_TOLERANCE = 1e-6
 SPEEDUP_TARGET = 5.0
@@ -80,14 +81,6 @@ class BenchResults:
     curves: CurvesBench | None = None
 
 
-@dataclass(frozen=True)
-class TargetRow:
-    what: str
-    target: str
-    measured: str
-    met: bool | None
-
-
 def duration(seconds: float | None) -> str:
     """A latency with a unit that keeps three significant figures readable."""
     if seconds is None or math.isnan(seconds):
@@ -97,12 +90,6 @@ def duration(seconds: float | None) -> str:
     if abs(seconds) < 1.0:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds:.3g} s"
-
-
-def verdict(met: bool | None) -> str:
-    if met is None:
-        return "not measured"
-    return "**met**" if met else "**missed**"
 
 
 def _summary_cells(summary: Summary | None) -> str:
@@ -710,12 +697,6 @@ def scale_targets(bench: ScaleBench) -> list[TargetRow]:
     return rows
 
 
-def _target_table(rows: list[TargetRow]) -> list[str]:
-    out = ["| what | target | measured | verdict |", "|---|---|---|---|"]
-    out += [f"| {r.what} | {r.target} | {r.measured} | {verdict(r.met)} |" for r in rows]
-    return out
-
-
 def _method_cells(method: MethodScore, shown: bool, count: int) -> str:
     if not method.scored:
         blanks = " | ".join(["—"] * count) + " | " if shown else ""
@@ -790,7 +771,7 @@ def accuracy_section(bench: AccuracyBench) -> list[str]:
         "every rolling-origin fold, then the winner on all the training runs)."
     )
     out.append("")
-    out += _target_table(accuracy_targets(bench))
+    out += target_table(accuracy_targets(bench))
     out.append("")
     for index, data_set in enumerate(bench.sets):
         out += _data_set_section("abcdefgh"[index], data_set)
@@ -799,7 +780,7 @@ def accuracy_section(bench: AccuracyBench) -> list[str]:
 
 def scale_section(bench: ScaleBench) -> list[str]:
     out = ["## 6. Fitting at scale", ""]
-    out += _target_table(scale_targets(bench))
+    out += target_table(scale_targets(bench))
     out.append("")
     runs = bench.memory[0].runs if bench.memory else 0
     out.append(
@@ -902,7 +883,7 @@ def _codes(codes: dict[str, int]) -> str:
 def fuzz_section(bench: FuzzBench) -> list[str]:
     s = bench.settings
     out = ["## Fuzz: every RPC through a real server", ""]
-    out += _target_table(fuzz_targets(bench))
+    out += target_table(fuzz_targets(bench))
     out.append("")
     out.append(
         f"`bench/fuzz.py`: {bench.requests:,} requests drawn (derandomized, in "

@@ -55,6 +55,7 @@ from bench import (
 )
 from bench import batch as batch_queries
 from bench.domain import log
+from bench.targets import verdict
 from tests.service.server_process import ServerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -170,7 +171,7 @@ def run_sections(names: tuple[str, ...], quick: bool, output: Path | None) -> in
     fuzz_rows += report.serving_target_rows(serving_results) if serving_results else []
     fuzz_rows += report.curves_target_rows(curves_results) if curves_results else []
     for row in report.issue_targets(accuracy_results, scale_results) + fuzz_rows:
-        log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
+        log(f"  {verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0
 
 
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     issue_rows += report.serving_target_rows(serving_results)
     issue_rows += report.curves_target_rows(curves_results)
     for row in report.targets(results) + issue_rows:
-        log(f"  {report.verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
+        log(f"  {verdict(row.met).strip('*'):>12}  {row.what}: {row.measured}")
     return 0 if not note else 1
 
 

@@ -40,6 +40,7 @@ from bench import load
 from bench.domain import log
 from bench.service import closed_form_mix, expects_closed_form
 from bench.stats import Summary, jitter
+from bench.targets import TargetRow, target_table
 from planner_api.v1 import planner_pb2 as pb
 from planner_api.v1 import planner_pb2_grpc as rpc
 from server.store import Store
@@ -1108,16 +1109,6 @@ def _log_flood(result: Flood) -> None:
 # -- report ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    """One judged target (the fields of bench.report.TargetRow)."""
-
-    what: str
-    target: str
-    measured: str
-    met: bool | None
-
-
 def _ms(seconds: float | None) -> str:
     if seconds is None or seconds != seconds:
         return "n/a"
@@ -1139,8 +1130,8 @@ def _p99(values: list[float | None]) -> float:
     return float(np.percentile([np.inf if v is None else v for v in values], 99.0))
 
 
-def targets(bench: ServingBench) -> list[Target]:
-    rows: list[Target] = []
+def targets(bench: ServingBench) -> list[TargetRow]:
+    rows: list[TargetRow] = []
     plans = bench.plans
     if plans is not None and plans.capped(True):
         p99s = [p.load.latency.p99 for p in plans.capped(True)]
@@ -1148,7 +1139,7 @@ def targets(bench: ServingBench) -> list[Target]:
         errors = sum(p.load.error_count + p.load.wrong_path for p in plans.capped(True))
         value = _median(p99s)
         rows.append(
-            Target(
+            TargetRow(
                 "capped `PlanComputeOptimal` p99 while two bootstrap fits run",
                 f"< {PLAN_P99_TARGET * 1e3:g} ms",
                 f"{_ms(value)} (median of {len(p99s)} rounds' p99; worst {_ms(max(p99s))}; idle "
@@ -1159,7 +1150,7 @@ def targets(bench: ServingBench) -> list[Target]:
         ratios = plans.ratios("capped")
         ratio = _median(ratios)
         rows.append(
-            Target(
+            TargetRow(
                 "capped-plan throughput with two bootstrap fits running / idle",
                 f">= {THROUGHPUT_TARGET:.0%}",
                 f"{ratio:.0%} (median of {len(ratios)} rounds: "
@@ -1180,7 +1171,7 @@ def targets(bench: ServingBench) -> list[Target]:
         from_seen = _p99([t.from_seen for t in valid])
         from_event = _p99([t.from_event for t in valid])
         rows.append(
-            Target(
+            TargetRow(
                 f"{kind}: from when {seen} until no fit worker computes",
                 f"p99 < {IDLE_TARGET:g} s",
                 f"p99 {_ms(from_seen)}, p50 {_ms(_median_delay(valid, 'seen'))}; from "
@@ -1196,7 +1187,7 @@ def targets(bench: ServingBench) -> list[Target]:
         worst_exit = max((np.inf if e is None else e) for e in exits)
         worst_tree = max((np.inf if e is None else e) for e in trees)
         rows.append(
-            Target(
+            TargetRow(
                 "SIGTERM with a fit operation running: server exit, and its last descendant's",
                 f"< grace + {EXIT_MARGIN:g} s = {limit:g} s",
                 f"worst exit {_ms(worst_exit)}, worst descendants gone {_ms(worst_tree)} over "
@@ -1206,7 +1197,7 @@ def targets(bench: ServingBench) -> list[Target]:
         )
         states = Counter(t.state for t in bench.shutdowns)
         rows.append(
-            Target(
+            TargetRow(
                 "the running operation after SIGTERM (store)",
                 "INTERRUPTED, attempt 1",
                 ", ".join(f"{s} {n}" for s, n in states.items()),
@@ -1215,7 +1206,7 @@ def targets(bench: ServingBench) -> list[Target]:
         )
         resumed = next((t.resumed for t in bench.shutdowns if t.resumed), None)
         rows.append(
-            Target(
+            TargetRow(
                 "a new server on the same database resumes it",
                 "RUNNING again, attempt 2",
                 "not measured"
@@ -1232,7 +1223,7 @@ def targets(bench: ServingBench) -> list[Target]:
         during = result.phase("flood")
         ok = [h for h in during if h.code == "SERVING" and h.seconds < HEALTH_TIMEOUT]
         rows.append(
-            Target(
+            TargetRow(
                 f"health Check during {result.connections} never-reading ListRuns clients",
                 f"every check answered SERVING within {HEALTH_TIMEOUT:g} s",
                 f"{len(ok)} of {len(during)}"
@@ -1250,7 +1241,7 @@ def targets(bench: ServingBench) -> list[Target]:
             else f"; {growth / result.answering / 2**20:.1f} MiB per held answer"
         )
         rows.append(
-            Target(
+            TargetRow(
                 "server RSS during that flood (the issue saw 296 MiB → 2.08 GiB)",
                 f"bounded: < {_mib(ISSUE_RSS)}, at most {MAX_CONCURRENT_RPCS} answers held "
                 "(PLANNER_MAX_CONCURRENT_RPCS)",
@@ -1288,10 +1279,7 @@ def _summary(summary: Summary) -> str:
 
 def section(bench: ServingBench) -> list[str]:
     out = ["## Serving: plans beside fits, deadlines, shutdown", ""]
-    out += ["| what | target | measured | verdict |", "|---|---|---|---|"]
-    for row in targets(bench):
-        verdict = "not measured" if row.met is None else ("**met**" if row.met else "**missed**")
-        out.append(f"| {row.what} | {row.target} | {row.measured} | {verdict} |")
+    out += target_table(targets(bench))
     out.append("")
     out.append(
         "`bench/serving.py`, each part through `planner-server` subprocesses on 127.0.0.1 with "
