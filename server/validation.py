@@ -8,8 +8,7 @@ import json
 import re
 
 from planner.errors import InvalidInput
-from planner.forms import ALL_FORMS
-from planner.tasks.stored import TASK_FORM_PREFIX, is_task_form
+from planner.forms import form_kind
 from planner.validation import finite, optional_positive, positive
 from planner_api.v1 import planner_pb2 as pb
 from server.store.records import RunRecord
@@ -65,13 +64,9 @@ def convention(field: str, value: int) -> str:
 
 
 def law_form(field: str, form: str, optional: bool = False) -> str:
-    """A known law form name ("" allowed when `optional`: the family's default form); task
-    forms are per task ("task_link:<task>"), so checked by shape, not listed."""
-    if (form or not optional) and form not in ALL_FORMS and not is_task_form(form):
-        raise InvalidInput(
-            field,
-            f"unknown law form {form!r}; known: {sorted(ALL_FORMS)} and {TASK_FORM_PREFIX}<task>",
-        )
+    """A known law form name ("" allowed when `optional`: the family's default form)."""
+    if form or not optional:
+        form_kind(form, field)  # names the known forms when it is none of them
     return form
 
 
